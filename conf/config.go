@@ -64,7 +64,7 @@ type Upstream struct {
 	MaxPerDay    int      `toml:"max_per_day"`
 	// Password is resolved at load time from PasswordFile or the systemd
 	// credential "smarthost"; never logged, never in TOML.
-	Password string `toml:"-"`
+	Password string `toml:"-" json:"-"`
 }
 
 // Queue tunes retries and expiry.

@@ -1,0 +1,121 @@
+package conf
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// resolver is the part of *net.Resolver used to find the host's FQDN.
+type resolver interface {
+	LookupCNAME(ctx context.Context, host string) (string, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+}
+
+// env is everything outside the config file that loading depends on, so
+// tests can replace it.
+type env struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+	hostname func() (string, error)
+	resolver resolver
+}
+
+func osEnv() env {
+	return env{
+		getenv:   os.Getenv,
+		readFile: os.ReadFile,
+		hostname: os.Hostname,
+		resolver: net.DefaultResolver,
+	}
+}
+
+// Default returns the built-in configuration: listen on loopback, relay for
+// loopback, no smarthost (mail is held in the queue), hostname = the host's
+// FQDN.
+func Default() *Config {
+	c := defaults()
+	c.Hostname = osEnv().fqdn()
+	return c
+}
+
+// defaults is Default without the hostname, which costs a DNS lookup.
+func defaults() *Config {
+	return &Config{
+		StateDir: "/var/spool/relayd",
+		Listen: Listen{
+			SMTP:                []string{"127.0.0.1:25", "[::1]:25"},
+			RelayNetworks:       []string{"127.0.0.0/8", "::1/128"},
+			MaxMessageBytes:     26214400,
+			MaxRecipients:       100,
+			IdleTimeout:         Duration{5 * time.Minute},
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 50,
+		},
+		Upstream: Upstream{
+			TLS:     TLSStartTLS,
+			Timeout: Duration{2 * time.Minute},
+		},
+		Queue: Queue{
+			MinBackoff:   Duration{5 * time.Minute},
+			MaxBackoff:   Duration{time.Hour},
+			MaxAge:       Duration{5 * Day},
+			DelayWarning: Duration{4 * time.Hour},
+			Concurrency:  4,
+			MinFreeBytes: 64 << 20,
+		},
+		Log: Log{Format: "text", Level: "info"},
+	}
+}
+
+// Values of Upstream.TLS.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+	TLSNone     = "none"
+)
+
+// fqdn returns the host's fully qualified name: os.Hostname if it has a dot,
+// else its canonical name from the resolver (CNAME, then the reverse name of
+// its addresses, as `hostname -f` does), else the bare name, else
+// "localhost".
+func (e env) fqdn() string {
+	h, err := e.hostname()
+	h = strings.TrimSuffix(h, ".")
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	if strings.Contains(h, ".") {
+		return h
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	qualifies := func(name string) (string, bool) {
+		name = strings.TrimSuffix(name, ".")
+		return name, strings.HasPrefix(strings.ToLower(name), strings.ToLower(h)+".")
+	}
+	if cname, err := e.resolver.LookupCNAME(ctx, h); err == nil {
+		if name, ok := qualifies(cname); ok {
+			return name
+		}
+	}
+	addrs, err := e.resolver.LookupHost(ctx, h)
+	if err != nil {
+		return h
+	}
+	for _, a := range addrs {
+		names, err := e.resolver.LookupAddr(ctx, a)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if name, ok := qualifies(n); ok {
+				return name
+			}
+		}
+	}
+	return h
+}

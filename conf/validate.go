@@ -1,0 +1,283 @@
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Validate checks c and reports every problem found, each naming its key
+// (with the index for arrays, e.g. "users[1].password_hash").
+//
+// Validate also normalises and resolves, so that a validated Config is ready
+// to use: bare IPs in listen.relay_networks become /32 or /128 prefixes, and
+// when upstream.username is set, Upstream.Password is read from
+// upstream.password_file or the systemd credential "smarthost" in
+// $CREDENTIALS_DIRECTORY.
+func (c *Config) Validate() Errors { return c.validate(osEnv()) }
+
+func (c *Config) validate(e env) Errors {
+	var errs Errors
+	if c.Hostname == "" {
+		errs.add("hostname", "must not be empty")
+	} else if !validDNSName(c.Hostname) {
+		errs.add("hostname", "%q is not a valid DNS name", c.Hostname)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		errs.add("state_dir", "%q is not an absolute path", c.StateDir)
+	}
+	c.Listen.check(&errs, len(c.Users))
+	c.checkUsers(&errs)
+	c.Upstream.check(&errs, e)
+	c.Queue.check(&errs)
+	c.checkDKIM(&errs)
+	for _, f := range []struct{ key, v string }{{"rewrite.admin", c.Rewrite.Admin}, {"rewrite.sender", c.Rewrite.Sender}} {
+		if f.v != "" {
+			if err := checkAddrSpec(f.v); err != nil {
+				errs.add(f.key, "%w", err)
+			}
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if _, err := checkHostPort(c.Metrics.Listen, true, 0); err != nil {
+			errs.add("metrics.listen", "%w", err)
+		}
+	}
+	checkEnum(&errs, "log.format", c.Log.Format, "text", "json")
+	checkEnum(&errs, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	return errs
+}
+
+func checkEnum(errs *Errors, key, v string, allowed ...string) {
+	if !slices.Contains(allowed, v) {
+		errs.add(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+}
+
+func (l *Listen) check(errs *Errors, users int) {
+	for _, list := range []struct {
+		key   string
+		addrs []string
+	}{{"listen.smtp", l.SMTP}, {"listen.submission", l.Submission}, {"listen.submissions", l.Submissions}} {
+		for i, a := range list.addrs {
+			if _, err := checkHostPort(a, true, 0); err != nil {
+				errs.add(fmt.Sprintf("%s[%d]", list.key, i), "%w", err)
+			}
+		}
+	}
+	for i, n := range l.RelayNetworks {
+		p, err := parseNet(n)
+		if err != nil {
+			errs.add(fmt.Sprintf("listen.relay_networks[%d]", i), "%w", err)
+			continue
+		}
+		l.RelayNetworks[i] = p.String()
+	}
+	if (l.TLSCert == "") != (l.TLSKey == "") {
+		errs.add("listen.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	for _, list := range []struct {
+		key   string
+		addrs []string
+	}{{"listen.submission", l.Submission}, {"listen.submissions", l.Submissions}} {
+		if len(list.addrs) == 0 {
+			continue
+		}
+		if l.TLSCert == "" || l.TLSKey == "" {
+			errs.add(list.key, "requires listen.tls_cert and listen.tls_key (AUTH is only offered over TLS)")
+		}
+		if users == 0 {
+			errs.add(list.key, "requires at least one [[users]] account (AUTH is mandatory there)")
+		}
+	}
+	if l.MaxMessageBytes <= 0 {
+		errs.add("listen.max_message_bytes", "must be greater than 0")
+	}
+	if l.MaxRecipients <= 0 {
+		errs.add("listen.max_recipients", "must be greater than 0")
+	}
+	if l.IdleTimeout.Duration <= 0 {
+		errs.add("listen.idle_timeout", "must be greater than 0")
+	}
+	if l.MaxConnections <= 0 {
+		errs.add("listen.max_connections", "must be greater than 0")
+	}
+	if l.MaxConnectionsPerIP <= 0 {
+		errs.add("listen.max_connections_per_ip", "must be greater than 0")
+	}
+}
+
+func (c *Config) checkUsers(errs *Errors) {
+	seen := map[string]int{}
+	for i, u := range c.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		switch {
+		case u.Name == "":
+			errs.add(key+".name", "must not be empty")
+		case strings.ContainsFunc(u.Name, isSpaceOrControl):
+			errs.add(key+".name", "%q contains spaces or control characters", u.Name)
+		default:
+			if j, dup := seen[u.Name]; dup {
+				errs.add(key+".name", "%q is already used by users[%d]", u.Name, j)
+			} else {
+				seen[u.Name] = i
+			}
+		}
+		if err := checkBcrypt(u.PasswordHash); err != nil {
+			errs.add(key+".password_hash", "%w", err)
+		}
+		if len(u.Senders) == 0 {
+			errs.add(key+".senders", `must list at least one envelope sender pattern, e.g. "*@example.com"`)
+		}
+		for j, s := range u.Senders {
+			if s == "" || strings.ContainsFunc(s, isSpaceOrControl) {
+				errs.add(fmt.Sprintf("%s.senders[%d]", key, j), "%q is not a sender pattern (e.g. \"*@example.com\", \"app@example.com\")", s)
+			}
+		}
+	}
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+func checkBcrypt(h string) error {
+	if !strings.HasPrefix(h, "$2a$") && !strings.HasPrefix(h, "$2b$") && !strings.HasPrefix(h, "$2y$") {
+		return errors.New("is not a bcrypt hash ($2a$, $2b$ or $2y$; e.g. htpasswd -nbBC 12 \"\" PASSWORD)")
+	}
+	if _, err := bcrypt.Cost([]byte(h)); err != nil {
+		return fmt.Errorf("is not a valid bcrypt hash: %w", err)
+	}
+	return nil
+}
+
+func (u *Upstream) check(errs *Errors, e env) {
+	checkEnum(errs, "upstream.tls", u.TLS, TLSStartTLS, TLSImplicit, TLSNone)
+	clear := u.TLS == TLSNone
+	if u.Address != "" {
+		host, err := checkHostPort(u.Address, false, 1)
+		if err != nil {
+			errs.add("upstream.address", "%w", err)
+		} else if clear && !isLoopback(host) {
+			errs.add("upstream.tls", `"none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
+		}
+	} else if len(u.Fallback) > 0 {
+		errs.add("upstream.fallback", "is set but upstream.address is empty")
+	}
+	for i, f := range u.Fallback {
+		key := fmt.Sprintf("upstream.fallback[%d]", i)
+		host, err := checkHostPort(f, false, 1)
+		if err != nil {
+			errs.add(key, "%w", err)
+		} else if clear && !isLoopback(host) {
+			errs.add(key, `tls = "none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
+		}
+	}
+	if u.Timeout.Duration <= 0 {
+		errs.add("upstream.timeout", "must be greater than 0")
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"upstream.max_per_minute", u.MaxPerMinute}, {"upstream.max_per_hour", u.MaxPerHour}, {"upstream.max_per_day", u.MaxPerDay}} {
+		if f.n < 0 {
+			errs.add(f.key, "must be 0 (no limit) or more")
+		}
+	}
+	u.resolvePassword(errs, e)
+}
+
+// resolvePassword fills u.Password from password_file, else from the
+// systemd credential "smarthost", removing one trailing newline.
+func (u *Upstream) resolvePassword(errs *Errors, e env) {
+	if u.Username == "" {
+		if u.PasswordFile != "" {
+			errs.add("upstream.password_file", "is set but upstream.username is empty")
+		}
+		return
+	}
+	read := func(path string) (string, error) {
+		b, err := e.readFile(path)
+		if err != nil {
+			return "", err
+		}
+		pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if pw == "" {
+			return "", fmt.Errorf("%s is empty", path)
+		}
+		return pw, nil
+	}
+	if u.PasswordFile != "" {
+		pw, err := read(u.PasswordFile)
+		if err != nil {
+			errs.add("upstream.password_file", "cannot read the smarthost password: %w", err)
+			return
+		}
+		u.Password = pw
+		return
+	}
+	if dir := e.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		pw, err := read(filepath.Join(dir, "smarthost"))
+		switch {
+		case err == nil:
+			u.Password = pw
+			return
+		case !errors.Is(err, fs.ErrNotExist):
+			errs.add("upstream.username", "cannot read the systemd credential \"smarthost\": %w", err)
+			return
+		}
+	}
+	if u.Password == "" {
+		errs.add("upstream.username", `is set but there is no password: set upstream.password_file, or pass the systemd credential "smarthost" (LoadCredential=smarthost:/path)`)
+	}
+}
+
+func (q *Queue) check(errs *Errors) {
+	if q.MinBackoff.Duration <= 0 {
+		errs.add("queue.min_backoff", "must be greater than 0")
+	}
+	if q.MaxBackoff.Duration < q.MinBackoff.Duration {
+		errs.add("queue.max_backoff", "%s is less than queue.min_backoff (%s)", q.MaxBackoff, q.MinBackoff)
+	}
+	if q.MaxAge.Duration <= 0 {
+		errs.add("queue.max_age", "must be greater than 0")
+	}
+	if q.DelayWarning.Duration < 0 {
+		errs.add("queue.delay_warning", "must be 0 (no warning) or more")
+	}
+	if q.Concurrency < 1 || q.Concurrency > 64 {
+		errs.add("queue.concurrency", "%d is not from 1 to 64", q.Concurrency)
+	}
+	if q.MinFreeBytes < 0 {
+		errs.add("queue.min_free_bytes", "must be 0 or more")
+	}
+}
+
+func (c *Config) checkDKIM(errs *Errors) {
+	seen := map[string]int{}
+	for i, k := range c.DKIM {
+		key := fmt.Sprintf("dkim[%d]", i)
+		if k.Domain == "" {
+			errs.add(key+".domain", "must not be empty")
+		} else if !validDNSName(k.Domain) {
+			errs.add(key+".domain", "%q is not a valid DNS name", k.Domain)
+		}
+		if k.Selector == "" {
+			errs.add(key+".selector", "must not be empty")
+		} else if !validDNSName(k.Selector) {
+			errs.add(key+".selector", "%q is not a valid selector (letters, digits, hyphens, dots)", k.Selector)
+		}
+		if k.KeyFile == "" {
+			errs.add(key+".key_file", "must not be empty (create one with: relayd dkim keygen)")
+		}
+		id := strings.ToLower(k.Selector + "._domainkey." + k.Domain)
+		if j, dup := seen[id]; dup && k.Domain != "" && k.Selector != "" {
+			errs.add(key, "domain %q with selector %q is already configured in dkim[%d]", k.Domain, k.Selector, j)
+		} else {
+			seen[id] = i
+		}
+	}
+}

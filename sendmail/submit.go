@@ -1,0 +1,222 @@
+package sendmail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// DefaultTimeout bounds each read and write on the daemon's socket.
+const DefaultTimeout = 2 * time.Minute
+
+// Submitter hands messages to the daemon, or to the maildrop when the
+// daemon is not running.
+type Submitter struct {
+	StateDir string // the daemon's state_dir
+	// Dial connects to the daemon's Unix socket; nil means net.Dialer.
+	Dial func(ctx context.Context, path string) (net.Conn, error)
+	// Timeout bounds every read and write on the socket (idle deadline);
+	// 0 means DefaultTimeout.
+	Timeout time.Duration
+	// MaxBytes, when > 0, is the largest message accepted; a bigger one is
+	// refused with exit 69 and nothing is queued.
+	MaxBytes int64
+	// Stderr, when set (sendmail -v), receives the SMTP dialogue and the outcome.
+	Stderr io.Writer
+	// Logf, when set, receives debug lines.
+	Logf func(format string, args ...any)
+}
+
+// SocketPath is where the daemon listens for local submissions.
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, "public", "submit.sock") }
+
+// DropDir is the maildrop directory.
+func DropDir(stateDir string) string { return filepath.Join(stateDir, "maildrop") }
+
+// Submit delivers one message. It tries the daemon's socket; when that is
+// absent (ENOENT) or refuses connections (ECONNREFUSED: daemon down) the
+// message goes to the maildrop. The returned error is an *ExitError.
+func (s *Submitter) Submit(ctx context.Context, env Envelope, msg io.Reader) error {
+	if err := env.validate(); err != nil {
+		return exitf(ExUsage, err, "invalid envelope")
+	}
+	if s.MaxBytes > 0 {
+		msg = &limitReader{r: msg, left: s.MaxBytes}
+	}
+	conn, err := s.dial(ctx)
+	if err != nil {
+		if !daemonDown(err) {
+			return exitf(ExTempFail, err, "cannot connect to relayd at %s", SocketPath(s.StateDir))
+		}
+		s.logf("daemon not reachable (%v), using maildrop", err)
+		name, derr := WriteDrop(DropDir(s.StateDir), env, msg)
+		if derr != nil {
+			return derr
+		}
+		s.say("relayd is not running; message stored in maildrop as %s, it will be sent when the daemon starts", name)
+		return nil
+	}
+	return s.sendSMTP(ctx, conn, env, msg)
+}
+
+func (s *Submitter) dial(ctx context.Context) (net.Conn, error) {
+	path := SocketPath(s.StateDir)
+	if s.Dial != nil {
+		return s.Dial(ctx, path)
+	}
+	var d net.Dialer
+	d.Timeout = s.timeout()
+	return d.DialContext(ctx, "unix", path)
+}
+
+// daemonDown reports errors that mean "no daemon": the socket file is
+// missing, or nothing listens on it.
+func daemonDown(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)
+}
+
+func (s *Submitter) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return DefaultTimeout
+}
+
+// sendSMTP runs one SMTP transaction on conn. Any RCPT refusal aborts the
+// whole transaction (nothing queued), so the caller's exit status speaks for
+// the entire message.
+func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, msg io.Reader) error {
+	dc := &deadlineConn{Conn: conn, d: s.timeout()}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+
+	c := smtp.NewClient(dc)
+	c.CommandTimeout = s.timeout()
+	c.SubmissionTimeout = s.timeout()
+	if s.Stderr != nil {
+		c.DebugWriter = s.Stderr
+	}
+	if err := c.Hello("localhost"); err != nil {
+		return smtpExit(err, "EHLO")
+	}
+	mo := &smtp.MailOptions{Return: smtp.DSNReturn(env.Ret), EnvelopeID: env.EnvID}
+	if err := c.Mail(env.From, mo); err != nil {
+		return smtpExit(err, fmt.Sprintf("MAIL FROM:<%s>", env.From))
+	}
+	var ro *smtp.RcptOptions
+	if env.Notify != "" {
+		ro = &smtp.RcptOptions{}
+		for _, n := range strings.Split(env.Notify, ",") {
+			ro.Notify = append(ro.Notify, smtp.DSNNotify(n))
+		}
+	}
+	for _, r := range env.Rcpts {
+		if err := c.Rcpt(r, ro); err != nil {
+			return smtpExit(err, fmt.Sprintf("RCPT TO:<%s>", r))
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return smtpExit(err, "DATA")
+	}
+	if _, err := io.Copy(w, msg); err != nil {
+		// Abort without the final dot: closing the connection mid-DATA
+		// makes the daemon discard the message.
+		conn.Close()
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return ee
+		}
+		return exitf(ExTempFail, err, "sending message to relayd")
+	}
+	if err := w.Close(); err != nil {
+		return smtpExit(err, "end of DATA")
+	}
+	s.say("message accepted by relayd")
+	c.Quit() // the message is queued; a failing QUIT changes nothing
+	return nil
+}
+
+// smtpExit maps a daemon reply or a transport error to an exit code:
+// 4xx and network trouble are temporary (75); 5xx to RCPT is an unknown
+// addressee (67); other 5xx are permanent refusals (69).
+func smtpExit(err error, cmd string) *ExitError {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return exitf(ExTempFail, err, "relayd connection failed at %s", cmd)
+	}
+	code := ExUnavailable
+	switch {
+	case se.Code >= 400 && se.Code < 500:
+		code = ExTempFail
+	case se.Code == 552 || se.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
+		code = ExUnavailable
+	case strings.HasPrefix(cmd, "RCPT"):
+		code = ExNoUser
+	}
+	return &ExitError{Code: code, Msg: fmt.Sprintf("relayd refused %s: %d %d.%d.%d %s", cmd,
+		se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)}
+}
+
+func (s *Submitter) say(format string, args ...any) {
+	if s.Stderr != nil {
+		fmt.Fprintf(s.Stderr, "sendmail: "+format+"\n", args...)
+	}
+}
+
+func (s *Submitter) logf(format string, args ...any) {
+	if s.Logf != nil {
+		s.Logf(format, args...)
+	}
+}
+
+// deadlineConn refreshes an idle deadline before every read and write, so
+// a stuck daemon cannot hang the caller (go-smtp sets no deadline on the
+// DATA body writes).
+type deadlineConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.d))
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.d))
+	return c.Conn.Write(p)
+}
+
+// SetDeadline etc. are ignored: go-smtp's own deadlines (and its reset to
+// "no deadline" after DATA) would otherwise override the idle deadline.
+func (c *deadlineConn) SetDeadline(time.Time) error      { return nil }
+func (c *deadlineConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
+
+// limitReader fails with exit 69 once more than left bytes were read.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		// Postfix's sendmail exits 69 (EX_UNAVAILABLE) with "message file
+		// too big"; callers such as PHP and cron already know that status.
+		return 0, exitf(ExUnavailable, nil, "message file too big")
+	}
+	return n, err
+}

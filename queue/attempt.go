@@ -1,0 +1,252 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relayd/maillog"
+)
+
+// transport is what one attempt says about the smarthost.
+type transport int
+
+const (
+	transportUnknown transport = iota // no delivery was tried
+	transportUp                       // Deliver returned without error
+	transportDown                     // Deliver returned an error
+)
+
+// attempt runs one pass over a claimed message and updates the transport
+// state from its result.
+func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool) {
+	tr := q.work(ctx, e, d)
+	s := &q.s
+	s.mu.Lock()
+	s.inflight--
+	if probe {
+		s.probing = false
+	}
+	switch tr {
+	case transportUp:
+		if s.down {
+			s.down = false
+			n := s.allDueLocked(q.now())
+			q.log.Info("queue: smarthost is back, deferred backlog is due now", "messages", n)
+		}
+	case transportDown:
+		if !s.down {
+			q.log.Warn("queue: smarthost unreachable, probing with one message at a time")
+		}
+		s.down = true
+	}
+	s.mu.Unlock()
+	s.kick()
+}
+
+// work does one pass: expire or deliver, then notices, then persist and
+// reschedule or remove. It always ends the claim on e.
+func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
+	m, err := q.readMetaID(e.id)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			q.s.mu.Lock()
+			q.s.dropLocked(e)
+			q.s.mu.Unlock()
+			return transportUnknown
+		}
+		q.log.Error("queue: cannot read meta, will retry", "id", e.id, "err", err)
+		q.settle(e, nil, q.now().Add(q.cfg.MinBackoff))
+		return transportUnknown
+	}
+	q.s.mu.Lock()
+	skip := e.held || e.del
+	q.s.mu.Unlock()
+	if skip {
+		q.settle(e, m, m.NextAttempt)
+		return transportUnknown
+	}
+	now := q.now()
+	tr := transportUnknown
+	if hasPending(m) {
+		if now.Sub(m.Arrival) >= q.cfg.MaxAge {
+			q.expire(m, now)
+		} else {
+			var ok bool
+			tr, ok = q.deliver(ctx, m, d, now)
+			if !ok {
+				q.settle(e, nil, now.Add(q.cfg.MinBackoff))
+				return tr
+			}
+		}
+	}
+	outstanding := q.notices(ctx, m, now)
+	if !hasPending(m) && !outstanding {
+		if err := q.removeMessage(m.ID); err != nil {
+			q.log.Error("queue: cannot remove finished message", "id", m.ID, "err", err)
+			q.settle(e, m, now.Add(q.cfg.MinBackoff))
+			return tr
+		}
+		q.s.mu.Lock()
+		q.s.dropLocked(e)
+		q.s.mu.Unlock()
+		return tr
+	}
+	next := m.NextAttempt
+	if !hasPending(m) || next.Before(now) { // only notices left to retry
+		next = now.Add(q.cfg.MinBackoff)
+	}
+	if exp := m.Arrival.Add(q.cfg.MaxAge); hasPending(m) && next.After(exp) {
+		next = exp // expire on time, not up to MaxBackoff late
+	}
+	m.NextAttempt = next
+	q.persist(e, m, next)
+	return tr
+}
+
+// deliver persists the attempt, calls the Deliverer and applies the
+// outcome to m. ok is false when the attempt could not be persisted (and
+// so was not made).
+func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time) (tr transport, ok bool) {
+	// Invariant 4: attempts and the retry time reach the disk first.
+	m.Attempts++
+	m.LastAttempt = now
+	m.NextAttempt = now.Add(q.backoff(m.Attempts))
+	if err := q.writeMeta(m); err != nil {
+		q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
+		return transportUnknown, false
+	}
+	var idx []int
+	dl := &Delivery{ID: m.ID, From: m.From, Ret: m.Ret, EnvID: m.EnvID, UTF8: m.UTF8,
+		Body: m.Envelope.Body, Size: m.Size, Open: q.opener(m)}
+	for i, r := range m.Rcpts {
+		if r.State == Pending {
+			idx = append(idx, i)
+			dl.Rcpts = append(dl.Rcpts, r)
+		}
+	}
+	out, err := d.Deliver(ctx, dl)
+	delay := q.now().Sub(m.Arrival)
+	if err != nil {
+		reply := oneLine(err.Error())
+		for _, i := range idx {
+			r := &m.Rcpts[i]
+			r.LastReply, r.Updated = reply, now
+			maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
+				Delay: delay, Reply: reply})
+		}
+		return transportDown, true
+	}
+	if out.Relay != "" {
+		m.RemoteMTA = out.Relay
+	}
+	for k, i := range idx {
+		r := &m.Rcpts[i]
+		var se *smtp.SMTPError
+		if k < len(out.Rcpts) {
+			se = out.Rcpts[k]
+		} else {
+			se = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+				Message: "deliverer returned no outcome for this recipient"}
+		}
+		r.Updated = now
+		ev := maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Relay: out.Relay, Delay: delay}
+		switch {
+		case se == nil || se.Code/100 == 2:
+			r.State, r.LastReply = Sent, ""
+			if se != nil {
+				r.LastReply = formatReply(se)
+			}
+			// The smarthost took over DSN duties: no relayed notice from us.
+			r.Notified = out.DSNPassed
+			ev.Status, ev.DSN, ev.Reply = maillog.Sent, "2.0.0", r.LastReply
+		case se.Code/100 == 5:
+			r.State, r.LastReply = Failed, formatReply(se)
+			ev.Status, ev.DSN, ev.Reply = maillog.Failed, enhanced(se), r.LastReply
+		default:
+			r.LastReply = formatReply(se)
+			ev.Status, ev.DSN, ev.Reply = maillog.Deferred, enhanced(se), r.LastReply
+		}
+		maillog.Log(q.log, ev)
+	}
+	return transportUp, true
+}
+
+// expire fails every pending recipient with its last reply.
+func (q *Queue) expire(m *Meta, now time.Time) {
+	for i := range m.Rcpts {
+		r := &m.Rcpts[i]
+		if r.State != Pending {
+			continue
+		}
+		if r.LastReply == "" {
+			r.LastReply = "451 4.4.7 message expired before it could be delivered"
+		}
+		r.State, r.Updated = Failed, now
+		// RFC 3463 4.4.7: delivery time expired.
+		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Expired,
+			Delay: now.Sub(m.Arrival), DSN: "4.4.7", Reply: r.LastReply})
+	}
+}
+
+// backoff is min(MaxBackoff, MinBackoff*2^(attempts-1)) times a jitter
+// factor in [0.9, 1.1), in floating point (no integer truncation).
+func (q *Queue) backoff(attempts int) time.Duration {
+	base := float64(q.cfg.MinBackoff) * math.Pow(2, float64(max(attempts, 1)-1))
+	base = math.Min(base, float64(q.cfg.MaxBackoff))
+	return time.Duration(base * (0.9 + 0.2*q.rand()))
+}
+
+func hasPending(m *Meta) bool {
+	for _, r := range m.Rcpts {
+		if r.State == Pending {
+			return true
+		}
+	}
+	return false
+}
+
+// persist writes m (with the admin's desired state) and ends the claim.
+func (q *Queue) persist(e *entry, m *Meta, next time.Time) {
+	if err := q.writeMeta(m); err != nil {
+		q.log.Error("queue: cannot persist delivery state", "id", m.ID, "err", err)
+	}
+	q.settle(e, m, next)
+}
+
+// formatReply renders an SMTP error as "550 5.1.1 text" on one line.
+func formatReply(e *smtp.SMTPError) string {
+	s := fmt.Sprintf("%03d", e.Code)
+	if ec := enhanced(e); ec != "" {
+		s += " " + ec
+	}
+	if e.Message != "" {
+		s += " " + oneLine(e.Message)
+	}
+	return s
+}
+
+// enhanced returns the RFC 3463 enhanced code, deriving X.0.0 from the
+// reply code when the peer gave none.
+func enhanced(e *smtp.SMTPError) string {
+	switch e.EnhancedCode {
+	case smtp.NoEnhancedCode:
+		return ""
+	case smtp.EnhancedCodeNotSet:
+		if c := e.Code / 100; c >= 2 && c <= 5 {
+			return fmt.Sprintf("%d.0.0", c)
+		}
+		return ""
+	}
+	c := e.EnhancedCode
+	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,83 @@
+// Package queue is relayd's durable spool and delivery scheduler: the part
+// of the relay whose job is to never lose mail.
+//
+// # On-disk layout
+//
+// Everything lives under Config.Dir (the state_dir):
+//
+//	Dir/            0711  traversable, so local users can reach public/
+//	  lock          0600  flock(2) held by the daemon that owns the spool
+//	  tmp/          0700  meta files being written (never the commit marker)
+//	  msg/ID        0700  message body after cleanup; immutable once committed
+//	  meta/ID.json  0700  Meta: envelope, header prefix, per-recipient state,
+//	                      attempts, schedule; replaced atomically
+//	  corrupt/      0700  quarantine: unreadable meta, meta without a complete
+//	                      body; never deleted by relayd
+//	  maildrop/     1733  the sendmail command drops files here while the
+//	                      daemon is down (anyone may write, only root may list)
+//	  public/       0755  the local submission socket
+//
+// Permissions are set with Chmod after Mkdir, so the umask does not matter.
+//
+// # Invariants
+//
+//  1. A file meta/ID.json exists only if msg/ID is complete and on stable
+//     storage: the rename tmp/ID.json -> meta/ID.json is the commit marker
+//     and happens only after the body and its directory entry were flushed.
+//     Recovery (Open) quarantines any meta that breaks this rule.
+//  2. Draft.Commit returns nil only after body, meta and both directory
+//     entries are on stable storage. Only then may a caller answer 250.
+//     A failed commit leaves no meta behind (the caller answers 451).
+//  3. Every later change of a meta (attempts, recipient state, hold) is
+//     write-to-tmp + fsync + rename + directory fsync (atomicWrite), so a
+//     reader sees either the old or the new meta, never a mix.
+//  4. The attempt count and the next attempt time are persisted BEFORE the
+//     Deliverer is called: a crash mid-delivery cannot make relayd hammer the
+//     smarthost with immediate retries, nor lose the schedule.
+//  5. Removal is meta first (and its directory fsynced), body second: a crash
+//     can leave an orphan body (deleted at the next Open when older than an
+//     hour) but never a meta without its body.
+//  6. Only one process owns a spool (the lock file); only one goroutine at a
+//     time works on a given message (the "busy" claim in the scheduler), so a
+//     message is never delivered twice concurrently and meta updates never
+//     race.
+//  7. Memory holds only ID, next-attempt time and flags per message (a
+//     min-heap plus a map, on the order of 100 bytes per message); the
+//     envelope is read from disk when a message becomes due. There is one
+//     scheduler goroutine with one timer, and at most Config.Concurrency
+//     delivery goroutines.
+//
+// # Group commit
+//
+// fsync is what limits intake throughput. Every Draft writes its body into
+// msg/ID and its meta into tmp/ID.json without syncing, then hands itself to
+// the single committer goroutine. The committer takes every commit waiting at
+// that moment as one batch and, for the whole batch: calls syncfs(2) once on
+// the spool's filesystem (flushing every body and its directory entry),
+// fsyncs msg/ once, renames each tmp/ID.json into meta/, fsyncs meta/ once,
+// and then releases every waiting Commit. While one batch is being flushed
+// the next one accumulates, so the cost of a flush is shared by every
+// session committing concurrently. syncfs was chosen over per-file fdatasync
+// fanned out in parallel because it is one system call and one journal
+// commit per batch whatever the batch size; its cost is that it also flushes
+// unrelated dirty data on the same filesystem, so the spool is best placed on
+// a filesystem that does not also hold large, busy files.
+//
+// # Scheduling
+//
+// Backoff after attempt n is min(MaxBackoff, MinBackoff*2^(n-1)) times a
+// jitter factor in [0.9, 1.1), computed in floating point. A message expires
+// when it would be retried at or after Arrival+MaxAge: its pending recipients
+// fail with their last reply. A Deliverer error is a transport failure: all
+// recipients stay pending and the transport is marked down; while it is down
+// only one probe attempt runs at a time (the earliest due message). When an
+// attempt succeeds again the whole deferred backlog becomes due at once.
+//
+// Notices (RFC 3464 DSNs) are requested from the Notifier: failed (after an
+// attempt or expiry), delayed (once per message, at the first pass after
+// Arrival+DelayWarning), relayed (NOTIFY=SUCCESS not passed on). Each is
+// generated once; the flags that say so are persisted. A message is removed
+// only when every recipient is final and every notice is done. The null
+// sender is never notified; a failed notice goes to the admin once
+// (Origin FromNotice) and a failed admin notice is logged and dropped.
+package queue

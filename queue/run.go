@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// maxWait bounds the scheduler's sleep so a wall-clock jump is noticed.
+const maxWait = time.Minute
+
+// Run schedules and delivers until ctx is done, then waits for in-flight
+// deliveries. Their own context is cancelled Config.StopGrace after ctx, so
+// a hung smarthost cannot block shutdown forever. Run must be called once.
+func (q *Queue) Run(ctx context.Context) error {
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	if q.getDeliverer() == nil {
+		q.logHolding()
+	}
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
+	for {
+		timer.Reset(q.dispatch(workCtx, &wg))
+		select {
+		case <-ctx.Done():
+			stop := time.AfterFunc(q.cfg.StopGrace, cancelWork)
+			wg.Wait()
+			stop.Stop()
+			return nil
+		case <-q.s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// dispatch starts attempts for due messages while workers are free and
+// returns how long to sleep until the next one is due. While the transport
+// is down only one probe runs at a time.
+func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
+	d := q.getDeliverer()
+	if d == nil {
+		return maxWait
+	}
+	s := &q.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := q.now().UnixNano()
+	for len(s.h) > 0 && s.inflight < q.cfg.Concurrency {
+		e := s.h[0]
+		if e.next > n {
+			return min(maxWait, time.Duration(e.next-n))
+		}
+		if s.down {
+			if s.probing {
+				return maxWait
+			}
+			s.probing = true
+			e.probe = true
+		}
+		s.claimLocked(e)
+		s.inflight++
+		probe := e.probe
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q.attempt(ctx, e, d, probe)
+		}()
+	}
+	return maxWait
+}
+
+// SetDeliverer replaces the Deliverer (live reload); the next attempt uses
+// the new one. nil holds all mail.
+func (q *Queue) SetDeliverer(d Deliverer) {
+	q.deliverer.Store(&delivererBox{d})
+	if d == nil {
+		q.logHolding()
+	}
+	q.s.kick()
+}
+
+func (q *Queue) getDeliverer() Deliverer { return q.deliverer.Load().d }
+
+func (q *Queue) logHolding() {
+	q.log.Warn(fmt.Sprintf("no smarthost configured (upstream.address): holding %d messages", q.Len()))
+}
+
+// Len is the number of messages in the queue, held ones included.
+func (q *Queue) Len() int { return q.s.len() }

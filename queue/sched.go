@@ -1,0 +1,148 @@
+package queue
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// entry is all the scheduler keeps in memory per message. The envelope
+// stays on disk until the message is due.
+type entry struct {
+	id   string
+	next int64 // UnixNano of the next attempt
+	idx  int32 // position in the heap, -1 when not in it
+	// Desired state, set by admin operations; the goroutine holding the
+	// claim (busy) writes it to disk before releasing.
+	held  bool
+	del   bool
+	flush bool
+	busy  bool // claimed: being delivered or updated; not in the heap
+	probe bool // this attempt is the single probe of a down transport
+}
+
+// entryHeap is a min-heap on next.
+type entryHeap []*entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].next < h[j].next }
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = int32(i), int32(j)
+}
+func (h *entryHeap) Push(x any) {
+	e := x.(*entry)
+	e.idx = int32(len(*h))
+	*h = append(*h, e)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.idx = -1
+	return e
+}
+
+// sched is the in-memory schedule: a map for lookups, a heap of the entries
+// that may be attempted (not held, not busy), and the transport state.
+type sched struct {
+	mu       sync.Mutex
+	byID     map[string]*entry
+	h        entryHeap
+	wake     chan struct{}
+	inflight int
+	down     bool // the last transport-level attempt failed
+	probing  bool // a probe attempt is in flight while down
+}
+
+func (s *sched) init() {
+	s.byID = make(map[string]*entry)
+	s.wake = make(chan struct{}, 1)
+}
+
+// kick makes the scheduler re-evaluate.
+func (s *sched) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sched) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byID[id]
+	return ok
+}
+
+func (s *sched) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// add schedules a new message.
+func (s *sched) add(id string, next time.Time, held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byID[id]; ok {
+		return
+	}
+	e := &entry{id: id, next: next.UnixNano(), idx: -1, held: held}
+	s.byID[id] = e
+	if !held {
+		heap.Push(&s.h, e)
+	}
+}
+
+// claim marks e busy and takes it out of the heap. Caller holds s.mu.
+func (s *sched) claimLocked(e *entry) {
+	e.busy = true
+	if e.idx >= 0 {
+		heap.Remove(&s.h, int(e.idx))
+	}
+}
+
+// releaseLocked ends a claim and puts e back according to its desired
+// state. Caller holds s.mu.
+func (s *sched) releaseLocked(e *entry, next time.Time, now time.Time) {
+	e.busy, e.probe = false, false
+	if e.del {
+		delete(s.byID, e.id)
+		return
+	}
+	e.next = next.UnixNano()
+	if e.flush {
+		e.flush = false
+		e.next = now.UnixNano()
+	}
+	if !e.held {
+		heap.Push(&s.h, e)
+	}
+	s.kick()
+}
+
+// dropLocked forgets a finished message. Caller holds s.mu.
+func (s *sched) dropLocked(e *entry) {
+	if e.idx >= 0 {
+		heap.Remove(&s.h, int(e.idx))
+	}
+	e.busy = false
+	delete(s.byID, e.id)
+}
+
+// allDueLocked makes every schedulable entry due at now (the backlog after
+// the transport comes back). Caller holds s.mu.
+func (s *sched) allDueLocked(now time.Time) int {
+	n := now.UnixNano()
+	for _, e := range s.h {
+		if e.next > n {
+			e.next = n
+		}
+	}
+	heap.Init(&s.h)
+	return len(s.h)
+}
+
+func heapFix(h *entryHeap, e *entry) { heap.Fix(h, int(e.idx)) }

@@ -1,0 +1,398 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNoSpace  = errors.New("queue: not enough disk space")
+	ErrNotFound = errors.New("queue: no such message")
+	ErrLocked   = errors.New("queue: spool is locked by another process")
+	ErrClosed   = errors.New("queue: closed")
+)
+
+// Config configures a Queue. Zero durations and counts get the defaults
+// documented on each field.
+type Config struct {
+	Dir          string
+	MinBackoff   time.Duration // default 5m
+	MaxBackoff   time.Duration // default 1h
+	MaxAge       time.Duration // default 5 days
+	DelayWarning time.Duration // 0 = no delay notices
+	Concurrency  int           // parallel deliveries, default 4
+	MinFreeBytes int64         // refuse new mail (ErrNoSpace) below this
+	StopGrace    time.Duration // in-flight deliveries' ctx is cancelled this long after Run's ctx; default 30s
+	Deliverer    Deliverer     // nil: hold all mail (no smarthost configured)
+	Notifier     Notifier      // nil: no notices (log only)
+	Clock        func() time.Time
+	Logger       *slog.Logger
+	Rand         func() float64 // jitter source in [0,1), default math/rand/v2
+}
+
+// metaVersion is written into every Meta; bump it on incompatible changes.
+const metaVersion = 1
+
+// Meta is the persisted state of one message (meta/ID.json).
+type Meta struct {
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Arrival time.Time `json:"arrival"`
+	Origin  Origin    `json:"origin"`
+	Envelope
+	Prefix        []byte    `json:"prefix,omitempty"` // header prefix, before the body
+	Size          int64     `json:"size"`             // prefix + body bytes
+	Attempts      int       `json:"attempts"`
+	NextAttempt   time.Time `json:"next_attempt,omitzero"`
+	LastAttempt   time.Time `json:"last_attempt,omitzero"`
+	Held          bool      `json:"held,omitempty"`
+	DelayNotified bool      `json:"delay_notified,omitempty"`
+	RemoteMTA     string    `json:"remote_mta,omitempty"`
+}
+
+// Queue is an open spool. Its methods are safe for concurrent use.
+type Queue struct {
+	cfg  Config
+	dir  string
+	log  *slog.Logger
+	now  func() time.Time
+	rand func() float64
+
+	lock   *os.File
+	rootFD *os.File // the spool dir, for syncfs
+
+	commits   chan *commitReq
+	closing   chan struct{}
+	closeOnce sync.Once
+	committer sync.WaitGroup
+	// syncfs flushes the spool filesystem; tests swap it to count or fail.
+	syncfs  func(fd int) error
+	batches atomic.Int64 // number of group-commit flushes (observability, tests)
+
+	deliverer atomic.Pointer[delivererBox]
+	notifier  Notifier
+
+	s sched
+}
+
+type delivererBox struct{ d Deliverer }
+
+func (q *Queue) path(parts ...string) string {
+	return filepath.Join(append([]string{q.dir}, parts...)...)
+}
+func (q *Queue) metaPath(id string) string { return q.path("meta", id+".json") }
+func (q *Queue) bodyPath(id string) string { return q.path("msg", id) }
+
+// Open locks the spool, creates its directories, and recovers: tmp/ leftovers
+// are removed (they were never acknowledged), unreadable meta and meta whose
+// body is missing or short are quarantined into corrupt/, bodies without meta
+// older than an hour are removed, and every message is scheduled.
+func Open(cfg Config) (*Queue, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("queue: Config.Dir is empty")
+	}
+	setDefaults(&cfg)
+	q := &Queue{
+		cfg: cfg, dir: cfg.Dir, log: cfg.Logger, now: cfg.Clock, rand: cfg.Rand,
+		commits: make(chan *commitReq), closing: make(chan struct{}),
+		syncfs: unix.Syncfs, notifier: cfg.Notifier,
+	}
+	q.deliverer.Store(&delivererBox{cfg.Deliverer})
+	q.s.init()
+	if err := q.mkdirs(); err != nil {
+		return nil, err
+	}
+	if err := q.takeLock(); err != nil {
+		return nil, err
+	}
+	root, err := os.Open(q.dir)
+	if err != nil {
+		q.lock.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", q.dir, err)
+	}
+	q.rootFD = root
+	if err := q.recover(); err != nil {
+		q.rootFD.Close()
+		q.lock.Close()
+		return nil, err
+	}
+	q.committer.Add(1)
+	go q.commitLoop()
+	return q, nil
+}
+
+func setDefaults(c *Config) {
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 5 * time.Minute
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = time.Hour
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 5 * 24 * time.Hour
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 30 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// mkdirs creates the layout and sets modes explicitly (umask-proof).
+func (q *Queue) mkdirs() error {
+	dirs := []struct {
+		name string
+		mode fs.FileMode
+	}{
+		{"", 0o711}, {"tmp", 0o700}, {"msg", 0o700}, {"meta", 0o700},
+		{"corrupt", 0o700}, {"maildrop", 0o733 | fs.ModeSticky}, {"public", 0o755},
+	}
+	for _, d := range dirs {
+		p := q.path(d.name)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return fmt.Errorf("queue: mkdir %s: %w", p, err)
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			return fmt.Errorf("queue: chmod %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (q *Queue) takeLock() error {
+	p := q.path("lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: open lock file %s: %w", p, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s is held by another relayd using the same state_dir", ErrLocked, p)
+		}
+		return fmt.Errorf("queue: lock %s: %w", p, err)
+	}
+	q.lock = f
+	return nil
+}
+
+// Close stops the committer and releases the lock. Call it after Run has
+// returned; Commits after Close fail with ErrClosed.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		close(q.closing)
+		q.committer.Wait()
+		q.rootFD.Close()
+		q.lock.Close() // closing the descriptor releases the flock
+	})
+	return nil
+}
+
+// recover scans the spool at Open, see Open.
+func (q *Queue) recover() error {
+	if err := q.cleanTmp(); err != nil {
+		return err
+	}
+	err := forEachMetaFile(q.path("meta"), func(name string) error {
+		id := strings.TrimSuffix(name, ".json")
+		m, err := q.loadAndCheck(id, name)
+		if err != nil {
+			q.quarantine(id, name, err)
+			return nil
+		}
+		q.s.add(id, m.NextAttempt, m.Held)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return q.removeOrphans()
+}
+
+// loadAndCheck reads meta/name and checks it against its body.
+func (q *Queue) loadAndCheck(id, name string) (*Meta, error) {
+	if !validID(id) || !strings.HasSuffix(name, ".json") {
+		return nil, errors.New("file name is not a message ID")
+	}
+	m, err := readMeta(filepath.Join(q.path("meta"), name))
+	if err != nil {
+		return nil, err
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("meta says ID %q", m.ID)
+	}
+	st, err := os.Stat(q.bodyPath(id))
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	if want := m.Size - int64(len(m.Prefix)); st.Size() != want {
+		return nil, fmt.Errorf("body has %d bytes, meta says %d", st.Size(), want)
+	}
+	return m, nil
+}
+
+// quarantine moves a broken meta (and its body, if any) into corrupt/.
+// Nothing there is ever deleted by relayd.
+func (q *Queue) quarantine(id, name string, why error) {
+	q.log.Error("queue: quarantining broken message", "id", id, "file", q.path("meta", name),
+		"to", q.path("corrupt"), "err", why)
+	if err := os.Rename(q.path("meta", name), q.path("corrupt", name)); err != nil {
+		q.log.Error("queue: quarantine failed", "file", name, "err", err)
+		return
+	}
+	if validID(id) {
+		err := os.Rename(q.bodyPath(id), q.path("corrupt", id))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			q.log.Error("queue: quarantine body failed", "id", id, "err", err)
+		}
+	}
+	_ = syncDir(q.path("corrupt"))
+	_ = syncDir(q.path("meta"))
+}
+
+func (q *Queue) cleanTmp() error {
+	ents, err := os.ReadDir(q.path("tmp"))
+	if err != nil {
+		return fmt.Errorf("queue: read tmp: %w", err)
+	}
+	for _, e := range ents {
+		p := q.path("tmp", e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("queue: remove leftover %s: %w", p, err)
+		}
+		q.log.Info("queue: removed unacknowledged leftover", "file", p)
+	}
+	return nil
+}
+
+// orphanAge is how old a body without meta must be before Open removes it.
+const orphanAge = time.Hour
+
+func (q *Queue) removeOrphans() error {
+	d, err := os.Open(q.path("msg"))
+	if err != nil {
+		return fmt.Errorf("queue: open msg: %w", err)
+	}
+	defer d.Close()
+	now := q.now()
+	for {
+		ents, err := d.ReadDir(512)
+		for _, e := range ents {
+			if q.s.has(e.Name()) {
+				continue
+			}
+			info, ierr := e.Info()
+			if ierr != nil || now.Sub(info.ModTime()) < orphanAge {
+				continue
+			}
+			p := q.path("msg", e.Name())
+			if rerr := os.Remove(p); rerr == nil {
+				q.log.Info("queue: removed orphan body without meta", "file", p)
+			}
+		}
+		if err != nil {
+			return nil // io.EOF, or a read error: orphans wait for next time
+		}
+	}
+}
+
+func readMeta(p string) (*Meta, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	m := new(Meta)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", p, err)
+	}
+	if m.Version < 1 || m.Version > metaVersion {
+		return nil, fmt.Errorf("%s: unsupported meta version %d", p, m.Version)
+	}
+	return m, nil
+}
+
+// readMetaID reads the meta of a valid ID; a missing file is ErrNotFound.
+func (q *Queue) readMetaID(id string) (*Meta, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	m, err := readMeta(q.metaPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("queue: %s: %w", id, ErrNotFound)
+	}
+	return m, err
+}
+
+func (q *Queue) writeMeta(m *Meta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("queue: encode meta %s: %w", m.ID, err)
+	}
+	return atomicWrite(q.path("tmp"), q.metaPath(m.ID), b)
+}
+
+// removeMessage removes meta (and makes that durable) before the body, so a
+// crash never leaves a meta without its body.
+func (q *Queue) removeMessage(id string) error {
+	if err := os.Remove(q.metaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("queue: remove meta %s: %w", id, err)
+	}
+	if err := syncDir(q.path("meta")); err != nil {
+		return err
+	}
+	if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("queue: remove body %s: %w", id, err)
+	}
+	return nil
+}
+
+// forEachMetaFile calls fn for each *.json name in dir, reading the
+// directory in chunks so memory does not grow with the queue.
+func forEachMetaFile(dir string, fn func(name string) error) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("queue: open %s: %w", dir, err)
+	}
+	defer d.Close()
+	for {
+		ents, rerr := d.ReadDir(256)
+		for _, e := range ents {
+			if err := fn(e.Name()); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("queue: read %s: %w", dir, rerr)
+		}
+	}
+}

@@ -109,12 +109,9 @@ func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflec
 	ft := fv.Type()
 	switch {
 	case ft.Kind() == reflect.Struct && ft != durationType:
-		var m map[string]toml.Primitive
-		if err := d.md.PrimitiveDecode(prim, &m); err != nil {
-			d.typeError(key, "a table", err)
-			return
+		if m, ok := d.table(prim, key); ok {
+			d.fields(m, key, raw, fv)
 		}
-		d.fields(m, key, raw, fv)
 	case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 		var elems []toml.Primitive
 		if err := d.md.PrimitiveDecode(prim, &elems); err != nil {
@@ -123,13 +120,10 @@ func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflec
 		}
 		s := reflect.MakeSlice(ft, len(elems), len(elems))
 		for i, e := range elems {
-			var m map[string]toml.Primitive
 			ek := fmt.Sprintf("%s[%d]", key, i)
-			if err := d.md.PrimitiveDecode(e, &m); err != nil {
-				d.typeError(ek, "a table", err)
-				continue
+			if m, ok := d.table(e, ek); ok {
+				d.fields(m, ek, raw, s.Index(i))
 			}
-			d.fields(m, ek, raw, s.Index(i))
 		}
 		fv.Set(s)
 	default:
@@ -137,6 +131,43 @@ func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflec
 			d.typeError(key, describe(ft), err)
 		}
 	}
+}
+
+// table decodes prim as a TOML table. (Decoding a non-table into a map is
+// silently a nil map in BurntSushi/toml, so the type is checked first.)
+func (d *decoder) table(prim toml.Primitive, key string) (map[string]toml.Primitive, bool) {
+	var v any
+	if err := d.md.PrimitiveDecode(prim, &v); err != nil {
+		d.typeError(key, "a table", err)
+		return nil, false
+	}
+	if _, ok := v.(map[string]any); !ok {
+		d.errs.add(key, "must be a table, not %s", tomlType(v))
+		return nil, false
+	}
+	var m map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &m); err != nil {
+		d.typeError(key, "a table", err)
+		return nil, false
+	}
+	return m, true
+}
+
+// tomlType names the TOML type of a decoded value for messages.
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any, []map[string]any:
+		return "an array"
+	}
+	return "a date or time"
 }
 
 // typeError records a decoding failure. A toml.ParseError here carries the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 )
 
 // RelayNets returns listen.relay_networks parsed. Entries that do not parse
@@ -40,7 +41,9 @@ type upstreamNoMethods Upstream
 func (u Upstream) String() string { return fmt.Sprintf("%+v", u.safe()) }
 
 // GoString is String for %#v.
-func (u Upstream) GoString() string { return fmt.Sprintf("%#v", u.safe()) }
+func (u Upstream) GoString() string {
+	return strings.Replace(fmt.Sprintf("%#v", u.safe()), "upstreamNoMethods", "Upstream", 1)
+}
 
 // LogValue implements slog.LogValuer without the password.
 func (u Upstream) LogValue() slog.Value {

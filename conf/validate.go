@@ -19,6 +19,9 @@ import (
 // when upstream.username is set, Upstream.Password is read from
 // upstream.password_file or the systemd credential "smarthost" in
 // $CREDENTIALS_DIRECTORY.
+//
+// The result is nil when c is valid; test it with len (or as Errors, not as
+// an error interface, where a nil Errors would not compare equal to nil).
 func (c *Config) Validate() Errors { return c.validate(osEnv()) }
 
 func (c *Config) validate(e env) Errors {

@@ -36,6 +36,22 @@ type Submitter struct {
 	Logf func(format string, args ...any)
 }
 
+// LocalDomain qualifies bare local names ("root", the login name) on the
+// daemon socket: go-smtp's server parser (like RFC 5321 section 4.1.2)
+// refuses a path without "@domain". The daemon must treat "@localhost" as
+// local and rewrite it (rewrite.sender / rewrite.admin) exactly as a bare
+// name. The maildrop keeps bare names as they are.
+const LocalDomain = "localhost"
+
+// QualifyLocal appends "@"+LocalDomain to an address without "@"; the null
+// sender "" stays "".
+func QualifyLocal(addr string) string {
+	if addr == "" || strings.Contains(addr, "@") {
+		return addr
+	}
+	return addr + "@" + LocalDomain
+}
+
 // SocketPath is where the daemon listens for local submissions.
 func SocketPath(stateDir string) string { return filepath.Join(stateDir, "public", "submit.sock") }
 
@@ -110,7 +126,7 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 		return smtpExit(err, "EHLO")
 	}
 	mo := &smtp.MailOptions{Return: smtp.DSNReturn(env.Ret), EnvelopeID: env.EnvID}
-	if err := c.Mail(env.From, mo); err != nil {
+	if err := c.Mail(QualifyLocal(env.From), mo); err != nil {
 		return smtpExit(err, fmt.Sprintf("MAIL FROM:<%s>", env.From))
 	}
 	var ro *smtp.RcptOptions
@@ -121,7 +137,7 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 		}
 	}
 	for _, r := range env.Rcpts {
-		if err := c.Rcpt(r, ro); err != nil {
+		if err := c.Rcpt(QualifyLocal(r), ro); err != nil {
 			return smtpExit(err, fmt.Sprintf("RCPT TO:<%s>", r))
 		}
 	}

@@ -1,0 +1,352 @@
+package cleanup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relayd/maillog"
+	"relayd/queue"
+)
+
+// Spool is where accepted messages go (implemented by *queue.Queue).
+type Spool interface {
+	Create() (*queue.Draft, error)
+}
+
+// Signer DKIM-signs messages (implemented by *signer.Signer).
+type Signer interface {
+	// Sign starts signing a message whose header From is in domain. It
+	// returns a nil writer when no key covers domain. The whole message is
+	// written to w; finish returns the DKIM-Signature fields to prepend.
+	Sign(domain string) (w io.Writer, finish func() ([]byte, error), err error)
+}
+
+// Config is what Cleanup needs to know.
+type Config struct {
+	Hostname        string
+	Spool           Spool
+	Signer          Signer // nil: no DKIM
+	MaxMessageBytes int64  // 0: no limit beyond the listener's
+	MaxHeaderBytes  int    // default 1 MiB
+	MaxReceived     int    // default 50
+	Admin           string // rewrite.admin
+	Sender          string // rewrite.sender
+	Clock           func() time.Time
+	Logger          *slog.Logger
+}
+
+// Cleanup is the intake stage. It is safe for concurrent use; Update
+// swaps its configuration for messages that start afterwards.
+type Cleanup struct{ cfg atomic.Pointer[Config] }
+
+// New returns a Cleanup with defaults filled in.
+func New(cfg Config) *Cleanup {
+	c := &Cleanup{}
+	c.Update(cfg)
+	return c
+}
+
+// Update replaces the configuration (live reload).
+func (c *Cleanup) Update(cfg Config) {
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 1 << 20
+	}
+	if cfg.MaxReceived <= 0 {
+		cfg.MaxReceived = 50
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 1 << 62
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.cfg.Store(&cfg)
+}
+
+// Submit reads one message from r, completes it and commits it to the
+// spool. It returns the queue ID once the message is durable. Every error
+// is an *smtp.SMTPError. r is not necessarily consumed on error.
+func (c *Cleanup) Submit(ctx context.Context, sub *Submission, r io.Reader) (string, error) {
+	return c.cfg.Load().Submit(ctx, sub, r)
+}
+
+// Recipient maps an envelope recipient; see Config.mapRecipient.
+func (c *Cleanup) Recipient(addr string) (string, *smtp.SMTPError) {
+	return c.cfg.Load().mapRecipient(addr)
+}
+
+// Sender maps an envelope sender; see Config.mapSender.
+func (c *Cleanup) Sender(addr string) (string, *smtp.SMTPError) {
+	return c.cfg.Load().mapSender(addr)
+}
+
+// Submission is one message's envelope and where it came from.
+type Submission struct {
+	Envelope queue.Envelope // addresses already mapped by Sender/Recipient
+	Origin   queue.Origin
+
+	// Trace information for the Received field (RFC 5321 §4.4).
+	Helo       string     // what the client said in EHLO/HELO
+	RemoteIP   netip.Addr // zero for local submissions
+	RemoteHost string     // verified reverse DNS name, "" if unknown
+	Proto      string     // "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA", "SMTP"
+	AuthUser   string
+	LocalUID   int // submitting uid for local submissions, -1 if unknown
+}
+
+// Submit is Cleanup.Submit with this configuration.
+func (c *Config) Submit(ctx context.Context, sub *Submission, r io.Reader) (string, error) {
+	id, err := c.submit(ctx, sub, r)
+	if err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			se = storageError(err)
+		}
+		maillog.Log(c.Logger, maillog.Event{
+			ID: id, From: sub.Envelope.From, To: rcptList(sub.Envelope.Rcpts),
+			Status: maillog.Rejected, DSN: enhanced(se), Reply: se.Message,
+			Extra: []slog.Attr{slog.String("cause", err.Error())},
+		})
+		return "", se
+	}
+	return id, nil
+}
+
+func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id string, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	h, err := readHeader(br, c.MaxHeaderBytes)
+	if err != nil {
+		return "", errorOf(err)
+	}
+	if h.count("received") > c.MaxReceived {
+		return "", ErrLoop
+	}
+
+	draft, err := c.Spool.Create()
+	if err != nil {
+		return "", storageError(err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			draft.Abort()
+		}
+	}()
+	id = draft.ID()
+
+	now := c.Clock()
+	c.rewriteFrom(h, sub.Envelope.From)
+	added := c.completions(h, id, sub.Envelope.From, now)
+	prefix := append(c.received(sub, id, now), added...)
+
+	// The signer sees the message as it goes on the wire, minus its own
+	// DKIM-Signature fields, which are prepended last.
+	var sink io.Writer = draft
+	var finish func() ([]byte, error)
+	if c.Signer != nil {
+		domain := signingDomain(h, sub.Envelope.From)
+		w, fin, err := c.Signer.Sign(domain)
+		if err != nil {
+			return id, fmt.Errorf("%w: %w", ErrSign, err)
+		}
+		if w != nil {
+			if _, err := w.Write(prefix); err != nil {
+				return id, fmt.Errorf("%w: %w", ErrSign, err)
+			}
+			sink, finish = io.MultiWriter(draft, w), fin
+		} else if domain != "" {
+			c.Logger.Debug("no DKIM key for domain, relaying unsigned", "id", id, "domain", domain)
+		}
+	}
+
+	size, err := writeMessage(sink, h, br, c.MaxMessageBytes)
+	if err != nil {
+		return id, err
+	}
+	if finish != nil {
+		sig, err := finish()
+		if err != nil {
+			return id, fmt.Errorf("%w: %w", ErrSign, err)
+		}
+		prefix = append(sig, prefix...)
+	}
+	if err := draft.Commit(ctx, sub.Envelope, prefix, sub.Origin); err != nil {
+		return id, storageError(err)
+	}
+	committed = true
+	_ = size
+	return id, nil
+}
+
+// writeMessage writes the header block (minus Bcc and Return-Path), the
+// separator and the normalised body.
+func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) (int64, error) {
+	var buf bytes.Buffer
+	for _, f := range h.fields {
+		switch f.name {
+		case "bcc", "return-path":
+			continue // RFC 6409 §8.1; RFC 5321 §4.4: only final delivery adds Return-Path
+		}
+		buf.Write(f.raw)
+	}
+	buf.WriteString("\r\n")
+	buf.Write(h.firstBody)
+	n := int64(buf.Len())
+	if n > limit {
+		return n, ErrTooBig
+	}
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return n, err
+	}
+	m, err := copyBody(w, br, limit-n)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) || errors.Is(err, ErrTooBig) {
+			return n + m, err
+		}
+		if isReadError(err) {
+			return n + m, errorOf(err)
+		}
+	}
+	return n + m, err
+}
+
+// isReadError tells client read failures (timeouts, size limit) from spool
+// write failures; the spool's are wrapped by queue with its package name.
+func isReadError(err error) bool {
+	return !strings.Contains(err.Error(), "queue:")
+}
+
+// completions returns the fields a submission agent adds when missing
+// (RFC 6409 §8.1-8.3, RFC 5322 §3.6).
+func (c *Config) completions(h *header, id, sender string, now time.Time) []byte {
+	var b bytes.Buffer
+	if h.get("date") == nil {
+		fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	}
+	if h.get("message-id") == nil {
+		fmt.Fprintf(&b, "Message-ID: <%s.%s@%s>\r\n", id, randomHex(8), c.Hostname)
+	}
+	if h.get("from") == nil {
+		from := sender
+		if from == "" {
+			from = "MAILER-DAEMON@" + c.Hostname
+		}
+		fmt.Fprintf(&b, "From: <%s>\r\n", from)
+	}
+	return b.Bytes()
+}
+
+// rewriteFrom replaces a local From address (root, user@this-host) by
+// rewrite.sender, keeping the display name, so the smarthost accepts it and
+// DMARC aligns. Other From fields stay byte for byte.
+func (c *Config) rewriteFrom(h *header, sender string) {
+	if c.Sender == "" {
+		return
+	}
+	f := h.get("from")
+	if f == nil {
+		return
+	}
+	display, addr := addressOf(f.value())
+	if !c.isLocal(addr) {
+		return
+	}
+	v := "<" + c.Sender + ">"
+	if display != "" {
+		v = strconv.Quote(display) + " " + v
+	}
+	f.raw = []byte("From: " + v + "\r\n")
+}
+
+// received builds the trace field (RFC 5321 §4.4). The "for" clause names
+// the recipient only when there is exactly one, as other MTAs do.
+func (c *Config) received(sub *Submission, id string, now time.Time) []byte {
+	var b strings.Builder
+	b.WriteString("Received: ")
+	if sub.RemoteIP.IsValid() {
+		host := sub.RemoteHost
+		if host == "" {
+			host = "unknown"
+		}
+		fmt.Fprintf(&b, "from %s (%s [%s])\r\n\tby %s (relayd) with %s id %s",
+			clean(sub.Helo), clean(host), sub.RemoteIP.Unmap(), c.Hostname, sub.Proto, id)
+	} else {
+		comment := "relayd"
+		if sub.LocalUID >= 0 {
+			comment = fmt.Sprintf("relayd, from local uid %d", sub.LocalUID)
+		}
+		fmt.Fprintf(&b, "by %s (%s)\r\n\tid %s", c.Hostname, comment, id)
+	}
+	if len(sub.Envelope.Rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sub.Envelope.Rcpts[0].Addr)
+	}
+	fmt.Fprintf(&b, "; %s\r\n", now.Format(time.RFC1123Z))
+	return []byte(b.String())
+}
+
+// clean makes a client-supplied name safe for a header comment.
+func clean(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	b := []byte(s)
+	for i, ch := range b {
+		if ch <= ' ' || ch >= 0x7f || ch == '(' || ch == ')' || ch == '\\' || ch == ';' {
+			b[i] = '?'
+		}
+	}
+	if len(b) > 255 {
+		b = b[:255]
+	}
+	return string(b)
+}
+
+// signingDomain is the domain DMARC checks: the header From's (RFC 7489
+// §3.1), or the envelope sender's when relayd added the From itself.
+func signingDomain(h *header, sender string) string {
+	if f := h.get("from"); f != nil {
+		_, addr := addressOf(f.value())
+		return Domain(addr)
+	}
+	return Domain(sender)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func enhanced(se *smtp.SMTPError) string {
+	e := se.EnhancedCode
+	if e == smtp.NoEnhancedCode || e == (smtp.EnhancedCode{}) {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+}
+
+func rcptList(rs []queue.Recipient) string {
+	addrs := make([]string, len(rs))
+	for i, r := range rs {
+		addrs[i] = r.Addr
+	}
+	return strings.Join(addrs, ",")
+}

@@ -1,0 +1,32 @@
+// Package cleanup is relayd's single intake: every message, whether from the
+// SMTP listener, the sendmail command, the maildrop or a generated notice,
+// passes through Cleanup.Submit on its way into the queue (the idea of
+// Postfix's cleanup(8)).
+//
+// What it does, in one streaming pass and in this order:
+//   - normalises line endings: a bare LF becomes CRLF; a bare CR or a NUL
+//     byte rejects the message (RFC 5322 §2.3, RFC 5321 §2.3.8);
+//   - reads the header block (bounded by MaxHeaderBytes) and rejects a loop
+//     (more than MaxReceived Received fields, RFC 5321 §6.3);
+//   - removes Bcc and Return-Path (RFC 6409 §8, RFC 5321 §4.4);
+//   - for local senders, rewrites the From address to rewrite.sender,
+//     keeping the display name;
+//   - completes what a submission agent must add (RFC 6409 §8.1-8.3):
+//     Date, Message-ID and From when missing;
+//   - prepends its Received trace field (RFC 5321 §4.4);
+//   - streams the result into the queue's body file and, when a DKIM key
+//     covers the From domain, into the signer.
+//
+// Invariants:
+//   - Existing header fields are written byte for byte as received (apart
+//     from line-ending normalisation and the removals and the local-From
+//     rewrite above). Added fields travel as a prefix stored beside the
+//     body, so the body file is written once and never rewritten.
+//   - Memory is bounded by MaxHeaderBytes plus fixed buffers, whatever the
+//     message size.
+//   - Every error returned by Submit is an *smtp.SMTPError carrying the
+//     right code: 4xx for what may succeed later (disk full, I/O, signing
+//     failure), 5xx for what never will (bad content, too big, loop).
+//   - A message whose domain has a DKIM key is never queued unsigned: a
+//     signing failure is 451 4.3.0.
+package cleanup

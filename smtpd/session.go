@@ -1,0 +1,244 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"relayd/cleanup"
+	"relayd/maillog"
+	"relayd/queue"
+)
+
+var (
+	errRelayDenied = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Relay access denied: authenticate, or connect from a network in listen.relay_networks"}
+	// RFC 4954 §6: 530 5.7.0 (go-smtp's ErrAuthRequired says 502).
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required"}
+	errSenderDenied = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Sender address not allowed for this user"}
+	errTooManyRcpts = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
+		Message: "Too many recipients"}
+	errNeedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "MAIL first"}
+)
+
+type session struct {
+	s        *Server
+	st       *Settings
+	conn     *smtp.Conn
+	ip       netip.Addr
+	host     string // reverse DNS, verified forward
+	uid      int
+	tls      bool
+	authUser string
+
+	hasMail bool
+	env     queue.Envelope
+}
+
+func (s *Server) newSession(c *smtp.Conn) *session {
+	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1}
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		ss.tls = true
+		nc = tc.NetConn()
+	}
+	ss.ip = remoteIP(nc)
+	if ic, ok := nc.(*idleConn); ok {
+		ss.ip = remoteIP(ic.Conn)
+		ss.uid = ic.uid
+	}
+	if ss.ip.IsValid() {
+		ss.host = s.reverse(ss.ip)
+	}
+	return ss
+}
+
+// reverse returns the forward-confirmed reverse DNS name of ip, or "".
+func (s *Server) reverse(ip netip.Addr) string {
+	if s.cfg.Resolver == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	names, err := s.cfg.Resolver.LookupAddr(ctx, ip.String())
+	if err != nil || len(names) == 0 {
+		return ""
+	}
+	return strings.TrimSuffix(names[0], ".")
+}
+
+func (ss *session) mayRelay() bool {
+	switch {
+	case ss.s.cfg.Mode == Local, ss.authUser != "":
+		return true
+	case ss.s.cfg.Mode != Relay:
+		return false
+	}
+	for _, p := range ss.st.RelayNets {
+		if p.Contains(ss.ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.st.Auth == nil || !ss.tls || ss.s.cfg.Mode == Local {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.st.Auth == nil || !ss.tls {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	check := func(user, pass string) error {
+		if err := ss.st.Auth.Authenticate(ss.ip, user, pass); err != nil {
+			ss.s.cfg.Logger.Warn("authentication failed", "client", ss.ip, "user", user)
+			return err
+		}
+		ss.authUser = user
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return smtp.ErrAuthFailed
+			}
+			return check(user, pass)
+		}), nil
+	case sasl.Login:
+		return newLoginServer(check), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if (ss.s.cfg.Mode == Submission || ss.s.cfg.Mode == Submissions) && ss.authUser == "" {
+		return errAuthRequired
+	}
+	addr, serr := ss.s.intake.Sender(from)
+	if serr != nil {
+		return serr
+	}
+	if ss.authUser != "" && !ss.st.Auth.MaySend(ss.authUser, addr) {
+		return errSenderDenied
+	}
+	ss.env = queue.Envelope{From: addr}
+	if opts != nil {
+		ss.env.Ret = string(opts.Return)
+		ss.env.EnvID = opts.EnvelopeID
+		ss.env.UTF8 = opts.UTF8
+		ss.env.Body = string(opts.Body)
+	}
+	ss.hasMail = true
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !ss.hasMail {
+		return errNeedMail
+	}
+	if !ss.mayRelay() {
+		maillog.Log(ss.s.cfg.Logger, maillog.Event{From: ss.env.From, To: to, Status: maillog.Rejected,
+			DSN: "5.7.1", Reply: "relay access denied", Extra: ipAttr(ss.ip)})
+		return errRelayDenied
+	}
+	if max := ss.st.MaxRecipients; max > 0 && len(ss.env.Rcpts) >= max {
+		return errTooManyRcpts
+	}
+	addr, serr := ss.s.intake.Recipient(to)
+	if serr != nil {
+		return serr
+	}
+	if slices.ContainsFunc(ss.env.Rcpts, func(r queue.Recipient) bool { return r.Addr == addr }) {
+		return nil // several local names map to one admin: deliver once
+	}
+	r := queue.Recipient{Addr: addr, State: queue.Pending}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			r.Notify = append(r.Notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			r.ORcpt = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		} else if addr != to {
+			r.ORcpt = "rfc822;" + to
+		}
+	}
+	ss.env.Rcpts = append(ss.env.Rcpts, r)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
+		return errNeedMail
+	}
+	origin := queue.FromSMTP
+	if ss.s.cfg.Mode == Local {
+		origin = queue.FromLocal
+	}
+	sub := &cleanup.Submission{
+		Envelope:   ss.env,
+		Origin:     origin,
+		Helo:       ss.conn.Hostname(),
+		RemoteIP:   ss.ip,
+		RemoteHost: ss.host,
+		Proto:      ss.proto(),
+		AuthUser:   ss.authUser,
+		LocalUID:   ss.uid,
+	}
+	id, err := ss.s.intake.Submit(context.Background(), sub, r)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se // unwrapped: go-smtp checks the type, not the chain
+		}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing"}
+	}
+	// go-smtp writes a returned SMTPError as the reply, whatever its
+	// code; this is how the queue ID reaches the client.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+func (ss *session) proto() string {
+	p := "ESMTP"
+	if ss.tls {
+		p += "S"
+	}
+	if ss.authUser != "" {
+		p += "A"
+	}
+	return p
+}
+
+func (ss *session) Reset() {
+	ss.hasMail = false
+	ss.env = queue.Envelope{}
+	ss.st = ss.s.settings.Load()
+}
+
+func (ss *session) Logout() error { return nil }
+
+func ipAttr(ip netip.Addr) []slog.Attr {
+	if !ip.IsValid() {
+		return nil
+	}
+	return []slog.Attr{slog.String("client", ip.String())}
+}
+
+var _ net.Conn = (*idleConn)(nil)

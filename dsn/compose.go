@@ -170,8 +170,9 @@ func deliveryStatus(n queue.Notice, host string, reps []rcptReport) []byte {
 		writeField(&b, "Final-Recipient", r.final) // §2.3.2
 		writeField(&b, "Action", r.action)         // §2.3.3
 		writeField(&b, "Status", r.status)         // §2.3.4
-		if remote != "" {
-			writeField(&b, "Remote-MTA", "dns; "+remote) // §2.3.5
+		if remote != "" && r.code != 0 {
+			// §2.3.5: only an MTA that answered reported the status.
+			writeField(&b, "Remote-MTA", "dns; "+remote)
 		}
 		if r.diag != "" {
 			writeField(&b, "Diagnostic-Code", r.diag) // §2.3.6

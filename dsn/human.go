@@ -25,6 +25,10 @@ func humanText(n queue.Notice, host string, now time.Time, reps []rcptReport, at
 	elapsed := since(n.Arrival, now)
 	switch n.Kind {
 	case queue.NoticeFailed:
+		if n.IsNotice {
+			add("", "It could not be delivered to the recipients below, and relayd will not try again.")
+			break
+		}
 		add("", "Your message could not be delivered to the recipients below. It is returned to you, and relayd will not try to deliver it to them again.")
 	case queue.NoticeDelayed:
 		s := "Your message has not been delivered yet to the recipients below"

@@ -1,0 +1,125 @@
+package dsn
+
+import (
+	"testing"
+	"time"
+
+	"relayd/queue"
+)
+
+func TestParseReply(t *testing.T) {
+	cases := []struct {
+		in       string
+		code     int
+		enhanced string
+		text     string
+	}{
+		{"550 5.1.1 <b@example.org>: User unknown", 550, "5.1.1", "<b@example.org>: User unknown"},
+		{"451 4.7.1 Greylisted; 451 4.7.1 try later", 451, "4.7.1", "Greylisted; 451 4.7.1 try later"},
+		{"550-5.1.1 first line; 550 5.1.1 second", 550, "5.1.1", "first line; 550 5.1.1 second"},
+		{"421 Service not available", 421, "", "Service not available"},
+		{"550 4.1.1 class mismatch", 550, "", "4.1.1 class mismatch"},
+		{"552 5.3.4", 552, "5.3.4", ""},
+		{"250", 250, "", ""},
+		{"  554 5.7.1 padded  ", 554, "5.7.1", "padded"},
+		{"550 5.1234.1 bad subject", 550, "", "5.1234.1 bad subject"},
+		{"550 5.1. odd", 550, "", "5.1. odd"},
+		{"dial tcp: connection refused", 0, "", "dial tcp: connection refused"},
+		{"5500 not a code", 0, "", "5500 not a code"},
+		{"650 out of range", 0, "", "650 out of range"},
+		{"", 0, "", ""},
+	}
+	for _, c := range cases {
+		code, enh, text := ParseReply(c.in)
+		if code != c.code || enh != c.enhanced || text != c.text {
+			t.Errorf("ParseReply(%q) = %d %q %q, want %d %q %q", c.in, code, enh, text, c.code, c.enhanced, c.text)
+		}
+	}
+}
+
+func TestStatusDerivation(t *testing.T) {
+	cases := []struct {
+		kind    queue.NoticeKind
+		reply   string
+		action  string
+		status  string
+		expired bool
+		diag    string
+	}{
+		{queue.NoticeFailed, "550 5.1.1 no such user", "failed", "5.1.1", false, "smtp; 550 5.1.1 no such user"},
+		{queue.NoticeFailed, "554 transaction failed", "failed", "5.0.0", false, "smtp; 554 transaction failed"},
+		{queue.NoticeFailed, "451 4.3.0 try later", "failed", "4.3.0", true, "smtp; 451 4.3.0 try later"},
+		{queue.NoticeFailed, "421 closing", "failed", "4.0.0", true, "smtp; 421 closing"},
+		{queue.NoticeFailed, "", "failed", "4.4.7", true, ""},
+		{queue.NoticeFailed, "i/o timeout", "failed", "4.4.7", true, "X-Relayd; i/o timeout"},
+		{queue.NoticeDelayed, "451 4.7.1 greylisted", "delayed", "4.7.1", false, "smtp; 451 4.7.1 greylisted"},
+		{queue.NoticeDelayed, "450 busy", "delayed", "4.0.0", false, "smtp; 450 busy"},
+		{queue.NoticeDelayed, "", "delayed", "4.0.0", false, ""},
+		{queue.NoticeRelayed, "250 2.0.0 Ok: queued", "relayed", "2.0.0", false, "smtp; 250 2.0.0 Ok: queued"},
+		{queue.NoticeRelayed, "250 2.6.0 queued", "relayed", "2.6.0", false, "smtp; 250 2.6.0 queued"},
+		{queue.NoticeRelayed, "", "relayed", "2.0.0", false, ""},
+		{queue.NoticeFailed, "550 5.1.1 non-ASCII ä\r\nreply", "failed", "5.1.1", false, "smtp; 550 5.1.1 non-ASCII ? reply"},
+	}
+	for _, c := range cases {
+		r := report(c.kind, queue.Recipient{Addr: "b@example.org", LastReply: c.reply})
+		if r.action != c.action || r.status != c.status || r.expired != c.expired || r.diag != c.diag {
+			t.Errorf("%s %q: got %s %s expired=%v diag=%q, want %s %s %v %q",
+				c.kind, c.reply, r.action, r.status, r.expired, r.diag, c.action, c.status, c.expired, c.diag)
+		}
+	}
+}
+
+func TestTypedAddressAndRemoteHost(t *testing.T) {
+	addr := map[[2]string]string{
+		{"rfc822", "b@example.org"}:   "rfc822; b@example.org",
+		{"RFC822", "b@example.org"}:   "rfc822; b@example.org",
+		{"rfc822", "jörg@example.de"}: `utf-8; j\x{F6}rg@example.de`,
+		{"utf-8", "a+b=c\\d@x"}:       `utf-8; a\x{2B}b\x{3D}c\x{5C}d@x`,
+		{"x-local", "me"}:             "x-local; me",
+	}
+	for in, want := range addr {
+		if got := typedAddress(in[0], in[1]); got != want {
+			t.Errorf("typedAddress(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+	hosts := map[string]string{
+		"smtp.isp.example[192.0.2.1]:587": "smtp.isp.example",
+		"[192.0.2.1]:25":                  "192.0.2.1",
+		"[2001:db8::1]:25":                "2001:db8::1",
+		"smtp.isp.example:587":            "smtp.isp.example",
+		"smtp.isp.example":                "smtp.isp.example",
+		"":                                "",
+	}
+	for in, want := range hosts {
+		if got := remoteHost(in); got != want {
+			t.Errorf("remoteHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSinceAndSubject(t *testing.T) {
+	at := time.Date(2025, 11, 19, 8, 0, 0, 0, time.UTC)
+	for d, want := range map[time.Duration]string{
+		5*24*time.Hour + time.Minute: "5 days",
+		24 * time.Hour:               "1 day",
+		4*time.Hour + 59*time.Minute: "4 hours",
+		59 * time.Minute:             "59 minutes",
+		-time.Hour:                   "",
+	} {
+		if got := since(at, at.Add(d)); got != want {
+			t.Errorf("since(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if since(time.Time{}, at) != "" {
+		t.Error("unknown arrival should give no duration")
+	}
+	for k, want := range map[queue.NoticeKind]string{
+		queue.NoticeFailed:  "Undelivered Mail Returned to Sender",
+		queue.NoticeDelayed: "Delayed Mail (still being retried)",
+		queue.NoticeRelayed: "Successful Mail Relay Notification",
+	} {
+		if got := Subject(k); got != want {
+			t.Errorf("Subject(%s) = %q", k, got)
+		}
+	}
+}

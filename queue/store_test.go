@@ -1,0 +1,342 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestCommitThenReopen(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@example.com", Ret: "HDRS", EnvID: "xyz", UTF8: true, Body: "8BITMIME",
+		Rcpts: []Recipient{{Addr: "b@example.net", ORcpt: "rfc822;b@example.net", Notify: []string{"SUCCESS", "FAILURE"}},
+			{Addr: "c@example.org"}}}
+	prefix := []byte("DKIM-Signature: v=1; a=rsa-sha256\r\nReceived: from x\r\n")
+	body := bytes.Repeat([]byte("line of body text \xc3\xa9\r\n"), 5000) // > 64 KiB: bufio flushes mid-way
+	id := commitBody(t, h.q, env, prefix, body, FromSMTP)
+	if !validID(id) {
+		t.Fatalf("bad id %q", id)
+	}
+	if !bytes.Contains([]byte(h.logs.String()), []byte("status=queued")) {
+		t.Errorf("no status=queued log line:\n%s", h.logs)
+	}
+	dir := h.q.dir
+	h.q.Close()
+
+	q2, err := Open(Config{Dir: dir, Clock: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if q2.Len() != 1 {
+		t.Fatalf("Len after reopen = %d, want 1", q2.Len())
+	}
+	m, err := q2.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.From != env.From || m.Ret != "HDRS" || m.EnvID != "xyz" || !m.UTF8 || m.Body != "8BITMIME" ||
+		len(m.Rcpts) != 2 || m.Rcpts[0].ORcpt != env.Rcpts[0].ORcpt ||
+		!slices.Equal(m.Rcpts[0].Notify, env.Rcpts[0].Notify) || m.Rcpts[1].State != Pending {
+		t.Errorf("envelope not recovered: %+v", m)
+	}
+	if !bytes.Equal(m.Prefix, prefix) || m.Origin != FromSMTP || m.Version != metaVersion {
+		t.Errorf("prefix/origin/version not recovered: %+v", m)
+	}
+	if m.Size != int64(len(prefix)+len(body)) || !m.Arrival.Equal(h.clock.Now()) {
+		t.Errorf("size %d arrival %v", m.Size, m.Arrival)
+	}
+	rc, err := q2.OpenMessage(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, append(append([]byte(nil), prefix...), body...)) {
+		t.Errorf("OpenMessage: %d bytes differ from prefix+body (%d)", len(got), len(prefix)+len(body))
+	}
+}
+
+func TestLayoutPermissions(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	h := newHarness(t, nil)
+	want := map[string]fs.FileMode{
+		"": 0o711, "tmp": 0o700, "msg": 0o700, "meta": 0o700, "corrupt": 0o700,
+		"maildrop": 0o733 | fs.ModeSticky, "public": 0o755,
+	}
+	for name, mode := range want {
+		st, err := os.Stat(filepath.Join(h.q.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode() & (fs.ModePerm | fs.ModeSticky); got != mode {
+			t.Errorf("%s/: mode %v, want %v", name, got, mode)
+		}
+	}
+}
+
+func TestGroupCommitBatches(t *testing.T) {
+	h := newHarness(t, nil)
+	var syncs sync.Mutex
+	n := 0
+	h.q.syncfs = func(fd int) error {
+		syncs.Lock()
+		n++
+		syncs.Unlock()
+		time.Sleep(2 * time.Millisecond) // a disk flush takes time; let waiters pile up
+		return unix.Syncfs(fd)
+	}
+	const N = 200
+	var wg sync.WaitGroup
+	ids := make([]string, N)
+	errs := make(chan error, N)
+	for i := range N {
+		wg.Go(func() {
+			d, err := h.q.Create()
+			if err != nil {
+				errs <- err
+				return
+			}
+			fmt.Fprintf(d, "Subject: %d\r\n\r\nbody %d\r\n", i, i)
+			if err := d.Commit(context.Background(), Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, nil, FromSMTP); err != nil {
+				errs <- err
+				return
+			}
+			ids[i] = d.ID()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if h.q.Len() != N {
+		t.Fatalf("Len = %d, want %d", h.q.Len(), N)
+	}
+	for _, id := range ids {
+		if _, err := os.Stat(h.q.metaPath(id)); err != nil {
+			t.Fatalf("meta of %s: %v", id, err)
+		}
+	}
+	b := h.q.batches.Load()
+	t.Logf("%d commits in %d group flushes (%d syncfs calls)", N, b, n)
+	if b >= N/2 || int64(n) != b {
+		t.Errorf("batches did not form: %d flushes for %d commits", b, N)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(h.q.dir, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ not empty after commits: %d entries", len(tmp))
+	}
+}
+
+func TestCommitSyncFailureLeavesNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, tc := range []struct {
+		err     error
+		noSpace bool
+	}{{syscall.EIO, false}, {syscall.ENOSPC, true}} {
+		h.q.syncfs = func(int) error { return tc.err }
+		d, err := h.q.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Write([]byte("Subject: x\r\n\r\nx\r\n"))
+		err = d.Commit(context.Background(), Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, nil, FromSMTP)
+		if err == nil || !errors.Is(err, tc.err) || errors.Is(err, ErrNoSpace) != tc.noSpace {
+			t.Errorf("Commit with syncfs %v: err = %v", tc.err, err)
+		}
+		for _, sub := range []string{"tmp", "msg", "meta"} {
+			if ents, _ := os.ReadDir(filepath.Join(h.q.dir, sub)); len(ents) != 0 {
+				t.Errorf("%s/ not empty after failed commit: %v", sub, ents)
+			}
+		}
+		d.Abort() // idempotent after a failed commit
+	}
+	if h.q.Len() != 0 {
+		t.Errorf("Len = %d after failed commits", h.q.Len())
+	}
+}
+
+func TestAbortRemovesBody(t *testing.T) {
+	h := newHarness(t, nil)
+	d, err := h.q.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Write([]byte("x"))
+	if d.Size() != 1 {
+		t.Errorf("Size = %d", d.Size())
+	}
+	d.Abort()
+	d.Abort()
+	if _, err := os.Stat(h.q.bodyPath(d.ID())); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("body still there after Abort: %v", err)
+	}
+	if err := d.Commit(context.Background(), Envelope{Rcpts: rcpts("a@b.example")}, nil, FromSMTP); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+}
+
+func TestRecoveryQuarantineAndCleanup(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	good := h.commit(env, FromSMTP)
+	short := h.commit(env, FromSMTP)
+	missing := h.commit(env, FromSMTP)
+	dir := h.q.dir
+	h.q.Close()
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Truncate(filepath.Join(dir, "msg", short), 3))
+	must(os.Remove(filepath.Join(dir, "msg", missing)))
+	garbage := newID(time.Now())
+	must(os.WriteFile(filepath.Join(dir, "meta", garbage+".json"), []byte("{not json"), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "meta", "README"), []byte("x"), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "tmp", "ABC.json"), []byte("{}"), 0o600))
+	oldOrphan, newOrphan := newID(time.Now()), newID(time.Now().Add(time.Second))
+	must(os.WriteFile(filepath.Join(dir, "msg", oldOrphan), []byte("x"), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "msg", newOrphan), []byte("x"), 0o600))
+	two := time.Now().Add(-2 * time.Hour)
+	must(os.Chtimes(filepath.Join(dir, "msg", oldOrphan), two, two))
+
+	logs := &logBuf{}
+	q, err := Open(Config{Dir: dir, Logger: slogTo(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Len() != 1 || !q.s.has(good) {
+		t.Errorf("Len = %d, want only the good message", q.Len())
+	}
+	for _, name := range []string{short + ".json", short, missing + ".json", garbage + ".json", "README"} {
+		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
+			t.Errorf("corrupt/%s: %v", name, err)
+		}
+	}
+	if n := logs.Count("level=ERROR msg=\"queue: quarantining broken message\""); n != 4 {
+		t.Errorf("%d quarantine error lines, want 4:\n%s", n, logs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp/ leftovers not removed: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "msg", oldOrphan)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old orphan body not removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "msg", newOrphan)); err != nil {
+		t.Errorf("young orphan body removed: %v", err)
+	}
+	q.Close()
+	// A second recovery never deletes what was quarantined.
+	q3, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q3.Close()
+	if ents, _ := os.ReadDir(filepath.Join(dir, "corrupt")); len(ents) != 5 {
+		t.Errorf("corrupt/ has %d entries, want 5", len(ents))
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	h := newHarness(t, nil)
+	_, err := Open(Config{Dir: h.q.dir})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if want := filepath.Join(h.q.dir, "lock"); !bytes.Contains([]byte(err.Error()), []byte(want)) {
+		t.Errorf("error %q does not name %s", err, want)
+	}
+	h.q.Close()
+	q, err := Open(Config{Dir: h.q.dir})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	q.Close()
+}
+
+func TestNoSpace(t *testing.T) {
+	err := noSpace(&fs.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC})
+	if !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("ENOSPC maps to %v", err)
+	}
+	if err := noSpace(syscall.EIO); errors.Is(err, ErrNoSpace) {
+		t.Errorf("EIO maps to ErrNoSpace")
+	}
+	h := newHarness(t, func(c *Config) { c.MinFreeBytes = 1 << 62 })
+	if _, err := h.q.Create(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Create with MinFreeBytes huge: %v", err)
+	}
+}
+
+func TestIDs(t *testing.T) {
+	now := time.Now()
+	a, b := newID(now), newID(now.Add(time.Microsecond))
+	if !validID(a) || !validID(b) || a[:idTimeLen] >= b[:idTimeLen] {
+		t.Errorf("ids %s %s not valid/sorted", a, b)
+	}
+	seen := map[string]bool{}
+	for range 10000 {
+		id := newID(now)
+		if seen[id] {
+			t.Fatalf("duplicate id %s", id)
+		}
+		seen[id] = true
+	}
+	for _, bad := range []string{"", "../../etc/passwd", a[:17], a + "0", "0123456789abcdefgh", "0123456789ABCDEFGI", "0123456789ABCDEF/H"} {
+		if validID(bad) {
+			t.Errorf("validID(%q) = true", bad)
+		}
+	}
+}
+
+func TestListAndReadOnlyList(t *testing.T) {
+	h := newHarness(t, nil)
+	var want []string
+	for i := range 5 {
+		want = append(want, h.commit(Envelope{From: fmt.Sprintf("s%d@x.example", i), Rcpts: rcpts("r@y.example")}, FromLocal))
+	}
+	sort.Strings(want)
+	collect := func(list func(func(*Meta) error) error) []string {
+		var got []string
+		if err := list(func(m *Meta) error { got = append(got, m.ID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(got)
+		return got
+	}
+	if got := collect(h.q.List); !slices.Equal(got, want) {
+		t.Errorf("List = %v, want %v", got, want)
+	}
+	// The daemon holds the lock; mailq still reads.
+	if got := collect(func(fn func(*Meta) error) error { return ReadOnlyList(h.q.dir, fn) }); !slices.Equal(got, want) {
+		t.Errorf("ReadOnlyList = %v, want %v", got, want)
+	}
+	stop := errors.New("stop")
+	if err := h.q.List(func(*Meta) error { return stop }); err != stop {
+		t.Errorf("List did not return fn's error: %v", err)
+	}
+	if _, err := h.q.Get("../x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(../x) = %v", err)
+	}
+	if _, err := h.q.OpenMessage(newID(time.Now())); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OpenMessage(unknown) = %v", err)
+	}
+}

@@ -58,7 +58,14 @@ func (e env) parse(data []byte, source string) (*Config, error) {
 	if !md.IsDefined("hostname") {
 		c.Hostname = e.fqdn()
 	}
-	errs := append(d.errs, c.validate(e)...)
+	errs := d.errs
+	for _, err := range c.validate(e) {
+		// A key that failed to decode holds its default or zero value:
+		// validating it too would only repeat the problem.
+		if p, ok := err.(*Problem); !ok || !d.reported(p.Key) {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		errs.inFile(source)
 		return nil, errs
@@ -72,7 +79,16 @@ func (e env) parse(data []byte, source string) (*Config, error) {
 type decoder struct {
 	md      *toml.MetaData
 	errs    Errors
-	unknown []string // raw TOML keys (no indexes) already reported as unknown
+	unknown []string // raw TOML keys (no indexes) already reported as unknown or mistyped
+}
+
+// reported reports whether decoding already found a problem with key or a
+// key that contains it.
+func (d *decoder) reported(key string) bool {
+	return slices.ContainsFunc(d.errs, func(err error) bool {
+		p, ok := err.(*Problem)
+		return ok && (p.Key == key || strings.HasPrefix(key, p.Key+".") || strings.HasPrefix(key, p.Key+"["))
+	})
 }
 
 var durationType = reflect.TypeFor[Duration]()
@@ -109,45 +125,46 @@ func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflec
 	ft := fv.Type()
 	switch {
 	case ft.Kind() == reflect.Struct && ft != durationType:
-		if m, ok := d.table(prim, key); ok {
+		if m, ok := d.table(prim, key, raw); ok {
 			d.fields(m, key, raw, fv)
 		}
 	case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 		var elems []toml.Primitive
 		if err := d.md.PrimitiveDecode(prim, &elems); err != nil {
-			d.typeError(key, "an array of tables ([["+raw[len(raw)-1]+"]])", err)
+			d.typeError(key, raw, "an array of tables ([["+raw[len(raw)-1]+"]])", err)
 			return
 		}
 		s := reflect.MakeSlice(ft, len(elems), len(elems))
 		for i, e := range elems {
 			ek := fmt.Sprintf("%s[%d]", key, i)
-			if m, ok := d.table(e, ek); ok {
+			if m, ok := d.table(e, ek, raw); ok {
 				d.fields(m, ek, raw, s.Index(i))
 			}
 		}
 		fv.Set(s)
 	default:
 		if err := d.md.PrimitiveDecode(prim, fv.Addr().Interface()); err != nil {
-			d.typeError(key, describe(ft), err)
+			d.typeError(key, raw, describe(ft), err)
 		}
 	}
 }
 
 // table decodes prim as a TOML table. (Decoding a non-table into a map is
 // silently a nil map in BurntSushi/toml, so the type is checked first.)
-func (d *decoder) table(prim toml.Primitive, key string) (map[string]toml.Primitive, bool) {
+func (d *decoder) table(prim toml.Primitive, key string, raw []string) (map[string]toml.Primitive, bool) {
 	var v any
 	if err := d.md.PrimitiveDecode(prim, &v); err != nil {
-		d.typeError(key, "a table", err)
+		d.typeError(key, raw, "a table", err)
 		return nil, false
 	}
 	if _, ok := v.(map[string]any); !ok {
 		d.errs.add(key, "must be a table, not %s", tomlType(v))
+		d.unknown = append(d.unknown, toml.Key(raw).String())
 		return nil, false
 	}
 	var m map[string]toml.Primitive
 	if err := d.md.PrimitiveDecode(prim, &m); err != nil {
-		d.typeError(key, "a table", err)
+		d.typeError(key, raw, "a table", err)
 		return nil, false
 	}
 	return m, true
@@ -173,7 +190,8 @@ func tomlType(v any) string {
 // typeError records a decoding failure. A toml.ParseError here carries the
 // message of an UnmarshalText method (such as Duration's) or a range error,
 // which is reported as is; anything else is a TOML type mismatch.
-func (d *decoder) typeError(key, want string, err error) {
+func (d *decoder) typeError(key string, raw []string, want string, err error) {
+	d.unknown = append(d.unknown, toml.Key(raw).String())
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		d.errs = append(d.errs, &Problem{Key: key, Err: errors.New(pe.Message)})

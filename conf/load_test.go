@@ -198,16 +198,25 @@ func TestSyntaxAndTypeErrors(t *testing.T) {
 	if len(got) != 1 || !strings.HasPrefix(got[0], "/etc/relayd/relayd.toml: line 2: ") {
 		t.Errorf("syntax error = %q, want one problem on line 2", got)
 	}
-	got = parseErrs(t, testEnv(nil), "listen = 5\nusers = 3\ndkim = [1]\n[upstream]\ntimeout = 30\n")
+	got = parseErrs(t, testEnv(nil), "listen = 5\nusers = 3\ndkim = [1, {domain = \"example.com\", key_file = \"/k\"}]\n[upstream]\ntimeout = 30\n")
 	wantLines(t, got,
 		"/etc/relayd/relayd.toml: listen: must be a table, not an integer",
 		"/etc/relayd/relayd.toml: dkim[0]: must be a table, not an integer",
-		// The element stays in place (zero) so later indexes stay right.
-		"/etc/relayd/relayd.toml: dkim[0].domain: must not be empty",
-		"/etc/relayd/relayd.toml: dkim[0].selector: must not be empty",
-		"/etc/relayd/relayd.toml: dkim[0].key_file: must not be empty (create one with: relayd dkim keygen)",
+		// dkim[1] keeps its index; the zero dkim[0] is not validated.
+		"/etc/relayd/relayd.toml: dkim[1].selector: must not be empty",
 		"/etc/relayd/relayd.toml: users: must be an array of tables ([[users]]) (line 2)",
 		`/etc/relayd/relayd.toml: upstream.timeout: "30" is not a duration (use s, m, h or d, e.g. "5d")`,
+	)
+}
+
+// A mistyped key is reported once: not again as unknown (for its inline
+// table's keys) nor by validation (for the zero value it keeps).
+func TestMistypedKeyReportedOnce(t *testing.T) {
+	got := parseErrs(t, testEnv(nil), "hostname = {a = 1}\n[listen]\nsmtp = [{b=2}]\n[queue]\nmax_age = 7\n")
+	wantLines(t, got,
+		"/etc/relayd/relayd.toml: hostname: must be a string (line 1)",
+		"/etc/relayd/relayd.toml: listen.smtp: must be an array of strings (line 3)",
+		`/etc/relayd/relayd.toml: queue.max_age: "7" is not a duration (use s, m, h or d, e.g. "5d")`,
 	)
 }
 

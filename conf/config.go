@@ -3,7 +3,12 @@
 //
 // Invariants: a *Config returned by Load has passed Validate, has every
 // default filled in, and every duration is a time.Duration (TOML strings such
-// as "90s", "15m", "4h" or "5d").
+// as "90s", "15m", "4h" or "5d"), relay networks are normalised CIDR
+// prefixes, and Upstream.Password holds the smarthost password when
+// upstream.username is set. Load and Parse fail with Errors, listing every
+// problem as "FILE: KEY: problem". The password is never printed: Upstream
+// redacts it in String, GoString and LogValue and has no JSON or TOML key.
+// Nothing here touches DKIM keys or TLS files; their owners load them.
 package conf
 
 import "time"

@@ -29,12 +29,13 @@ func (ru *run) dmarcFinding(ctx context.Context, what, domain string) (Finding, 
 	if err != nil {
 		return Finding{}, err
 	}
-	at, org := "_dmarc."+domain, false
+	at, org, parent := "_dmarc."+domain, false, ""
 	if len(recs) == 0 && len(junk) == 0 {
 		// RFC 7489 §6.6.3 step 3: fall back to the organizational domain.
 		// Simplification: strip the leftmost label once instead of consulting
 		// the Public Suffix List.
 		if od := parentDomain(domain); od != "" {
+			parent = " nor at _dmarc." + od
 			recs, junk, err = ru.dmarcAt(ctx, od)
 			if err != nil {
 				return Finding{}, err
@@ -50,7 +51,7 @@ func (ru *run) dmarcFinding(ctx context.Context, what, domain string) (Finding, 
 			"the TXT record at %s does not start with v=DMARC1, so receivers ignore it (RFC 7489 §6.6.3): %q", at, abbrev(junk[0])), nil
 	case len(recs) == 0:
 		return newFail(what, publish,
-			"no DMARC record at _dmarc.%s (nor at the parent domain), so receivers apply no policy and large providers may reject or junk the mail", domain), nil
+			"no DMARC record at _dmarc.%s%s, so receivers apply no policy and large providers may reject or junk the mail", domain, parent), nil
 	case len(recs) > 1:
 		return newFail(what, "keep exactly one v=DMARC1 record at "+at,
 			"%d DMARC records at %s: receivers then apply none (RFC 7489 §6.6.3)", len(recs), at), nil

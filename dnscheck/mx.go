@@ -50,6 +50,6 @@ func (ru *run) checkMX(ctx context.Context, domain string) {
 		}
 	}
 	if !bad {
-		ru.add(newOK(what, "%s resolve", strings.Join(good, ", ")))
+		ru.add(newOK(what, "MX targets %s have addresses", strings.Join(good, ", ")))
 	}
 }

@@ -1,0 +1,121 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"relayd/queue"
+)
+
+// Client delivers to the smarthost, reusing connections. It is safe for
+// concurrent use.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	open    int        // connections in use or idle
+	idle    []*session // oldest first
+	changed chan struct{}
+	closed  bool
+}
+
+var _ queue.Deliverer = (*Client)(nil)
+
+// New validates cfg and returns a Client. It does not connect.
+func New(cfg Config) (*Client, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{})}
+	if cfg.TLS == TLSNone {
+		c.log.Warn("UPSTREAM TLS IS DISABLED: mail to the smarthost travels in clear (allowed only because it is loopback)",
+			"address", cfg.Address)
+	}
+	if cfg.InsecureSkipVerify {
+		c.log.Warn("UPSTREAM CERTIFICATE VERIFICATION IS DISABLED: anyone on the path can impersonate the smarthost and read mail and credentials",
+			"address", cfg.Address)
+	}
+	return c, nil
+}
+
+// Deliver runs one transaction for d's pending recipients on the primary
+// relay, then on each fallback in order while the failure is session-level.
+// A non-nil error is always an *Error (the last relay's); earlier relays'
+// failures are logged.
+func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
+	var last *Error
+	for i, addr := range c.cfg.relays() {
+		out, e := c.deliverVia(ctx, addr, d)
+		if e == nil {
+			level := slog.LevelDebug
+			if i > 0 {
+				level = slog.LevelInfo
+			}
+			c.log.Log(ctx, level, "relay answered", "id", d.ID, "relay", out.Relay, "fallback", i > 0)
+			return out, nil
+		}
+		last = e
+		if ctx.Err() != nil {
+			break
+		}
+		if i+1 < len(c.cfg.relays()) {
+			c.log.Warn("relay failed, trying the next one", "id", d.ID, "addr", addr, "err", e.Error())
+		}
+	}
+	return queue.Outcome{}, last
+}
+
+// deliverVia delivers through addr, redialling once when a pooled
+// connection turns out to be dead (closed by the server while idle).
+func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery) (queue.Outcome, *Error) {
+	for attempt := 0; ; attempt++ {
+		s, e := c.get(ctx, addr)
+		if e != nil {
+			return queue.Outcome{}, e
+		}
+		reused := s.used > 0
+		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+		out, e := c.transact(s, d)
+		if stopped := stop(); e == nil && stopped && ctx.Err() == nil {
+			s.used++
+			c.put(s)
+			return out, nil
+		}
+		c.discard(s)
+		if e == nil { // finished, but the context fired meanwhile: the answer is still valid
+			return out, nil
+		}
+		e = c.ctxErr(ctx, e)
+		if ctx.Err() == nil && reused && attempt == 0 && staleConn(e) {
+			c.log.Debug("pooled connection went away, redialling", "addr", addr, "err", e.Error())
+			continue
+		}
+		return queue.Outcome{}, e
+	}
+}
+
+// staleConn reports a failure typical of a connection the server closed
+// while it sat idle: a network error or 421 at RSET or MAIL.
+func staleConn(e *Error) bool {
+	return (e.Stage == StageReset || e.Stage == StageMail) && (e.Code == 0 || e.Code == 421)
+}
+
+// Probe checks each relay the way a delivery would (connect, EHLO,
+// STARTTLS, certificate, AUTH) and QUITs without sending mail. The result
+// joins one *Error per failing relay.
+func (c *Client) Probe(ctx context.Context) error {
+	var errs []error
+	for _, addr := range c.cfg.relays() {
+		s, e := c.dial(ctx, addr)
+		if e != nil {
+			errs = append(errs, e)
+			continue
+		}
+		s.quit()
+	}
+	return errors.Join(errs...)
+}

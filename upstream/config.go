@@ -1,0 +1,136 @@
+package upstream
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+)
+
+// Dialer opens TCP connections; *net.Dialer satisfies it.
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// TLS modes of Config.TLS.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+	TLSNone     = "none"
+)
+
+// Config configures a Client. Zero fields take the defaults noted.
+type Config struct {
+	Address  string   // host:port of the smarthost
+	Fallback []string // tried in order when a relay fails at session level
+	TLS      string   // "starttls" (default) | "implicit" | "none" (loopback only)
+	// RootCAs verifies the smarthost; nil means the system roots. See
+	// LoadCAFile for upstream.ca_file.
+	RootCAs *x509.CertPool
+	// InsecureSkipVerify disables certificate verification: an explicit
+	// admin opt-out, logged loudly at New.
+	InsecureSkipVerify bool
+	Hostname           string // EHLO name (default: os.Hostname)
+	Username, Password string
+	// Timeout bounds connecting and every single read and write (default 2m).
+	Timeout time.Duration
+	// MaxConns caps the connections open at once, idle ones included
+	// (default 4, the default queue concurrency).
+	MaxConns int
+	// IdleKeep is how long an idle connection is kept for reuse before QUIT
+	// (default 30s; negative disables reuse).
+	IdleKeep time.Duration
+	Dialer   Dialer           // default: *net.Dialer
+	Logger   *slog.Logger     // default: slog.Default()
+	Clock    func() time.Time // default: time.Now
+}
+
+// LoadCAFile returns the system roots plus the PEM certificates in path.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("upstream: ca_file %s: no PEM certificate found", path)
+	}
+	return pool, nil
+}
+
+// normalize validates cfg and fills in the defaults.
+func (cfg Config) normalize() (Config, error) {
+	var errs []error
+	if cfg.Address == "" {
+		errs = append(errs, errors.New("upstream: no smarthost address"))
+	}
+	switch cfg.TLS {
+	case "":
+		cfg.TLS = TLSStartTLS
+	case TLSStartTLS, TLSImplicit, TLSNone:
+	default:
+		errs = append(errs, fmt.Errorf("upstream: tls = %q: want \"starttls\", \"implicit\" or \"none\"", cfg.TLS))
+	}
+	for _, a := range cfg.relays() {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("upstream: address %q: %w", a, err))
+			continue
+		}
+		if cfg.TLS == TLSNone && !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("upstream: tls = \"none\" refused for %s: only a loopback smarthost may be reached without TLS", a))
+		}
+	}
+	if cfg.Username != "" && cfg.Password == "" {
+		errs = append(errs, errors.New("upstream: username set but the password is empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		cfg.Hostname = h
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 4
+	}
+	if cfg.IdleKeep == 0 {
+		cfg.IdleKeep = 30 * time.Second
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = &net.Dialer{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return cfg, nil
+}
+
+func (cfg Config) relays() []string {
+	return append([]string{cfg.Address}, cfg.Fallback...)
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP literal.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

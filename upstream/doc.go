@@ -1,0 +1,22 @@
+// Package upstream is the smarthost client: it implements queue.Deliverer by
+// handing each Delivery to the ISP smarthost over SMTP with TLS and AUTH.
+//
+// Invariants:
+//   - TLS is verified (RootCAs, ServerName = the host of the relay address,
+//     TLS 1.2 or later) unless the admin explicitly opts out; tls = "none" is
+//     refused for any relay that is not loopback.
+//   - The EHLO name is always Config.Hostname, before and after STARTTLS and
+//     after every RSET (go-smtp's own STARTTLS helpers would say "localhost",
+//     so the upgrade is done here: see session.go).
+//   - Credentials are sent only over TLS (or to loopback with tls = "none"),
+//     and are never logged.
+//   - Every Read and Write on the wire runs under a deadline of
+//     Config.Timeout, and cancelling the context closes the connection, so no
+//     delivery can hang.
+//   - A failure of the session (connect, TLS, AUTH, 421, timeout, dropped
+//     connection, no reply after the body) is returned as *Error and never
+//     turns into a recipient failure: the queue defers every recipient. A
+//     message is reported sent only after the server's 2xx to the final dot,
+//     so a lost reply causes a retry (a possible duplicate), never a loss.
+//   - At most Config.MaxConns connections exist at once, idle ones included.
+package upstream

@@ -1,0 +1,166 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Stage names the step of the SMTP session that failed.
+type Stage string
+
+// Stages of a session, in order.
+const (
+	StageConfig   Stage = "config"
+	StageConnect  Stage = "connect"
+	StageGreeting Stage = "greeting"
+	StageEHLO     Stage = "ehlo"
+	StageSTARTTLS Stage = "starttls"
+	StageTLS      Stage = "tls"
+	StageAuth     Stage = "auth"
+	StageReset    Stage = "rset"
+	StageMail     Stage = "mail"
+	StageRcpt     Stage = "rcpt"
+	StageData     Stage = "data"
+	StageQuit     Stage = "quit"
+)
+
+// Error is a session-level failure talking to one relay. Every Error defers
+// the whole delivery; none is a reason to fail a recipient.
+type Error struct {
+	Stage Stage
+	Addr  string // the configured host:port
+	// Temporary is false when the failure needs the admin (certificate
+	// rejected, no STARTTLS, no usable AUTH, ...); true when it may clear by
+	// itself (network, timeouts, 4xx, 421, AUTH 535).
+	Temporary bool
+	// Code, Enhanced and Message are set when the server replied.
+	Code     int
+	Enhanced smtp.EnhancedCode
+	Message  string
+	// Hint is a one-line diagnosis with the fix, for logs and `relayd check`.
+	Hint string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "upstream %s: %s: ", e.Addr, e.Stage)
+	switch {
+	case e.Code != 0:
+		b.WriteString(strconv.Itoa(e.Code))
+		if e.Enhanced != (smtp.EnhancedCode{}) && e.Enhanced != smtp.NoEnhancedCode {
+			fmt.Fprintf(&b, " %d.%d.%d", e.Enhanced[0], e.Enhanced[1], e.Enhanced[2])
+		}
+		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " "))
+	case e.Err != nil:
+		b.WriteString(e.Err.Error())
+	default:
+		b.WriteString("failed")
+	}
+	if e.Hint != "" {
+		b.WriteString(" (" + e.Hint + ")")
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Timeout reports whether the failure was a deadline.
+func (e *Error) Timeout() bool {
+	var ne net.Error
+	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded)
+}
+
+// Reply returns the server's reply as an SMTPError, or nil.
+func (e *Error) Reply() *smtp.SMTPError {
+	if e.Code == 0 {
+		return nil
+	}
+	return &smtp.SMTPError{Code: e.Code, EnhancedCode: e.Enhanced, Message: e.Message}
+}
+
+// sessionError builds an *Error for err at stage, diagnosing common causes.
+func sessionError(stage Stage, addr string, err error) *Error {
+	var already *Error
+	if errors.As(err, &already) {
+		return already
+	}
+	e := &Error{Stage: stage, Addr: addr, Temporary: true, Err: err}
+	var se *smtp.SMTPError
+	var pe *textproto.Error
+	if errors.As(err, &pe) {
+		se = replyError(pe.Code, pe.Msg)
+	}
+	if se != nil || errors.As(err, &se) {
+		e.Code, e.Enhanced, e.Message = se.Code, se.EnhancedCode, se.Message
+		if se.Code == 421 {
+			e.Hint = "the smarthost is closing the connection (RFC 5321 §3.8): will retry"
+		}
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		record    tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &hostErr):
+		e.Temporary = false
+		e.Hint = "the smarthost certificate does not match the host in upstream.address: use a name the certificate lists"
+	case errors.As(err, &unknownCA):
+		e.Temporary = false
+		e.Hint = "the smarthost certificate is signed by an unknown authority: add its CA to upstream.ca_file"
+	case errors.As(err, &invalid):
+		e.Temporary = false
+		e.Hint = "the smarthost certificate is invalid (expired or not for a server)"
+	case errors.As(err, &verify):
+		e.Temporary = false
+		e.Hint = "the smarthost certificate was rejected"
+	case errors.As(err, &record):
+		e.Temporary = false
+		e.Hint = "the server does not speak TLS on this port: with port 587/25 use tls = \"starttls\""
+	case stage == StageConnect && errors.Is(err, syscall.ECONNREFUSED):
+		e.Hint = "connection refused: is upstream.address (host and port) right and the smarthost up?"
+	case stage == StageGreeting && e.Timeout():
+		e.Hint = "no SMTP greeting: a port-465 smarthost needs tls = \"implicit\""
+	case stage == StageAuth && e.Code == 535:
+		e.Hint = "the smarthost rejected the credentials: check upstream.username and upstream.password_file"
+	}
+	return e
+}
+
+// replyError converts a reply line to an SMTPError, splitting off the RFC
+// 3463 enhanced status code when present.
+func replyError(code int, msg string) *smtp.SMTPError {
+	se := &smtp.SMTPError{Code: code, Message: msg}
+	first, rest, ok := strings.Cut(msg, " ")
+	if !ok {
+		return se
+	}
+	parts := strings.Split(first, ".")
+	if len(parts) != 3 {
+		return se
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return se
+		}
+		ec[i] = n
+	}
+	se.EnhancedCode = ec
+	se.Message = strings.ReplaceAll(rest, "\n"+first+" ", "\n")
+	return se
+}

@@ -1,0 +1,212 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// session is one authenticated SMTP connection to one relay.
+type session struct {
+	c     *smtp.Client
+	conn  net.Conn // the TCP connection: closing it aborts anything in flight
+	addr  string   // configured host:port
+	relay string   // "host[ip]:port", for Outcome.Relay and logs
+	used  int      // transactions completed on this connection
+
+	idleAt    time.Time
+	idleTimer *time.Timer
+}
+
+// syntheticGreeting is fed to smtp.NewClient after the session has already
+// consumed the real greeting (see greetedConn).
+const syntheticGreeting = "220 relayd-upstream greeting already read\r\n"
+
+// dial connects to addr and runs greeting, EHLO, TLS and AUTH.
+func (c *Client) dial(ctx context.Context, addr string) (*session, *Error) {
+	cfg := c.cfg
+	host, port, _ := net.SplitHostPort(addr) // validated in New
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	raw, err := cfg.Dialer.DialContext(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		return nil, c.ctxErr(ctx, sessionError(StageConnect, addr, err))
+	}
+	s := &session{conn: raw, addr: addr, relay: host + "[" + remoteIP(raw) + "]:" + port}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	e := c.setup(ctx, s, host)
+	if !stop() || ctx.Err() != nil {
+		raw.Close()
+		if e == nil {
+			e = sessionError(StageConnect, addr, ctx.Err())
+		}
+		return nil, c.ctxErr(ctx, e)
+	}
+	if e != nil {
+		raw.Close()
+		return nil, e
+	}
+	return s, nil
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	h, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return h
+}
+
+// ctxErr makes a failure caused by cancellation say so (errors.Is works).
+func (c *Client) ctxErr(ctx context.Context, e *Error) *Error {
+	if ctx.Err() != nil && !errors.Is(e, ctx.Err()) {
+		e.Err = fmt.Errorf("%w (%v)", ctx.Err(), e.Err)
+		e.Code = 0
+	}
+	return e
+}
+
+func (c *Client) tlsConfig(host string) *tls.Config {
+	return &tls.Config{
+		ServerName:         host,
+		RootCAs:            c.cfg.RootCAs,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: c.cfg.InsecureSkipVerify,
+	}
+}
+
+func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
+	cfg := c.cfg
+	var conn net.Conn = &deadlineConn{Conn: s.conn, timeout: cfg.Timeout}
+	isTLS := false
+
+	if cfg.TLS == TLSImplicit {
+		tc := tls.Client(conn, c.tlsConfig(host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return sessionError(StageTLS, s.addr, err)
+		}
+		conn, isTLS = tc, true
+	}
+
+	tp := textproto.NewConn(conn)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return sessionError(StageGreeting, s.addr, err)
+	}
+
+	if cfg.TLS == TLSStartTLS {
+		if e := c.startTLS(ctx, s, tp, host); e != nil {
+			return e
+		}
+		tc := tls.Client(conn, c.tlsConfig(host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return sessionError(StageTLS, s.addr, err)
+		}
+		conn, isTLS = tc, true
+		// RFC 3207 §4.2: no greeting follows the handshake.
+		conn = &greetedConn{Conn: conn, pending: []byte(syntheticGreeting)}
+	} else {
+		// Pass on whatever the reader buffered after the greeting.
+		conn = &greetedConn{Conn: conn, pending: append([]byte(syntheticGreeting), buffered(tp.R)...)}
+	}
+
+	s.c = smtp.NewClient(conn)
+	s.c.CommandTimeout = cfg.Timeout
+	s.c.SubmissionTimeout = cfg.Timeout
+	if err := s.c.Hello(cfg.Hostname); err != nil {
+		return sessionError(StageEHLO, s.addr, err)
+	}
+	if cfg.Username != "" {
+		return c.auth(s, host, isTLS)
+	}
+	return nil
+}
+
+func buffered(r *bufio.Reader) []byte {
+	b, _ := r.Peek(r.Buffered())
+	return append([]byte(nil), b...)
+}
+
+// startTLS runs EHLO and STARTTLS in clear on tp (RFC 3207 §4).
+func (c *Client) startTLS(ctx context.Context, s *session, tp *textproto.Conn, host string) *Error {
+	if err := tp.PrintfLine("EHLO %s", c.cfg.Hostname); err != nil {
+		return sessionError(StageEHLO, s.addr, err)
+	}
+	_, msg, err := tp.ReadResponse(250)
+	if err != nil {
+		return sessionError(StageEHLO, s.addr, err)
+	}
+	offered := false
+	for _, line := range strings.Split(msg, "\n")[1:] {
+		if kw, _, _ := strings.Cut(line, " "); strings.EqualFold(kw, "STARTTLS") {
+			offered = true
+		}
+	}
+	if !offered {
+		_ = tp.PrintfLine("QUIT")
+		return &Error{Stage: StageSTARTTLS, Addr: s.addr, Err: errors.New("server offers no STARTTLS"),
+			Hint: "set tls = \"implicit\" with port 465? (credentials are never sent in clear)"}
+	}
+	if err := tp.PrintfLine("STARTTLS"); err != nil {
+		return sessionError(StageSTARTTLS, s.addr, err)
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return sessionError(StageSTARTTLS, s.addr, err)
+	}
+	// Anything after the 220 was sent in clear before the handshake and
+	// would be read as if it came over TLS: the STARTTLS command injection
+	// of CVE-2011-0411. Refuse it.
+	if tp.R.Buffered() > 0 {
+		return &Error{Stage: StageSTARTTLS, Addr: s.addr, Temporary: true,
+			Err: errors.New("server sent data after 220 to STARTTLS (possible command injection)")}
+	}
+	return nil
+}
+
+// auth authenticates with PLAIN if offered, else LOGIN (RFC 4954), only over
+// TLS or to loopback.
+func (c *Client) auth(s *session, host string, isTLS bool) *Error {
+	if !isTLS && !isLoopback(host) {
+		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("refusing to send credentials without TLS")}
+	}
+	ok, mechs := s.c.Extension("AUTH")
+	if !ok {
+		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("server offers no AUTH"),
+			Hint: "credentials are configured but the smarthost does not advertise AUTH on this port"}
+	}
+	var client sasl.Client
+	for _, m := range strings.Fields(mechs) {
+		if strings.EqualFold(m, sasl.Plain) {
+			client = sasl.NewPlainClient("", c.cfg.Username, c.cfg.Password)
+			break
+		}
+		if strings.EqualFold(m, sasl.Login) {
+			client = &loginClient{user: c.cfg.Username, pass: c.cfg.Password}
+		}
+	}
+	if client == nil {
+		return &Error{Stage: StageAuth, Addr: s.addr, Err: fmt.Errorf("no supported AUTH mechanism in %q (want PLAIN or LOGIN)", mechs)}
+	}
+	if err := s.c.Auth(client); err != nil {
+		// Never include the exchange itself: only the server's reply.
+		return sessionError(StageAuth, s.addr, err)
+	}
+	return nil
+}
+
+// quit says QUIT (bounded by the connection deadline) and closes.
+func (s *session) quit() {
+	_ = s.c.Quit()
+	_ = s.conn.Close()
+}

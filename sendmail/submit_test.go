@@ -355,3 +355,7 @@ func TestSubmitStuckDaemonTimesOut(t *testing.T) {
 		t.Fatalf("err %v, want 75", err)
 	}
 }
+
+func smtpTempErr() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+}

@@ -40,7 +40,7 @@ func (ru *run) dmarcFinding(ctx context.Context, what, domain string) (Finding, 
 			if err != nil {
 				return Finding{}, err
 			}
-			if len(recs) > 0 {
+			if len(recs) > 0 || len(junk) > 0 {
 				at, org = "_dmarc."+od, true
 			}
 		}

@@ -34,9 +34,13 @@ type testServer struct {
 	drop     func(q dns.Question) bool // if it returns true, the query gets no answer
 }
 
-func startServer(t *testing.T, z zone) *testServer {
+// startServer serves z; opts adjust the server before it starts.
+func startServer(t *testing.T, z zone, opts ...func(*testServer)) *testServer {
 	t.Helper()
 	ts := &testServer{records: map[string][]dns.RR{}}
+	for _, o := range opts {
+		o(ts)
+	}
 	for owner, lines := range z {
 		for _, l := range lines {
 			rr, err := dns.NewRR(l)

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"relayd/conf"
+)
+
+const defaultConfigPath = "/etc/relayd/relayd.toml"
+
+// configPath picks the config file: the flag, then $RELAYD_CONFIG, then the
+// default path if it exists, else "" (built-in defaults).
+func configPath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv("RELAYD_CONFIG"); env != "" {
+		return env
+	}
+	if _, err := os.Stat(defaultConfigPath); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return defaultConfigPath
+	}
+	return ""
+}
+
+// loadConfig loads the config and prints every problem on failure.
+func loadConfig(path string, stderr io.Writer) (*conf.Config, bool) {
+	cfg, err := conf.Load(path)
+	if err != nil {
+		printProblems(stderr, path, err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+func printProblems(w io.Writer, path string, err error) {
+	where := path
+	if where == "" {
+		where = "built-in defaults"
+	}
+	fmt.Fprintf(w, "relayd: configuration %s has problems:\n", where)
+	var list interface{ Unwrap() []error }
+	if errors.As(err, &list) {
+		for _, e := range list.Unwrap() {
+			fmt.Fprintf(w, "  %v\n", e)
+		}
+		return
+	}
+	fmt.Fprintf(w, "  %v\n", err)
+}
+
+// newLogger builds the slog logger from [log].
+func newLogger(c conf.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// flagSet returns a flag set that reports to stderr and does not exit.
+func flagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("relayd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "example" {
+		stdout.Write(conf.Example)
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "usage: relayd config example")
+	return exitUsage
+}

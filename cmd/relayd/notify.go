@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"relayd/cleanup"
+	"relayd/dsn"
+	"relayd/maillog"
+	"relayd/queue"
+)
+
+// notifier turns the queue's notice requests into messages: dsn composes,
+// cleanup takes them in like any other message (null sender, DKIM-signed
+// when a key matches, durable before Notify returns).
+type notifier struct {
+	intake   *cleanup.Cleanup
+	hostname string
+	admin    string
+	clock    func() time.Time
+	log      *slog.Logger
+}
+
+var errNoticeDone = errors.New("notice submission finished")
+
+func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
+	to, origin := no.From, queue.FromNotice
+	if no.IsNotice || cleanup.Domain(to) == "" {
+		// A failed notice, or a sender we cannot reach: only the admin
+		// may hear of it; a notice never goes to a bare local name.
+		if n.admin == "" {
+			maillog.Log(n.log, maillog.Event{ID: no.ID, From: no.From, Status: maillog.Failed,
+				Reply: "notice dropped: no rewrite.admin to send it to"})
+			return nil
+		}
+		to = n.admin
+		if no.IsNotice {
+			origin = queue.FromAdminNotice
+		}
+	}
+	now := n.clock()
+	b := make([]byte, 12)
+	rand.Read(b)
+	token := hex.EncodeToString(b)
+	params := dsn.Params{
+		Hostname:  n.hostname,
+		Now:       now,
+		MessageID: fmt.Sprintf("<%s.dsn.%s@%s>", no.ID, token, n.hostname),
+		Boundary:  no.ID + "/" + token,
+		To:        to,
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(dsn.Compose(no, params, pw)) }()
+	sub := &cleanup.Submission{
+		Envelope: queue.Envelope{Rcpts: []queue.Recipient{{Addr: to, State: queue.Pending}}},
+		Origin:   origin,
+		LocalUID: -1,
+	}
+	id, err := n.intake.Submit(ctx, sub, pr)
+	pr.CloseWithError(errNoticeDone) // unblocks the composer if Submit stopped early
+	if err != nil {
+		return fmt.Errorf("queue %s notice for %s: %w", no.Kind, no.ID, err)
+	}
+	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
+		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
+	return nil
+}

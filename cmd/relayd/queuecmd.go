@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"relayd/control"
+	"relayd/queue"
+)
+
+// runQueue implements "relayd queue ..." and "mailq". Listing and showing
+// read the spool directly (they work while the daemon is down); commands
+// that change the queue go through the daemon's control socket.
+func runQueue(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("queue", stderr)
+	cfgFlag := fs.String("config", "", "config `FILE`")
+	asJSON := fs.Bool("json", false, "JSON output (list)")
+	all := fs.Bool("all", false, "every message (delete)")
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID...")
+		return exitUsage
+	}
+	cmd := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	cfg, ok := loadConfig(configPath(*cfgFlag), stderr)
+	if !ok {
+		return exitConfig
+	}
+	ids := fs.Args()
+	switch cmd {
+	case "list":
+		return listQueue(cfg.StateDir, *asJSON, stdout, stderr)
+	case "show":
+		if len(ids) != 1 {
+			fmt.Fprintln(stderr, "usage: relayd queue show ID")
+			return exitUsage
+		}
+		return showMessage(cfg.StateDir, ids[0], stdout, stderr)
+	case "flush", "delete", "hold", "release":
+		if cmd != "flush" && len(ids) == 0 && !(cmd == "delete" && *all) {
+			fmt.Fprintf(stderr, "usage: relayd queue %s ID...\n", cmd)
+			return exitUsage
+		}
+		return callDaemon(cfg.StateDir, control.Request{Cmd: cmd, IDs: ids, All: *all}, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "relayd queue: unknown command %q\n", cmd)
+	return exitUsage
+}
+
+func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) int {
+	resp, err := control.Call(stateDir, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
+		if errors.Is(err, control.ErrNoDaemon) {
+			return exitTempFail
+		}
+		return exitFailure
+	}
+	if req.Cmd != "reload" {
+		fmt.Fprintf(stdout, "%s: %d message(s)\n", req.Cmd, resp.Count)
+	} else {
+		fmt.Fprintln(stdout, "reload: configuration reloaded")
+	}
+	return exitOK
+}
+
+func runReload(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("reload", stderr)
+	cfgFlag := fs.String("config", "", "config `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, ok := loadConfig(configPath(*cfgFlag), stderr)
+	if !ok {
+		return exitConfig
+	}
+	return callDaemon(cfg.StateDir, control.Request{Cmd: "reload"}, stdout, stderr)
+}
+
+// listEntry is the stable JSON form of one queued message (documented in
+// README.md).
+type listEntry struct {
+	ID         string     `json:"id"`
+	Size       int64      `json:"size"`
+	Arrival    time.Time  `json:"arrival"`
+	Sender     string     `json:"sender"`
+	Held       bool       `json:"held"`
+	Attempts   int        `json:"attempts"`
+	NextTry    time.Time  `json:"next_attempt,omitzero"`
+	Recipients []listRcpt `json:"recipients"`
+}
+
+type listRcpt struct {
+	Address   string `json:"address"`
+	State     string `json:"state"`
+	LastReply string `json:"last_reply,omitempty"`
+}
+
+func listQueue(stateDir string, asJSON bool, stdout, stderr io.Writer) int {
+	var entries []listEntry
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	enc := json.NewEncoder(w)
+	n := 0
+	err := queue.ReadOnlyList(stateDir, func(m *queue.Meta) error {
+		e := listEntry{ID: m.ID, Size: m.Size, Arrival: m.Arrival, Sender: m.From, Held: m.Held,
+			Attempts: m.Attempts, NextTry: m.NextAttempt}
+		for _, r := range m.Rcpts {
+			e.Recipients = append(e.Recipients, listRcpt{Address: r.Addr, State: string(r.State), LastReply: r.LastReply})
+		}
+		n++
+		if asJSON {
+			entries = append(entries, e)
+			return nil
+		}
+		printEntry(w, e)
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "relayd queue list: %v\n", err)
+		if os.IsPermission(err) {
+			return exitFailure
+		}
+		return exitTempFail
+	}
+	if asJSON {
+		if entries == nil {
+			entries = []listEntry{}
+		}
+		enc.SetIndent("", "  ")
+		enc.Encode(entries)
+		return exitOK
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "Mail queue is empty")
+	} else {
+		fmt.Fprintf(w, "-- %d message(s)\n", n)
+	}
+	return exitOK
+}
+
+// printEntry writes one message the way Postfix's mailq does.
+func printEntry(w io.Writer, e listEntry) {
+	mark := ""
+	if e.Held {
+		mark = "!"
+	}
+	sender := e.Sender
+	if sender == "" {
+		sender = "MAILER-DAEMON"
+	}
+	fmt.Fprintf(w, "%-20s %8d %s  %s\n", e.ID+mark, e.Size, e.Arrival.Local().Format("Mon Jan _2 15:04:05"), sender)
+	for _, r := range e.Recipients {
+		if r.State == string(queue.Sent) {
+			continue
+		}
+		if r.LastReply != "" {
+			fmt.Fprintf(w, "%44s(%s)\n", "", r.LastReply)
+		}
+		fmt.Fprintf(w, "%44s%s [%s]\n", "", r.Address, r.State)
+	}
+	fmt.Fprintln(w)
+}
+
+func showMessage(stateDir, id string, stdout, stderr io.Writer) int {
+	var found *queue.Meta
+	queue.ReadOnlyList(stateDir, func(m *queue.Meta) error {
+		if m.ID == id {
+			found = m
+		}
+		return nil
+	})
+	if found == nil {
+		fmt.Fprintf(stderr, "relayd queue show: %s: no such message\n", id)
+		return exitFailure
+	}
+	meta := *found
+	meta.Prefix = nil
+	b, _ := json.MarshalIndent(meta, "", "  ")
+	fmt.Fprintf(stdout, "%s\n\n", b)
+	stdout.Write(found.Prefix)
+	f, err := os.Open(filepath.Join(stateDir, "msg", id))
+	if err != nil {
+		fmt.Fprintf(stderr, "relayd queue show: %v\n", err)
+		return exitFailure
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	for {
+		line, err := br.ReadString('\n')
+		stdout.Write([]byte(line))
+		if err != nil || strings.TrimRight(line, "\r\n") == "" {
+			break
+		}
+	}
+	return exitOK
+}
+
+// controlHandler executes control requests in the daemon.
+type controlHandler struct{ d *daemon }
+
+func (h controlHandler) Handle(ctx context.Context, req control.Request) (int, error) {
+	q := h.d.q
+	ids := req.IDs
+	if len(ids) == 0 && (req.All || req.Cmd == "flush") {
+		q.List(func(m *queue.Meta) error { ids = append(ids, m.ID); return nil })
+	}
+	var err error
+	switch req.Cmd {
+	case "flush":
+		err = q.Flush(ids...)
+	case "delete":
+		err = q.Delete(ids...)
+	case "hold":
+		err = q.Hold(ids...)
+	case "release":
+		err = q.Release(ids...)
+	case "reload":
+		return 0, h.d.reload()
+	default:
+		return 0, fmt.Errorf("unknown command %q", req.Cmd)
+	}
+	return len(ids), err
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"relayd/cleanup"
+	"relayd/conf"
+	"relayd/control"
+	"relayd/queue"
+	"relayd/signer"
+	"relayd/smtpd"
+	"relayd/upstream"
+)
+
+// stopGrace is how long sessions and deliveries in flight may take to
+// finish after SIGTERM before their connections are closed.
+const stopGrace = 20 * time.Second
+
+func runServe(args []string, stderr io.Writer) int {
+	fs := flagSet("serve", stderr)
+	cfgFlag := fs.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	path := configPath(*cfgFlag)
+	d, err := newDaemon(path, stderr)
+	if err != nil {
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := d.run(ctx); err != nil {
+		d.log.Error("relayd stopped", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// daemon is one running relayd: the pipeline listener -> cleanup -> signer
+// -> queue -> upstream, and what steers it.
+type daemon struct {
+	path   string
+	stderr io.Writer
+	log    *slog.Logger
+
+	reloadMu sync.Mutex // one reload at a time
+	mu       sync.Mutex // guards cfg, up across reloads
+	cfg      *conf.Config
+	up       *upstream.Client
+	q        *queue.Queue
+	sign     *signer.Signer
+	intake   *cleanup.Cleanup
+	servers  []*smtpd.Server
+	lis      []net.Listener
+}
+
+// components is everything built from one config; reload builds a new set
+// and swaps it in only when all of it is valid.
+type components struct {
+	cfg  *conf.Config
+	sign *signer.Signer
+	up   *upstream.Client // nil: hold mail
+	tls  *tls.Config      // listener certificate, nil when not configured
+}
+
+// build validates cfg fully (keys, certificates, smarthost settings) and
+// returns every problem at once.
+func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
+	var errs []error
+	c := &components{cfg: cfg}
+	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: log})
+	errs = append(errs, kerrs...)
+	c.sign = sign
+	if cfg.Listen.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Listen.TLSCert, cfg.Listen.TLSKey)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: listen.tls_cert/listen.tls_key: %w", cfg.Source, err))
+		} else {
+			c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+	}
+	if !cfg.Upstream.Hold() {
+		up, err := newUpstream(cfg, log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.up = up
+	}
+	return c, errs
+}
+
+func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
+	u := cfg.Upstream
+	roots, err := upstream.LoadCAFile(u.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: upstream.ca_file: %w", cfg.Source, err)
+	}
+	up, err := upstream.New(upstream.Config{
+		Address:  u.Address,
+		Fallback: u.Fallback,
+		TLS:      u.TLS,
+		RootCAs:  roots,
+		Hostname: cfg.Hostname,
+		Username: u.Username,
+		Password: u.Password,
+		Timeout:  u.Timeout.Duration,
+		MaxConns: cfg.Queue.Concurrency,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: upstream: %w", cfg.Source, err)
+	}
+	return up, nil
+}
+
+func newDaemon(path string, stderr io.Writer) (*daemon, error) {
+	cfg, ok := loadConfig(path, stderr)
+	if !ok {
+		return nil, errors.New("bad config")
+	}
+	log := newLogger(cfg.Log, stderr)
+	comp, errs := build(cfg, log)
+	if len(errs) > 0 {
+		printProblems(stderr, path, errors.Join(errs...))
+		return nil, errors.New("bad config")
+	}
+	return &daemon{path: path, stderr: stderr, log: log, cfg: cfg, up: comp.up, sign: comp.sign}, nil
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	cfg := d.cfg
+	qcfg := queue.Config{
+		Dir:          cfg.StateDir,
+		MinBackoff:   cfg.Queue.MinBackoff.Duration,
+		MaxBackoff:   cfg.Queue.MaxBackoff.Duration,
+		MaxAge:       cfg.Queue.MaxAge.Duration,
+		DelayWarning: cfg.Queue.DelayWarning.Duration,
+		Concurrency:  cfg.Queue.Concurrency,
+		MinFreeBytes: cfg.Queue.MinFreeBytes,
+		Logger:       d.log,
+	}
+	if d.up != nil {
+		qcfg.Deliverer = d.up
+	}
+	nt := &notifier{hostname: cfg.Hostname, admin: cfg.Rewrite.Admin, clock: time.Now, log: d.log}
+	qcfg.Notifier = nt
+	q, err := queue.Open(qcfg)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	d.q = q
+	d.intake = cleanup.New(d.cleanupConfig(cfg))
+	nt.intake = d.intake
+
+	if err := d.listen(); err != nil {
+		return err
+	}
+	if cfg.Upstream.Hold() {
+		d.log.Warn("no smarthost configured (upstream.address): mail is accepted and held in the queue until one is configured",
+			"state_dir", cfg.StateDir)
+	}
+
+	qctx, qstop := context.WithCancel(context.Background())
+	qdone := make(chan error, 1)
+	go func() { qdone <- q.Run(qctx) }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	sdNotify("READY=1")
+	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)
+
+	for {
+		select {
+		case <-hup:
+			d.reload()
+			continue
+		case err := <-qdone:
+			qstop()
+			d.shutdownListeners()
+			return fmt.Errorf("queue stopped: %w", err)
+		case <-ctx.Done():
+		}
+		break
+	}
+	sdNotify("STOPPING=1")
+	d.log.Info("stopping: no new connections; finishing sessions and deliveries in flight")
+	d.shutdownListeners()
+	qstop()
+	err = <-qdone
+	if d.up != nil {
+		d.up.Close()
+	}
+	d.log.Info("relayd stopped")
+	return err
+}
+
+func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
+	var s cleanup.Signer
+	if d.sign != nil {
+		s = d.sign
+	}
+	return cleanup.Config{
+		Hostname:        cfg.Hostname,
+		Spool:           d.q,
+		Signer:          s,
+		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
+		Admin:           cfg.Rewrite.Admin,
+		Sender:          cfg.Rewrite.Sender,
+		Logger:          d.log,
+	}
+}
+
+func (d *daemon) settings(cfg *conf.Config) smtpd.Settings {
+	return smtpd.Settings{
+		RelayNets:       cfg.RelayNets(),
+		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
+		MaxRecipients:   cfg.Listen.MaxRecipients,
+	}
+}
+
+// listen binds every configured listener, or fails naming the address.
+func (d *daemon) listen() error {
+	cfg := d.cfg
+	mk := func(mode smtpd.Mode) *smtpd.Server {
+		s := smtpd.New(smtpd.Config{
+			Hostname:      cfg.Hostname,
+			Mode:          mode,
+			IdleTimeout:   cfg.Listen.IdleTimeout.Duration,
+			MaxConns:      cfg.Listen.MaxConnections,
+			MaxConnsPerIP: cfg.Listen.MaxConnectionsPerIP,
+			Resolver:      net.DefaultResolver,
+			Logger:        d.log,
+			Settings:      d.settings(cfg),
+		}, d.intake)
+		d.servers = append(d.servers, s)
+		return s
+	}
+	serve := func(s *smtpd.Server, l net.Listener) {
+		d.lis = append(d.lis, l)
+		go func() {
+			if err := s.Serve(l); err != nil {
+				d.log.Error("listener failed", "addr", l.Addr(), "err", err)
+			}
+		}()
+	}
+	relay := mk(smtpd.Relay)
+	for _, addr := range cfg.Listen.SMTP {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			if isLoopbackV6Unavailable(addr, err) {
+				d.log.Warn("skipping listener: IPv6 loopback not available", "addr", addr)
+				continue
+			}
+			d.shutdownListeners()
+			return fmt.Errorf("listen.smtp %s: %w", addr, err)
+		}
+		d.log.Info("listening", "addr", l.Addr().String(), "mode", "smtp")
+		serve(relay, l)
+	}
+	cl, err := control.Listen(cfg.StateDir)
+	if err != nil {
+		d.shutdownListeners()
+		return err
+	}
+	d.lis = append(d.lis, cl)
+	go control.Serve(cl, controlHandler{d}, d.log)
+
+	sock := filepath.Join(cfg.StateDir, "public", "submit.sock")
+	os.Remove(sock)
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		d.shutdownListeners()
+		return fmt.Errorf("local submission socket %s: %w", sock, err)
+	}
+	os.Chmod(sock, 0o666) // any local user may submit, as with sendmail
+	serve(mk(smtpd.Local), l)
+	return nil
+}
+
+func isLoopbackV6Unavailable(addr string, err error) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	return host == "::1" && errors.Is(err, syscall.EADDRNOTAVAIL)
+}
+
+func (d *daemon) shutdownListeners() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range d.servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Shutdown(ctx) }()
+	}
+	wg.Wait()
+	for _, l := range d.lis {
+		l.Close() // the control socket; smtpd closed its own
+	}
+}
+
+// reload re-reads the config; a broken one is rejected with every error
+// listed and the running one is kept.
+func (d *daemon) reload() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	sdNotify("RELOADING=1")
+	defer sdNotify("READY=1")
+	d.log.Info("reloading configuration", "config", orDefaults(d.path))
+	cfg, err := conf.Load(d.path)
+	if err != nil {
+		d.log.Error("reload rejected, keeping the running configuration", "problems", err.Error())
+		return err
+	}
+	comp, errs := build(cfg, d.log)
+	if len(errs) > 0 {
+		err := errors.Join(errs...)
+		d.log.Error("reload rejected, keeping the running configuration", "problems", err.Error())
+		return err
+	}
+	d.mu.Lock()
+	old := d.up
+	d.cfg, d.up, d.sign = cfg, comp.up, comp.sign
+	d.mu.Unlock()
+	if comp.up != nil {
+		d.q.SetDeliverer(comp.up)
+	} else {
+		d.q.SetDeliverer(nil)
+	}
+	d.intake.Update(d.cleanupConfig(cfg))
+	for _, s := range d.servers {
+		s.Update(d.settings(cfg))
+	}
+	if old != nil {
+		old.Close()
+	}
+	d.log.Info("configuration reloaded")
+	return nil
+}
+
+func orDefaults(path string) string {
+	if path == "" {
+		return "(built-in defaults)"
+	}
+	return path
+}
+
+// sdNotify tells systemd about state changes (Type=notify); a no-op
+// outside systemd.
+func sdNotify(state string) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if sock[0] == '@' {
+		sock = "\x00" + sock[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(state))
+}

@@ -19,5 +19,11 @@
 //   - The SPF evaluator is a deliberately small subset of RFC 7208 check_host:
 //     ip4, ip6, a, mx, include, redirect= and all are evaluated; exists, ptr
 //     and macros are treated as "not matching" and noted. The RFC 7208 §4.6.4
-//     limit of 10 DNS-querying terms is enforced.
+//     limit of 10 DNS-querying terms is enforced (the limit of 2 void
+//     lookups is not).
+//   - The DMARC organizational domain is found by stripping the leftmost
+//     label once, not through the Public Suffix List (RFC 7489 §3.2).
+//
+// Input.Now is carried for callers and future time-dependent checks; no
+// check reads the clock. CheckClock compares two times the caller supplies.
 package dnscheck

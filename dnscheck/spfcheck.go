@@ -43,14 +43,14 @@ func (ru *run) checkSPF(ctx context.Context, domain string) {
 			"%v: receivers return permerror (RFC 7208 §4.5) and treat the mail as unauthenticated", err))
 		return
 	case errors.Is(err, errSPFSyntax):
-		ru.add(newFail(what, "fix the record; a valid example: "+ru.suggestSPF(ctx, domain, nil),
+		ru.add(newFail(what, "fix the record; a valid example: "+ru.suggestSPF(ctx, domain),
 			"record does not parse (%v): receivers return permerror", err))
 		return
 	case err != nil:
 		ru.lookupFailed(what, err)
 		return
 	case rec == nil:
-		ru.add(newFail(what, "publish "+ru.suggestSPF(ctx, domain, nil),
+		ru.add(newFail(what, "publish "+ru.suggestSPF(ctx, domain),
 			"%s has no SPF (v=spf1) record, so receivers cannot tell your mail from forgeries", domain))
 		return
 	}
@@ -169,7 +169,7 @@ func (ru *run) checkSmarthostSPF(ctx context.Context, domain string, rec *spfRec
 }
 
 // suggestSPF proposes a whole record for domain.
-func (ru *run) suggestSPF(ctx context.Context, domain string, _ *spfRecord) string {
+func (ru *run) suggestSPF(ctx context.Context, domain string) string {
 	if isp := ru.ispSPFDomain(ctx); isp != "" {
 		return txtRecord(domain, "v=spf1 include:"+isp+" -all")
 	}

@@ -37,6 +37,7 @@ func longHeaderMsg() string {
 }
 
 func TestSignVerifies(t *testing.T) {
+	t.Parallel()
 	rsa := entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}
 	ed := entry{"example.com", "ed", "ed25519.pem"}
 	cases := []struct {
@@ -61,6 +62,7 @@ func TestSignVerifies(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			s := mustLoad(t, c.keys...)
 			signed := signMsg(t, s, c.domain, crlf(c.msg))
 			recs := records(s)
@@ -92,6 +94,7 @@ func TestSignVerifies(t *testing.T) {
 // A message that already carries another domain's signature keeps it valid,
 // and ours verifies too.
 func TestSignOverExistingSignature(t *testing.T) {
+	t.Parallel()
 	other := mustLoad(t, entry{"other.example", "o", "rsa2048.pkcs1.pem"})
 	ours := mustLoad(t, entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}, entry{"example.com", "ed", "ed25519.pem"})
 	first := signMsg(t, other, "other.example", crlf(baseMsg))
@@ -116,6 +119,7 @@ func TestSignOverExistingSignature(t *testing.T) {
 }
 
 func TestTamperingBreaksSignature(t *testing.T) {
+	t.Parallel()
 	s := mustLoad(t, entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}, entry{"example.com", "ed", "ed25519.pem"})
 	signed := signMsg(t, s, "example.com", crlf(baseMsg))
 	recs := records(s)
@@ -131,6 +135,7 @@ func TestTamperingBreaksSignature(t *testing.T) {
 		"subject-at-bottom": bottomSubject, "from-at-bottom": bottomFrom,
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			vs := goVerify(t, msg, recs)
 			if len(vs) != 2 {
 				t.Fatalf("got %d signatures, want 2", len(vs))

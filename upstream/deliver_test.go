@@ -292,8 +292,8 @@ func TestReuseOneConnection(t *testing.T) {
 	s := strictServer(t, smtptest.Faults{})
 	c, _ := newClient(t, s, nil)
 	for i := 0; i < 5; i++ {
-		if _, err := c.Deliver(context.Background(), delivery("m", "b@example.net")); err != nil {
-			t.Fatalf("delivery %d: %v", i, err)
+		if out, err := c.Deliver(context.Background(), delivery("m", "b@example.net")); err != nil || out.Rcpts[0] != nil {
+			t.Fatalf("delivery %d: %v %v", i, out.Rcpts, err)
 		}
 	}
 	msgs := s.WaitMessages(t, 5, 5*time.Second)
@@ -356,8 +356,8 @@ func TestFallback(t *testing.T) {
 		cfg.Fallback = []string{s.Addr()}
 	})
 	out, err := c.Deliver(context.Background(), delivery("m1", "b@example.net"))
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || out.Rcpts[0] != nil {
+		t.Fatal(out.Rcpts, err)
 	}
 	_, port, _ := net.SplitHostPort(s.Addr())
 	if !strings.HasSuffix(out.Relay, ":"+port) {

@@ -43,6 +43,8 @@ type Options struct {
 	// Cert is the server certificate; default: a leaf for "localhost" and
 	// 127.0.0.1 from a fresh CA (see Server.CA).
 	Cert *tls.Certificate
+	// AuthMechs restricts the advertised mechanisms (default PLAIN and LOGIN).
+	AuthMechs []string
 	// DSN advertises the RFC 3461 DSN extension.
 	DSN bool
 	// SMTPUTF8 advertises RFC 6531 SMTPUTF8.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -167,6 +168,9 @@ func (ss *session) AuthMechanisms() []string {
 	if len(ss.s.opts.Users) == 0 || (ss.s.opts.RequireTLS && !ss.tls()) {
 		return nil
 	}
+	if m := ss.s.opts.AuthMechs; len(m) > 0 {
+		return m
+	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
@@ -176,6 +180,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	ss.s.mu.Unlock()
 	if ss.s.opts.RequireTLS && !ss.tls() {
 		return nil, errNeedTLS
+	}
+	if !slices.Contains(ss.AuthMechanisms(), mech) {
+		return nil, smtp.ErrAuthUnknownMechanism
 	}
 	switch mech {
 	case sasl.Plain:

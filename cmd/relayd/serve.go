@@ -177,6 +177,12 @@ func (d *daemon) run(ctx context.Context) error {
 	qdone := make(chan error, 1)
 	go func() { qdone <- q.Run(qctx) }()
 
+	pctx, pstop := context.WithCancel(context.Background())
+	defer pstop()
+	pk := &pickup{dir: filepath.Join(cfg.StateDir, "maildrop"), corrupt: filepath.Join(cfg.StateDir, "corrupt"),
+		intake: d.intake, log: d.log, interval: pickupInterval}
+	go pk.run(pctx)
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -199,6 +205,7 @@ func (d *daemon) run(ctx context.Context) error {
 	sdNotify("STOPPING=1")
 	d.log.Info("stopping: no new connections; finishing sessions and deliveries in flight")
 	d.shutdownListeners()
+	pstop()
 	qstop()
 	err = <-qdone
 	if d.up != nil {

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relayd/cleanup"
+	"relayd/queue"
+	"relayd/sendmail"
+)
+
+// pickupInterval is how often the maildrop is scanned. The sendmail
+// command only uses the maildrop while the daemon is down, so this is the
+// delay after a start, not on the normal path.
+const pickupInterval = 2 * time.Second
+
+// pickup moves messages that the sendmail command left in the maildrop
+// (while the daemon was down) through the intake. The files are untrusted
+// input: the same address checks and limits apply as on the network, and
+// the submitting uid is the file's owner, not what the file claims.
+type pickup struct {
+	dir      string // STATE_DIR/maildrop
+	corrupt  string // STATE_DIR/corrupt
+	intake   *cleanup.Cleanup
+	log      *slog.Logger
+	interval time.Duration
+}
+
+func (p *pickup) run(ctx context.Context) {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		p.scan(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *pickup) scan(ctx context.Context) {
+	entries, err := os.ReadDir(p.dir)
+	if err != nil {
+		p.log.Error("maildrop unreadable", "dir", p.dir, "err", err)
+		return
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names) // oldest first: names start with the time
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return
+		}
+		p.one(ctx, name)
+	}
+}
+
+// one submits one maildrop file. It is removed only after the message is
+// committed (a crash in between gives a duplicate, never a loss). A file
+// that can never be accepted is moved to corrupt/ and logged, never
+// silently deleted.
+func (p *pickup) one(ctx context.Context, name string) {
+	path := filepath.Join(p.dir, name)
+	f, err := os.Open(path)
+	if err != nil {
+		p.log.Error("maildrop file unreadable", "file", path, "err", err)
+		return
+	}
+	defer f.Close()
+	uid := -1
+	if fi, err := f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid = int(st.Uid)
+		}
+	}
+	env, body, err := sendmail.ReadDrop(f)
+	if err != nil {
+		p.quarantine(path, name, err)
+		return
+	}
+	qenv, serr := p.envelope(env)
+	if serr != nil {
+		p.quarantine(path, name, serr)
+		return
+	}
+	sub := &cleanup.Submission{Envelope: qenv, Origin: queue.FromLocal, LocalUID: uid}
+	id, err := p.intake.Submit(ctx, sub, body)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code >= 500 {
+			p.quarantine(path, name, err)
+		}
+		// 4xx: leave it for the next scan.
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		p.log.Error("maildrop file queued but not removed: it will be queued again", "file", path, "id", id, "err", err)
+		return
+	}
+	p.log.Info("picked up from maildrop", "id", id, "uid", uid)
+}
+
+func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
+	from, serr := p.intake.Sender(env.From)
+	if serr != nil {
+		return queue.Envelope{}, fmt.Errorf("sender %q: %w", env.From, serr)
+	}
+	q := queue.Envelope{From: from, Ret: env.Ret, EnvID: env.EnvID}
+	var notify []string
+	if env.Notify != "" {
+		notify = strings.Split(strings.ToUpper(env.Notify), ",")
+	}
+	seen := map[string]bool{}
+	for _, r := range env.Rcpts {
+		addr, serr := p.intake.Recipient(r)
+		if serr != nil {
+			return queue.Envelope{}, fmt.Errorf("recipient %q: %w", r, serr)
+		}
+		if seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		q.Rcpts = append(q.Rcpts, queue.Recipient{Addr: addr, Notify: notify, State: queue.Pending})
+	}
+	return q, nil
+}
+
+func (p *pickup) quarantine(path, name string, cause error) {
+	dst := filepath.Join(p.corrupt, "maildrop-"+name)
+	if err := os.Rename(path, dst); err != nil {
+		p.log.Error("maildrop file rejected and could not be quarantined", "file", path, "err", err, "cause", cause)
+		return
+	}
+	p.log.Error("maildrop file rejected, moved to quarantine", "file", dst, "cause", cause)
+}

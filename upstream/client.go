@@ -47,6 +47,9 @@ func New(cfg Config) (*Client, error) {
 // A non-nil error is always an *Error (the last relay's); earlier relays'
 // failures are logged.
 func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
+	if len(d.Rcpts) == 0 {
+		return queue.Outcome{}, nil
+	}
 	var last *Error
 	for i, addr := range c.cfg.relays() {
 		out, e := c.deliverVia(ctx, addr, d)

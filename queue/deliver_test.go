@@ -78,7 +78,9 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 func TestTransportDownProbeAndBacklog(t *testing.T) {
 	h := newHarness(t, nil)
 	h.del.hold = 5 * time.Millisecond
-	h.del.set(func(d *Delivery) (Outcome, error) { return Outcome{}, errors.New("dial tcp 192.0.2.1:587: connection refused") })
+	h.del.set(func(d *Delivery) (Outcome, error) {
+		return Outcome{}, errors.New("dial tcp 192.0.2.1:587: connection refused")
+	})
 	var ids []string
 	for range 6 {
 		ids = append(ids, h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example", "b@y.example")}, FromSMTP))

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"relayd/maillog"
 )
 
@@ -121,7 +123,15 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	if err := d.w.Flush(); err != nil {
 		return noSpace(fmt.Errorf("queue: write body %s: %w", d.id, err))
 	}
-	// Closing does not flush to disk; the committer's syncfs does.
+	// Closing does not flush to disk: this session's fdatasync does (run in
+	// parallel with other sessions), or the committer's syncfs.
+	if !q.useSyncfs {
+		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
+			d.f.Close()
+			d.f = nil
+			return noSpace(fmt.Errorf("queue: fdatasync body %s: %w", d.id, err))
+		}
+	}
 	err = d.f.Close()
 	d.f = nil
 	if err != nil {
@@ -144,7 +154,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		return fmt.Errorf("queue: encode meta %s: %w", d.id, err)
 	}
 	req := &commitReq{id: d.id, tmp: q.path("tmp", d.id+".json"), meta: q.metaPath(d.id), done: make(chan struct{})}
-	if err := os.WriteFile(req.tmp, b, 0o600); err != nil {
+	if err := writeTmp(req.tmp, b, !q.useSyncfs); err != nil {
 		_ = os.Remove(req.tmp)
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", d.id, err))
 	}
@@ -224,9 +234,11 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			_ = os.Remove(r.meta)
 		}
 	}
-	if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
-		fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
-		return
+	if q.useSyncfs {
+		if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
+			fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
+			return
+		}
 	}
 	if err := syncDir(q.path("msg")); err != nil {
 		fail(noSpace(err), batch)
@@ -247,4 +259,20 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		fail(noSpace(err), ok)
 		_ = syncDir(q.path("meta")) // try to make the removals durable too
 	}
+}
+
+// writeTmp writes a meta file in tmp/, with fdatasync in per-file mode.
+func writeTmp(p string, b []byte, sync bool) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil && sync {
+		err = unix.Fdatasync(int(f.Fd()))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

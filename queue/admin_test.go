@@ -1,0 +1,226 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestHoldReleaseFlushDelete(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}
+	held := h.commit(env, FromSMTP)
+	gone := h.commit(env, FromSMTP)
+	if err := h.q.Hold(held, gone); err != nil {
+		t.Fatal(err)
+	}
+	if !h.meta(held).Held {
+		t.Fatal("Held not persisted")
+	}
+	if err := h.q.Delete(gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.q.Get(gone); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete: %v", err)
+	}
+	if _, err := os.Stat(h.q.bodyPath(gone)); !os.IsNotExist(err) {
+		t.Errorf("body after Delete: %v", err)
+	}
+	if !strings.Contains(h.logs.String(), "id="+gone+" status=deleted") {
+		t.Error("no status=deleted line")
+	}
+	h.run()
+	time.Sleep(100 * time.Millisecond)
+	if h.del.count() != 0 {
+		t.Fatal("held message was attempted")
+	}
+	// Release keeps the schedule (due now): delivered.
+	h.del.set(replyAll(451, [3]int{4, 3, 0}, "later"))
+	if err := h.q.Release(held); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attempt after release", func() bool { return h.del.count() == 1 })
+	h.idle()
+	if h.meta(held).Held {
+		t.Error("still held on disk")
+	}
+	// Flush: due now although the next attempt is 10 minutes away.
+	if err := h.q.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attempt after flush", func() bool { return h.del.count() == 2 })
+	h.idle()
+	if err := h.q.Flush(held); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "attempt after flush by id", func() bool { return h.del.count() == 3 })
+	h.idle()
+	if err := h.q.Delete(held); err != nil {
+		t.Fatal(err)
+	}
+	if h.q.Len() != 0 || len(h.notif.list()) != 0 {
+		t.Errorf("Len %d notices %v", h.q.Len(), h.notif.list())
+	}
+	unknown := newID(time.Now())
+	for name, op := range map[string]func(...string) error{"hold": h.q.Hold, "release": h.q.Release, "flush": h.q.Flush, "delete": h.q.Delete} {
+		if err := op(unknown); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(unknown) = %v", name, err)
+		}
+		if err := op("../../etc/passwd"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(bad id) = %v", name, err)
+		}
+	}
+	if err := h.q.Delete(); err == nil {
+		t.Error("Delete() with no IDs succeeded")
+	}
+}
+
+// Hold and delete while a delivery is in flight apply when it ends.
+func TestAdminDuringDelivery(t *testing.T) {
+	h := newHarness(t, nil)
+	entered, proceed := make(chan string, 2), make(chan struct{})
+	h.del.set(func(d *Delivery) (Outcome, error) {
+		entered <- d.ID
+		<-proceed
+		return replyAll(451, [3]int{4, 3, 0}, "later")(d)
+	})
+	a := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}, FromSMTP)
+	b := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("b@y.example")}, FromSMTP)
+	h.run()
+	<-entered
+	<-entered
+	if err := h.q.Hold(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.q.Delete(b); err != nil {
+		t.Fatal(err)
+	}
+	close(proceed)
+	waitFor(t, "b deleted", func() bool { return h.attempts(b) == -1 && h.q.Len() == 1 })
+	waitFor(t, "a held on disk", func() bool { m, err := h.q.Get(a); return err == nil && m.Held })
+	h.advance(time.Hour)
+	time.Sleep(50 * time.Millisecond)
+	if h.del.count() != 2 {
+		t.Errorf("held message attempted again: %d deliveries", h.del.count())
+	}
+}
+
+func TestNoDelivererHolds(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Deliverer = nil })
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}, FromSMTP)
+	h.run()
+	waitFor(t, "holding line", func() bool {
+		return strings.Contains(h.logs.String(), "no smarthost configured (upstream.address): holding 1 messages")
+	})
+	if !strings.Contains(h.logs.String(), "id="+id+" status=held") {
+		t.Errorf("no status=held line:\n%s", h.logs)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if h.attempts(id) != 0 {
+		t.Fatal("attempted without a deliverer")
+	}
+	h.q.SetDeliverer(h.del)
+	waitFor(t, "delivered after SetDeliverer", func() bool { return h.q.Len() == 0 })
+}
+
+// Run returns after cancel; a hung delivery gets its ctx cancelled after
+// StopGrace, and the attempt stays counted on disk.
+func TestRunStopGrace(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.StopGrace = 50 * time.Millisecond })
+	var cancelled atomic.Bool
+	started := make(chan struct{})
+	hung := deliverFunc(func(ctx context.Context, d *Delivery) (Outcome, error) {
+		close(started)
+		<-ctx.Done()
+		cancelled.Store(true)
+		return Outcome{}, ctx.Err()
+	})
+	h.q.SetDeliverer(hung)
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}, FromSMTP)
+	h.run()
+	<-started
+	h.stopRun()
+	if !cancelled.Load() {
+		t.Error("in-flight delivery was not cancelled")
+	}
+	if m := h.meta(id); m.Attempts != 1 || m.Rcpts[0].State != Pending {
+		t.Errorf("after shutdown: %+v", m)
+	}
+}
+
+type deliverFunc func(ctx context.Context, d *Delivery) (Outcome, error)
+
+func (f deliverFunc) Deliver(ctx context.Context, d *Delivery) (Outcome, error) { return f(ctx, d) }
+
+// The scheduler's memory per message must stay small: 100,000 entries.
+func TestScheduleMemory(t *testing.T) {
+	h := newHarness(t, nil)
+	const N = 100_000
+	ids := make([]string, N)
+	base := time.Now()
+	for i := range ids {
+		ids[i] = newID(base.Add(time.Duration(i) * time.Microsecond))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, id := range ids {
+		h.q.s.add(id, base.Add(time.Duration(N-i)*time.Second), false)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / N
+	t.Logf("%d scheduled entries: heap grew %.1f MB, %.0f bytes/entry (IDs preallocated: +%d bytes each)",
+		N, float64(after.HeapAlloc-before.HeapAlloc)/1e6, per, idLen)
+	if per > 300 {
+		t.Errorf("%.0f bytes per scheduled message, want < 300", per)
+	}
+	if h.q.Len() != N || h.q.s.h[0].id != ids[N-1] {
+		t.Errorf("heap order wrong")
+	}
+	runtime.KeepAlive(ids)
+}
+
+// BenchmarkCommitParallel measures group commit as shipped: each session
+// fdatasyncs its own body and meta, the committer batches the renames and
+// directory fsyncs.
+func BenchmarkCommitParallel(b *testing.B) { benchCommit(b, false) }
+
+// BenchmarkCommitParallelSyncfs measures the alternative: one syncfs(2) per
+// batch instead of per-file fdatasync.
+func BenchmarkCommitParallelSyncfs(b *testing.B) { benchCommit(b, true) }
+
+func benchCommit(b *testing.B, syncfs bool) {
+	q, err := Open(Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	q.useSyncfs = syncfs
+	body := []byte(strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 64)) // 4 KiB
+	env := Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(16) // many SMTP sessions per CPU
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			d, err := q.Create()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			d.Write(body)
+			if err := d.Commit(context.Background(), env, []byte("Received: x\r\n"), FromSMTP); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/float64(q.batches.Load()), "msgs/flush")
+}

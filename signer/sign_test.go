@@ -298,3 +298,38 @@ func TestSignatureFolded(t *testing.T) {
 	}
 	_ = dkim.CanonicalizationRelaxed
 }
+
+// One Signer serves concurrent sessions (run with -race).
+func TestSignConcurrent(t *testing.T) {
+	s := mustLoad(t, entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}, entry{"example.com", "ed", "ed25519.pem"})
+	recs := records(s)
+	done := make(chan []byte)
+	for i := range 8 {
+		go func() {
+			msg := crlf(strings.Replace(baseMsg, "Hello Bob.", "Hello Bob "+strings.Repeat("!", i), 1))
+			w, finish, err := s.Sign("example.com")
+			if err != nil {
+				done <- nil
+				return
+			}
+			w.Write(msg)
+			sig, err := finish()
+			if err != nil {
+				done <- nil
+				return
+			}
+			done <- append(sig, msg...)
+		}()
+	}
+	for range 8 {
+		signed := <-done
+		if signed == nil {
+			t.Fatal("concurrent Sign failed")
+		}
+		for _, v := range goVerify(t, signed, recs) {
+			if v.Err != nil {
+				t.Error(v.Err)
+			}
+		}
+	}
+}

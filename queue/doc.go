@@ -50,23 +50,27 @@
 // # Group commit
 //
 // fsync is what limits intake throughput. Every Draft writes its body into
-// msg/ID and its meta into tmp/ID.json and fdatasyncs both in the session's
-// own goroutine (so concurrent sessions flush in parallel, and the kernel
-// merges their journal commits), then hands itself to the single committer
-// goroutine. The committer takes every commit waiting at that moment as one
-// batch and, for the whole batch: fsyncs msg/ once (the body entries must be
-// durable before any meta points at them), renames each tmp/ID.json into
-// meta/ (the commit markers), fsyncs meta/ once, and then releases every
-// waiting Commit. While one batch is being flushed the next accumulates, so
-// the directory flushes are shared by every session committing concurrently.
+// msg/ID and its meta into tmp/ID.json without syncing, then hands itself to
+// the single committer goroutine. The committer takes every commit waiting
+// at that moment as one batch and, for the whole batch: calls syncfs(2) once
+// on the spool's filesystem (flushing every body, every tmp meta and their
+// directory entries), fsyncs msg/ once (portable belt and braces: the body
+// entries must be durable before any meta points at them), renames each
+// tmp/ID.json into meta/ (the commit markers), fsyncs meta/ once, and then
+// releases every waiting Commit. While one batch is being flushed the next
+// accumulates, so a flush is shared by every session committing
+// concurrently.
 //
-// The alternative the design suggested, one syncfs(2) per batch instead of
-// per-file fdatasync, is implemented too (Queue.useSyncfs) and benchmarked
-// by BenchmarkCommitParallelSyncfs. On the 2-core build VM, with other
-// processes writing to the same filesystem, per-file fdatasync was faster
-// (about 0.7-0.9 ms/commit against 0.9-1.1 ms, 4 KiB bodies, 32 sessions):
-// syncfs also flushes every unrelated dirty page on the filesystem, so its
-// cost depends on what else runs on the machine. Per-file is the default.
+// The alternative, per-file fdatasync of body and meta fanned out in the
+// sessions' own goroutines with only renames and directory fsyncs batched,
+// is implemented too (Queue.useSyncfs = false) and benchmarked by
+// BenchmarkCommitParallelPerFile. On the shared 2-core build VM the results
+// were noisy; interleaved runs (4 KiB bodies, 32 sessions) gave syncfs
+// 0.85-1.9 ms/commit against 0.7-2.9 ms for per-file, syncfs ahead or equal
+// in each interleaved pair, with about 10-14 messages per flush against 6.
+// syncfs is the default. Its cost: it also flushes unrelated dirty data on
+// the same filesystem, so the spool is best kept off a filesystem that
+// holds large, busy files.
 //
 // # Scheduling
 //

@@ -19,6 +19,10 @@ type Faults struct {
 	// DataReply is consulted after the body was read; n is the 1-based
 	// number of the DATA transaction on this server (to script "451, then 250").
 	DataReply func(n int) *smtp.SMTPError
+	// MessageReply is consulted after DataReply with the message as it
+	// would be recorded (envelope, DSN parameters and data), e.g. to refuse
+	// mail from one sender but accept notices from the null sender <>.
+	MessageReply func(m *Message) *smtp.SMTPError
 	// AuthFail answers every AUTH with 535 5.7.8.
 	AuthFail bool
 	// TLSFail presents a certificate for "wrong.invalid" (signed by the same

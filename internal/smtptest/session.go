@@ -154,6 +154,11 @@ func (ss *session) Data(r io.Reader) error {
 		At:       time.Now(),
 		Conn:     connID(ss.c.Conn()),
 	}
+	if f.MessageReply != nil {
+		if e := f.MessageReply(&m); e != nil {
+			return e
+		}
+	}
 	s.mu.Lock()
 	s.msgs = append(s.msgs, m)
 	close(s.changed)

@@ -299,3 +299,35 @@ func TestDSNOptionsRecorded(t *testing.T) {
 		t.Fatalf("opts = %+v %+v", m.MailOpts, m.RcptOpts[0])
 	}
 }
+
+func TestMessageReplySeesEnvelope(t *testing.T) {
+	s := New(t, Options{Faults: Faults{
+		MessageReply: func(m *Message) *smtp.SMTPError {
+			if m.From != "" && bytes.Contains(m.Data, []byte("hello")) {
+				return Reply451()
+			}
+			return nil
+		},
+	}})
+	c := dial(t, s, "", "")
+	if err := send(c, "b@example.net"); code(err) != 451 {
+		t.Fatalf("from a@example.com: %v, want 451", err)
+	}
+	if err := c.Mail("", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("a@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(body))
+	if err := w.Close(); err != nil {
+		t.Fatalf("null sender: %v, want 250", err)
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].From != "" {
+		t.Fatalf("messages = %+v", m)
+	}
+}

@@ -103,7 +103,7 @@ func goodInput(t *testing.T) Input {
 func runCheck(t *testing.T, z zone, in Input) []Finding {
 	t.Helper()
 	ts := startServer(t, z)
-	c := &Checker{Resolver: ts.addr, Timeout: 2 * time.Second}
+	c := &Checker{Resolver: ts.Addr, Timeout: 2 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return c.Run(ctx, in)
@@ -262,7 +262,7 @@ func TestMisconfigurations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			z := goodZone(t).clone()
+			z := goodZone(t).Clone()
 			for _, f := range tc.zone {
 				f(z)
 			}

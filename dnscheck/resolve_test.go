@@ -46,9 +46,9 @@ func TestUnreachableResolverGivesOneFail(t *testing.T) {
 func TestResolverDyingMidRunGivesOneResolverFail(t *testing.T) {
 	// Answer the probe, then nothing else.
 	ts := startServer(t, goodZone(t), func(ts *testServer) {
-		ts.drop = func(q dns.Question) bool { return q.Name != "." }
+		ts.Drop = func(q dns.Question) bool { return q.Name != "." }
 	})
-	c := &Checker{Resolver: ts.addr, Timeout: 200 * time.Millisecond}
+	c := &Checker{Resolver: ts.Addr, Timeout: 200 * time.Millisecond}
 	fs := c.Run(context.Background(), goodInput(t))
 	if len(fs) != 1 || fs[0].Level != Fail || fs[0].What != "resolver" {
 		t.Fatalf("want one resolver FAIL, got:\n%s", dump(fs))
@@ -62,7 +62,7 @@ func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
 		strs = append(strs, `"`+long+`"`)
 	}
 	ts := startServer(t, zone{"big.example.com": {"big.example.com. 60 IN TXT " + strings.Join(strs, " ")}})
-	r := newResolver(ts.addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
+	r := newResolver(ts.Addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
 	txts, err := r.txt(context.Background(), "big.example.com")
 	if err != nil {
 		t.Fatal(err)
@@ -70,18 +70,18 @@ func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
 	if len(txts) != 1 || len(txts[0]) != 3000 {
 		t.Fatalf("got %d records, first %d bytes; want one of 3000", len(txts), len(txts[0]))
 	}
-	if ts.udpQ.Load() != 1 || ts.tcpQ.Load() != 1 {
-		t.Fatalf("udp %d tcp %d queries, want 1 and 1", ts.udpQ.Load(), ts.tcpQ.Load())
+	if ts.UDPQueries() != 1 || ts.TCPQueries() != 1 {
+		t.Fatalf("udp %d tcp %d queries, want 1 and 1", ts.UDPQueries(), ts.TCPQueries())
 	}
 	// Cached: no second query.
-	if _, err := r.txt(context.Background(), "BIG.example.com."); err != nil || ts.udpQ.Load() != 1 {
-		t.Fatalf("second lookup not cached: %v, %d udp queries", err, ts.udpQ.Load())
+	if _, err := r.txt(context.Background(), "BIG.example.com."); err != nil || ts.UDPQueries() != 1 {
+		t.Fatalf("second lookup not cached: %v, %d udp queries", err, ts.UDPQueries())
 	}
 }
 
 func TestNXDomainIsNotAnError(t *testing.T) {
 	ts := startServer(t, zone{"a.example.com": {"a.example.com. 60 IN A 192.0.2.1"}})
-	r := newResolver(ts.addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
+	r := newResolver(ts.Addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
 	txts, err := r.txt(context.Background(), "nothing.example.com")
 	if err != nil || txts != nil {
 		t.Fatalf("NXDOMAIN: %v, %v", txts, err)

@@ -74,7 +74,7 @@ var spfZone = zone{
 
 func TestSPFEvaluate(t *testing.T) {
 	ts := startServer(t, spfZone)
-	r := newResolver(ts.addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
+	r := newResolver(ts.Addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
 	tests := []struct {
 		domain, ip string
 		want       spfResult
@@ -115,7 +115,7 @@ func TestSPFEvaluate(t *testing.T) {
 
 func TestAnalyzeSPF(t *testing.T) {
 	ts := startServer(t, spfZone)
-	r := newResolver(ts.addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
+	r := newResolver(ts.Addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})
 	for domain, want := range map[string]int{"ip4.test": 0, "inc.test": 1, "redir.test": 1, "many.test": 11, "mx.test": 1} {
 		rec, err := spfRecordAt(context.Background(), r, domain)
 		if err != nil {
@@ -171,7 +171,7 @@ func TestDMARCOrganizationalFallback(t *testing.T) {
 		"_dmarc.two.test":    {`_dmarc.two.test. 60 IN TXT "v=DMARC1; p=reject"`, `_dmarc.two.test. 60 IN TXT "v=DMARC1; p=none"`},
 	}
 	ts := startServer(t, z)
-	ru := &run{r: newResolver(ts.addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})}
+	ru := &run{r: newResolver(ts.Addr, &dns.Client{Net: "udp", Timeout: 2 * time.Second})}
 	for _, tc := range []struct {
 		domain  string
 		level   Level

@@ -109,6 +109,9 @@ type Submission struct {
 	Proto      string     // "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA", "SMTP"
 	AuthUser   string
 	LocalUID   int // submitting uid for local submissions, -1 if unknown
+	// FromAllowed, when set, must accept the header From address (an
+	// authenticated user may only send as its own addresses).
+	FromAllowed func(addr string) bool
 }
 
 // Submit is Cleanup.Submit with this configuration.
@@ -137,6 +140,11 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	}
 	if h.count("received") > c.MaxReceived {
 		return "", ErrLoop
+	}
+	if f := h.get("from"); f != nil && sub.FromAllowed != nil {
+		if _, addr := addressOf(f.value()); !sub.FromAllowed(addr) {
+			return "", ErrFromDenied
+		}
 	}
 
 	draft, err := c.Spool.Create()

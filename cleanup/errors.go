@@ -25,6 +25,8 @@ var (
 		"Too many Received headers: mail forwarding loop (RFC 5321 section 6.3)")
 	ErrTooBig = smtpErr(552, smtp.EnhancedCode{5, 3, 4},
 		"Maximum message size exceeded")
+	ErrFromDenied = smtpErr(553, smtp.EnhancedCode{5, 7, 1},
+		"From header address not allowed for this user")
 )
 
 // Local failures (4xx: may succeed later).

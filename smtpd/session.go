@@ -202,6 +202,9 @@ func (ss *session) Data(r io.Reader) error {
 		AuthUser:   ss.authUser,
 		LocalUID:   ss.uid,
 	}
+	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
+		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
+	}
 	id, err := ss.s.intake.Submit(context.Background(), sub, r)
 	if err != nil {
 		var se *smtp.SMTPError

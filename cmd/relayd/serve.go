@@ -12,9 +12,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"relayd/auth"
 	"relayd/cleanup"
 	"relayd/conf"
 	"relayd/control"
@@ -64,6 +66,10 @@ type daemon struct {
 	intake   *cleanup.Cleanup
 	servers  []*smtpd.Server
 	lis      []net.Listener
+	auth     *auth.Authenticator
+	// cert is the listeners' certificate; a reload swaps it and new TLS
+	// handshakes use the new one.
+	cert atomic.Pointer[tls.Certificate]
 }
 
 // components is everything built from one config; reload builds a new set
@@ -72,7 +78,8 @@ type components struct {
 	cfg  *conf.Config
 	sign *signer.Signer
 	up   *upstream.Client // nil: hold mail
-	tls  *tls.Config      // listener certificate, nil when not configured
+	cert *tls.Certificate // listener certificate, nil when not configured
+	auth *auth.Authenticator
 }
 
 // build validates cfg fully (keys, certificates, smarthost settings) and
@@ -88,8 +95,11 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: listen.tls_cert/listen.tls_key: %w", cfg.Source, err))
 		} else {
-			c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			c.cert = &cert
 		}
+	}
+	if len(cfg.Users) > 0 {
+		c.auth = auth.New(cfg.Users, auth.Options{})
 	}
 	if !cfg.Upstream.Hold() {
 		up, err := newUpstream(cfg, log)
@@ -136,7 +146,9 @@ func newDaemon(path string, stderr io.Writer) (*daemon, error) {
 		printProblems(stderr, path, errors.Join(errs...))
 		return nil, errors.New("bad config")
 	}
-	return &daemon{path: path, stderr: stderr, log: log, cfg: cfg, up: comp.up, sign: comp.sign}, nil
+	d := &daemon{path: path, stderr: stderr, log: log, cfg: cfg, up: comp.up, sign: comp.sign, auth: comp.auth}
+	d.cert.Store(comp.cert)
+	return d, nil
 }
 
 func (d *daemon) run(ctx context.Context) error {
@@ -232,10 +244,28 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 }
 
 func (d *daemon) settings(cfg *conf.Config) smtpd.Settings {
-	return smtpd.Settings{
+	st := smtpd.Settings{
 		RelayNets:       cfg.RelayNets(),
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		MaxRecipients:   cfg.Listen.MaxRecipients,
+	}
+	if d.auth != nil {
+		st.Auth = d.auth
+	}
+	return st
+}
+
+// tlsConfig serves the current certificate (reloaded on SIGHUP), or nil
+// when none is configured.
+func (d *daemon) tlsConfig() *tls.Config {
+	if d.cert.Load() == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return d.cert.Load(), nil
+		},
 	}
 }
 
@@ -246,6 +276,7 @@ func (d *daemon) listen() error {
 		s := smtpd.New(smtpd.Config{
 			Hostname:      cfg.Hostname,
 			Mode:          mode,
+			TLS:           d.tlsConfig(),
 			IdleTimeout:   cfg.Listen.IdleTimeout.Duration,
 			MaxConns:      cfg.Listen.MaxConnections,
 			MaxConnsPerIP: cfg.Listen.MaxConnectionsPerIP,
@@ -278,6 +309,26 @@ func (d *daemon) listen() error {
 		d.log.Info("listening", "addr", l.Addr().String(), "mode", "smtp")
 		serve(relay, l)
 	}
+	for _, l := range []struct {
+		addrs []string
+		mode  smtpd.Mode
+		name  string
+	}{{cfg.Listen.Submission, smtpd.Submission, "submission"}, {cfg.Listen.Submissions, smtpd.Submissions, "submissions"}} {
+		if len(l.addrs) == 0 {
+			continue
+		}
+		srv := mk(l.mode)
+		for _, addr := range l.addrs {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				d.shutdownListeners()
+				return fmt.Errorf("listen.%s %s: %w", l.name, addr, err)
+			}
+			d.log.Info("listening", "addr", ln.Addr().String(), "mode", l.name)
+			serve(srv, ln)
+		}
+	}
+
 	cl, err := control.Listen(cfg.StateDir)
 	if err != nil {
 		d.shutdownListeners()
@@ -338,8 +389,11 @@ func (d *daemon) reload() error {
 	}
 	d.mu.Lock()
 	old := d.up
-	d.cfg, d.up, d.sign = cfg, comp.up, comp.sign
+	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
 	d.mu.Unlock()
+	if comp.cert != nil {
+		d.cert.Store(comp.cert)
+	}
 	if comp.up != nil {
 		d.q.SetDeliverer(comp.up)
 	} else {

@@ -24,8 +24,11 @@ const (
 
 // attempt runs one pass over a claimed message and updates the transport
 // state from its result.
-func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool) {
+func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool, stamp int64) {
 	tr := q.work(ctx, e, d)
+	if tr == transportUnknown { // no hand-off happened: give the rate-limit slot back
+		q.limit.refund(stamp)
+	}
 	s := &q.s
 	s.mu.Lock()
 	s.inflight--

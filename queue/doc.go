@@ -82,6 +82,16 @@
 // only one probe attempt runs at a time (the earliest due message). When an
 // attempt succeeds again the whole deferred backlog becomes due at once.
 //
+// # Rate limit
+//
+// Config.RateLimit (SetRateLimit at runtime) caps hand-offs to the
+// Deliverer: max_per_minute paces them (no burst), max_per_hour and
+// max_per_day are sliding-window caps. The check happens in dispatch before
+// a message is claimed, so a message over the limit stays due in the heap
+// with no attempt persisted and no backoff; a claim that ends without a
+// Deliver call gives its slot back. One log line says when mail starts
+// waiting for the limit.
+//
 // Notices (RFC 3464 DSNs) are requested from the Notifier: failed (after an
 // attempt or expiry), delayed (once per message, at the first pass after
 // Arrival+DelayWarning), relayed (NOTIFY=SUCCESS not passed on). Each is

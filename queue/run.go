@@ -47,16 +47,29 @@ func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration 
 	s := &q.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := q.now().UnixNano()
+	now := q.now()
+	n := now.UnixNano()
 	for len(s.h) > 0 && s.inflight < q.cfg.Concurrency {
 		e := s.h[0]
 		if e.next > n {
+			q.limit.noteLimited(false)
 			return min(maxWait, time.Duration(e.next-n))
 		}
-		if s.down {
-			if s.probing {
-				return maxWait
+		if s.down && s.probing {
+			return maxWait
+		}
+		// The rate limit is checked before the claim: a message over the
+		// limit stays due in the heap, and no attempt is persisted for it
+		// (invariant 4 applies only to attempts actually made).
+		stamp, wait, why := q.limit.take(now)
+		if wait > 0 {
+			if q.limit.noteLimited(true) {
+				q.log.Warn("queue: outbound rate limit reached, mail waits in the queue (not an attempt, no backoff)",
+					"limit", why, "due", len(s.h), "next_in", wait.Round(time.Millisecond).String())
 			}
+			return min(maxWait, wait)
+		}
+		if s.down {
 			s.probing = true
 			e.probe = true
 		}
@@ -66,8 +79,11 @@ func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			q.attempt(ctx, e, d, probe)
+			q.attempt(ctx, e, d, probe, stamp)
 		}()
+	}
+	if len(s.h) == 0 {
+		q.limit.noteLimited(false)
 	}
 	return maxWait
 }

@@ -42,6 +42,7 @@ type Config struct {
 	Clock        func() time.Time
 	Logger       *slog.Logger
 	Rand         func() float64 // jitter source in [0,1), default math/rand/v2
+	RateLimit    RateLimit      // outbound hand-offs; zero: unlimited (see RateLimit)
 }
 
 // metaVersion is written into every Meta; bump it on incompatible changes.
@@ -91,7 +92,8 @@ type Queue struct {
 	deliverer atomic.Pointer[delivererBox]
 	notifier  Notifier
 
-	s sched
+	s     sched
+	limit limiter
 }
 
 type delivererBox struct{ d Deliverer }
@@ -117,6 +119,7 @@ func Open(cfg Config) (*Queue, error) {
 		syncfs: unix.Syncfs, useSyncfs: true, notifier: cfg.Notifier,
 	}
 	q.deliverer.Store(&delivererBox{cfg.Deliverer})
+	q.limit.set(cfg.RateLimit)
 	q.s.init()
 	if err := q.mkdirs(); err != nil {
 		return nil, err

@@ -128,3 +128,22 @@ func (c *Config) mapSender(addr string) (string, *smtp.SMTPError) {
 	}
 	return addr, nil
 }
+
+// localWithComment splits the legacy form "root (Cron Daemon)" that cron,
+// mdadm and other local programs write into From: an address followed by a
+// comment naming the sender (RFC 5322 section 3.2.2; net/mail accepts it
+// only for a qualified address). The comment is returned as the display
+// name so that rewriting a local From keeps it. Anything else comes back
+// as the address, unchanged.
+func localWithComment(v string) (display, addr string) {
+	i := strings.IndexByte(v, '(')
+	if i <= 0 || !strings.HasSuffix(v, ")") || strings.ContainsAny(v[:i], "\"") {
+		return "", v
+	}
+	addr = strings.TrimSpace(v[:i])
+	display = strings.TrimSpace(v[i+1 : len(v)-1])
+	if addr == "" || strings.ContainsAny(addr, " \t") || strings.ContainsAny(display, "()") {
+		return "", v
+	}
+	return display, addr
+}

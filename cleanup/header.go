@@ -142,7 +142,7 @@ func addressOf(v string) (display, addr string) {
 	if i, j := strings.LastIndexByte(v, '<'), strings.LastIndexByte(v, '>'); i >= 0 && j > i {
 		return strings.Trim(strings.TrimSpace(v[:i]), `"`), strings.TrimSpace(v[i+1 : j])
 	}
-	return "", strings.TrimSpace(v)
+	return localWithComment(strings.TrimSpace(v))
 }
 
 // errorOf extracts the SMTP error of a read failure: go-smtp's size limit

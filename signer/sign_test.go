@@ -2,11 +2,14 @@ package signer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/emersion/go-msgauth/dkim"
 )
 
 const baseMsg = `Received: from app (localhost [127.0.0.1]) by relay.example.com
@@ -273,8 +276,11 @@ func TestSignErrors(t *testing.T) {
 	}
 }
 
-// The signature field is folded: CRLF-terminated lines of at most 78 columns.
-func TestSignatureFolded(t *testing.T) {
+// The signature block is wire-ready: CRLF-terminated fields whose lines are
+// at most 998 characters (RFC 5322 §2.1.1), continuation lines starting with
+// WSP. (go-msgauth folds at about 75 columns except h=, which it keeps on one
+// line.)
+func TestSignatureLayout(t *testing.T) {
 	s := mustLoad(t, entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}, entry{"example.com", "ed", "ed25519.pem"})
 	w, finish, _ := s.Sign("example.com")
 	w.Write(crlf(longHeaderMsg()))
@@ -282,21 +288,83 @@ func TestSignatureFolded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasSuffix(sig, []byte("\r\n")) || bytes.Count(sig, []byte("DKIM-Signature:")) != 2 {
+	checkLayout(t, sig, 2)
+}
+
+func checkLayout(t *testing.T, sig []byte, n int) {
+	t.Helper()
+	if !bytes.HasSuffix(sig, []byte("\r\n")) || bytes.Count(sig, []byte("DKIM-Signature:")) != n {
 		t.Fatalf("bad signature block:\n%s", sig)
 	}
 	for _, line := range strings.Split(strings.TrimSuffix(string(sig), "\r\n"), "\r\n") {
-		if n := len(strings.ReplaceAll(line, "\t", "        ")); n > 78 {
-			t.Errorf("line of %d columns: %q", n, line)
+		if len(line) > 998 {
+			t.Errorf("line of %d characters: %q", len(line), line)
 		}
 		if strings.ContainsAny(line, "\r\n") {
 			t.Errorf("bare CR or LF in %q", line)
 		}
-		if !strings.HasPrefix(line, "DKIM-Signature:") && !strings.HasPrefix(line, "\t") {
+		if !strings.HasPrefix(line, "DKIM-Signature:") && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") {
 			t.Errorf("continuation line without WSP: %q", line)
 		}
 	}
-	_ = dkim.CanonicalizationRelaxed
+}
+
+// checkField refuses what must not go on the wire.
+func TestCheckField(t *testing.T) {
+	for _, bad := range []string{
+		"DKIM-Signature: v=1",
+		"DKIM-Signature: v=1;\r\nb=x\r\n",
+		"DKIM-Signature: v=1;\r\n \r\n",
+		"DKIM-Signature: " + strings.Repeat("x", 990) + "\r\n",
+		"DKIM-Signature: v=1;\n b=x\r\n",
+	} {
+		if checkField(bad) == nil {
+			t.Errorf("checkField(%q) accepted it", bad)
+		}
+	}
+	if err := checkField("DKIM-Signature: v=1;\r\n\tb=x\r\n"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A header with hundreds of copies of the signed fields still gets a
+// signature whose h= fits on one line; the bottom copies stay signed.
+func TestHugeHeaderList(t *testing.T) {
+	var b strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&b, "To: u%d@example.org\nResent-To: r%d@example.org\nContent-Transfer-Encoding: 7bit\n", i, i)
+	}
+	msg := crlf("From: a@example.com\n" + b.String() + "Subject: many\n\nbody\n")
+	s := mustLoad(t, entry{"example.com", "rsa", "rsa2048.pkcs8.pem"}, entry{"example.com", "ed", "ed25519.pem"})
+	signed := signMsg(t, s, "example.com", msg)
+	checkLayout(t, signed[:len(signed)-len(msg)], 2)
+	h := strings.Split(sigTag(t, signed, "h"), ":")
+	count := map[string]int{}
+	for _, n := range h {
+		count[strings.ToLower(n)]++
+	}
+	if count["from"] != 2 || count["subject"] != 2 || count["to"] < 10 || count["to"] >= 300 {
+		t.Errorf("h= counts %v", count)
+	}
+	recs := records(s)
+	for _, v := range goVerify(t, signed, recs) {
+		if v.Err != nil {
+			t.Errorf("go-msgauth: %v", v.Err)
+		}
+	}
+	if ok, out := pyVerify(t, signed, recs); !ok {
+		t.Errorf("dkimpy: %s", out)
+	}
+	// Worst case of the fallback: every signable name 1000 times.
+	var fields []string
+	for _, n := range append(oversigned[:], signedIfPresent[:]...) {
+		for range 1000 {
+			fields = append(fields, n+": x\r\n")
+		}
+	}
+	if l := len(strings.Join(headerList(fields), ":")); l > maxHList {
+		t.Errorf("h= of %d characters", l)
+	}
 }
 
 // One Signer serves concurrent sessions (run with -race).
@@ -330,6 +398,70 @@ func TestSignConcurrent(t *testing.T) {
 			if v.Err != nil {
 				t.Error(v.Err)
 			}
+		}
+	}
+}
+
+// refRelaxedBody is a direct, non-streaming transcription of RFC 6376 §3.4.4.
+func refRelaxedBody(body string) string {
+	lines := strings.Split(body, "\r\n")
+	wsp := regexp.MustCompile(`[ \t]+`)
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(wsp.ReplaceAllString(l, " "), " ")
+	}
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.Join(lines, "\r\n") + "\r\n"
+}
+
+// Random bodies, written in random chunks (so CRLF, whitespace runs and the
+// header/body boundary fall across Writes), get the bh= of the RFC's
+// relaxed body canonicalisation.
+func TestBodyHashRandom(t *testing.T) {
+	if got := refRelaxedBody(" C \r\nD \t E\r\n\r\n\r\n"); got != " C\r\nD E\r\n" {
+		t.Fatalf("reference canonicaliser: %q (RFC 6376 §3.4.6 example)", got)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{" ", "\t", "\r\n", "\r\n", "a", "bc", "\xe9"}
+	s := mustLoad(t, entry{"example.com", "ed", "ed25519.pem"})
+	for i := range 200 {
+		var b strings.Builder
+		for range r.IntN(60) {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		body := b.String()
+		msg := []byte("From: a@example.com\r\n\r\n" + body)
+		w, finish, _ := s.Sign("example.com")
+		for rest := msg; len(rest) > 0; {
+			n := 1 + r.IntN(len(rest))
+			w.Write(rest[:n])
+			rest = rest[n:]
+		}
+		sig, err := finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(refRelaxedBody(body)))
+		want := base64.StdEncoding.EncodeToString(sum[:])
+		if got := sigTag(t, append(sig, msg...), "bh"); got != want {
+			t.Fatalf("case %d %q: bh=%s, want %s", i, body, got, want)
+		}
+	}
+}
+
+func TestSplitFields(t *testing.T) {
+	got := splitFields([]byte("A: 1\r\n\tcont\r\nB: 2\r\nC: 3\r\n"))
+	want := []string{"A: 1\r\n\tcont\r\n", "B: 2\r\n", "C: 3\r\n"}
+	if len(got) != len(want) {
+		t.Fatalf("got %q", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("field %d = %q, want %q", i, got[i], want[i])
 		}
 	}
 }

@@ -3,12 +3,16 @@
 #
 #   make build            $(OUT)/relayd, version stamped in
 #   make deb              packaging/out/relayd_VERSION_amd64.deb (dpkg-deb)
-#   make image            packaging/out/relayd-appliance_VERSION.qcow2 (+ vmlinuz,
-#                         initrd.img for qemu direct kernel boot); needs root
+#   make image            packaging/out/relayd-appliance.qcow2 (+ .vmlinuz,
+#                         .initrd for qemu direct kernel boot); needs root
 #   make test-deb         test/appliance-deb.sh (root: debootstrap, dpkg -i)
 #   make test-image       test/appliance-image.sh (root, long: qemu TCG boot)
 
-VERSION ?= $(shell packaging/version.sh)
+# Computed once per make run (a later commit must not rename the .deb
+# between the deb and image steps).
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell packaging/version.sh)
+endif
 ARCH    ?= amd64
 OUT     ?= packaging/out
 GO      ?= go

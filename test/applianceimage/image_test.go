@@ -1,0 +1,293 @@
+package applianceimage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/smtp"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"relayd/internal/smtptest"
+)
+
+const (
+	bootTimeout     = 15 * time.Minute // TCG on 2 cores: normally 1 to 3 minutes
+	deliveryTimeout = 5 * time.Minute
+	smarthostUser   = "relay@example.test"
+	smarthostPass   = "appliance-test-secret"
+	dkimDomain      = "example.test"
+	dkimSelector    = "appliance"
+)
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// configDrive writes the files of the configuration drive and makes an ext4
+// filesystem labelled RELAYD from them.
+func configDrive(t *testing.T, dir string, smarthostPort int, caPEM []byte) string {
+	t.Helper()
+	src := filepath.Join(dir, "drive")
+	files := map[string]string{
+		"relayd.toml": fmt.Sprintf(`hostname = "relay.example.test"
+state_dir = "/var/lib/relayd"
+
+[listen]
+smtp = ["0.0.0.0:25"]
+relay_networks = ["10.0.2.0/24", "127.0.0.0/8"]
+
+[upstream]
+address = "10.0.2.2:%d"
+tls = "starttls"
+ca_file = "/etc/relayd/tls/smarthost-ca.pem"
+username = %q
+
+[[dkim]]
+domain = %q
+selector = %q
+key_file = "/etc/relayd/dkim/example.test.appliance.pem"
+
+[rewrite]
+admin = "admin@example.test"
+sender = "noreply@example.test"
+
+[log]
+level = "debug"
+`, smarthostPort, smarthostUser, dkimDomain, dkimSelector),
+		"smarthost.secret":     smarthostPass + "\n",
+		"hostname":             "relay-test\n",
+		"tls/smarthost-ca.pem": string(caPEM),
+	}
+	for name, body := range files {
+		p := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "config.img")
+	out, err := exec.Command("mke2fs", "-q", "-t", "ext4", "-L", "RELAYD", "-d", src, img, "8M").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mke2fs config drive: %v\n%s", err, out)
+	}
+	return img
+}
+
+// waitBanner polls the forwarded port until the guest's relayd greets.
+// Before that, QEMU accepts the connection and closes it at once.
+func waitBanner(ctx context.Context, addr string) (string, error) {
+	for {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if rerr == nil && strings.HasPrefix(line, "220") {
+				return strings.TrimSpace(line), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no SMTP banner on %s: %w", addr, ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+var recordRE = regexp.MustCompile(`(\S+)\s+IN\s+TXT\s+\(([^)]*)\)`)
+var quotedRE = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+
+// dkimRecord finds the DNS record the first-boot unit printed for name
+// ("selector._domainkey.domain.") and joins its strings (RFC 6376 §3.6.2.2).
+func dkimRecord(console []byte, name string) (string, bool) {
+	for _, m := range recordRE.FindAllSubmatch(console, -1) {
+		if string(m[1]) != name {
+			continue
+		}
+		var b strings.Builder
+		for _, q := range quotedRE.FindAllSubmatch(m[2], -1) {
+			b.WriteString(strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(string(q[1])))
+		}
+		return b.String(), true
+	}
+	return "", false
+}
+
+func TestDKIMRecordParse(t *testing.T) {
+	console := []byte("noise\r\nPublish this DNS record:\r\n" +
+		`s._domainkey.d.test. IN TXT ( "v=DKIM1; k=rsa; " "p=AAA" "BBB" )` + "\r\n====\r\n")
+	got, ok := dkimRecord(console, "s._domainkey.d.test.")
+	if !ok || got != "v=DKIM1; k=rsa; p=AAABBB" {
+		t.Fatalf("dkimRecord = %q, %v", got, ok)
+	}
+	if _, ok := dkimRecord(console, "x._domainkey.d.test."); ok {
+		t.Fatal("found a record for another name")
+	}
+}
+
+func TestApplianceImage(t *testing.T) {
+	dir := os.Getenv("RELAYD_IMAGE_DIR")
+	if dir == "" {
+		t.Skip("RELAYD_IMAGE_DIR not set: run test/appliance-image.sh")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mke2fs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+	}
+	image := filepath.Join(dir, "relayd-appliance.qcow2")
+	st, err := os.Stat(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+
+	// The smarthost: STARTTLS required, AUTH required, certificate for the
+	// address the guest dials.
+	ca := smtptest.NewCA(t)
+	leaf := ca.Leaf(t, "10.0.2.2")
+	srv := smtptest.New(t, smtptest.Options{
+		RequireTLS: true,
+		Users:      map[string]string{smarthostUser: smarthostPass},
+		Cert:       &leaf,
+	})
+	_, portStr, _ := net.SplitHostPort(srv.Addr())
+	var smarthostPort int
+	fmt.Sscan(portStr, &smarthostPort)
+
+	drive := configDrive(t, tmp, smarthostPort, ca.PEM())
+	overlay := filepath.Join(tmp, "overlay.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+		"-b", image, overlay).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+
+	smtpPort := freePort(t)
+	console := filepath.Join(tmp, "console.log")
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout+deliveryTimeout)
+	defer cancel()
+	qemu := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-accel", "tcg", "-m", "768", "-smp", "2",
+		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-serial", "file:"+console,
+		"-kernel", filepath.Join(dir, "relayd-appliance.vmlinuz"),
+		"-initrd", filepath.Join(dir, "relayd-appliance.initrd"),
+		"-append", "root=LABEL=relayd-root rw console=ttyS0 panic=-1",
+		"-drive", "file="+overlay+",if=virtio,format=qcow2",
+		"-drive", "file="+drive+",if=virtio,format=raw,readonly=on",
+		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:25", smtpPort),
+		"-device", "virtio-net-pci,netdev=n0",
+	)
+	var qemuOut bytes.Buffer
+	qemu.Stdout, qemu.Stderr = &qemuOut, &qemuOut
+	start := time.Now()
+	if err := qemu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- qemu.Wait() }()
+	t.Cleanup(func() {
+		_ = qemu.Process.Kill()
+		<-exited
+		if t.Failed() {
+			if b, err := os.ReadFile(console); err == nil {
+				t.Logf("serial console (last 6000 bytes):\n%s", tail(b, 6000))
+			}
+			t.Logf("qemu output:\n%s", qemuOut.String())
+		}
+	})
+
+	bootCtx, bootCancel := context.WithTimeout(ctx, bootTimeout)
+	defer bootCancel()
+	banner, err := waitBanner(bootCtx, fmt.Sprintf("127.0.0.1:%d", smtpPort))
+	if err != nil {
+		select {
+		case e := <-exited:
+			t.Fatalf("qemu exited: %v", e)
+		default:
+		}
+		t.Fatal(err)
+	}
+	bootTime := time.Since(start)
+	t.Logf("guest relayd answered after %s: %s", bootTime.Round(time.Second), banner)
+
+	// The DKIM record the guest printed on first boot.
+	cons, err := os.ReadFile(console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := dkimSelector + "._domainkey." + dkimDomain + "."
+	record, ok := dkimRecord(cons, name)
+	if !ok {
+		t.Fatalf("no DKIM record for %s on the console", name)
+	}
+	t.Logf("DKIM record from the console: %.60s...", record)
+
+	// One message in through the forwarded port 25.
+	msg := "From: Alice <alice@example.test>\r\n" +
+		"To: bob@example.net\r\n" +
+		"Subject: appliance image test\r\n" +
+		"\r\n" +
+		"Sent through the relayd appliance under QEMU.\r\n"
+	if err := smtp.SendMail(fmt.Sprintf("127.0.0.1:%d", smtpPort), nil,
+		"alice@example.test", []string{"bob@example.net"}, []byte(msg)); err != nil {
+		t.Fatalf("send to the guest: %v", err)
+	}
+	got := srv.WaitMessages(t, 1, deliveryTimeout)[0]
+	if !got.TLS || got.AuthUser != smarthostUser {
+		t.Errorf("smarthost saw TLS=%v AUTH=%q, want STARTTLS and %q", got.TLS, got.AuthUser, smarthostUser)
+	}
+	if got.From != "alice@example.test" || len(got.To) != 1 || got.To[0] != "bob@example.net" {
+		t.Errorf("envelope %s -> %v", got.From, got.To)
+	}
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{
+		LookupTXT: func(domain string) ([]string, error) {
+			if domain != strings.TrimSuffix(name, ".") {
+				return nil, fmt.Errorf("unexpected DKIM lookup %s", domain)
+			}
+			return []string{record}, nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("DKIM verify: %v", err)
+	}
+	signed := false
+	for _, v := range vs {
+		if v.Err != nil {
+			t.Errorf("DKIM signature d=%s: %v", v.Domain, v.Err)
+		} else if v.Domain == dkimDomain {
+			signed = true
+		}
+	}
+	if !signed {
+		t.Fatalf("no valid DKIM signature for d=%s; message:\n%s", dkimDomain, got.Data)
+	}
+	t.Logf("APPLIANCE RESULT: boot-to-SMTP %s, image %d MiB (qcow2), delivered DKIM-signed d=%s",
+		bootTime.Round(time.Second), st.Size()>>20, dkimDomain)
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

@@ -436,13 +436,13 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	)
 	switch {
 	case e.Stage == upstream.StageConnect && errors.Is(e, syscall.ECONNREFUSED):
-		return set(fmt.Sprintf("connection refused on port %s: is the address right?", port),
+		return set(fmt.Sprintf("connection refused on port %s (is the address right?)", port),
 			"check upstream.address (host and port: 587 for STARTTLS, 465 for implicit TLS) against the ISP's documentation")
 	case e.Stage == upstream.StageConnect && errors.As(e, &dnsErr):
 		return set(fmt.Sprintf("%s does not resolve: %v", host, dnsErr.Err),
 			"check the host name in upstream.address against the ISP's documentation")
 	case e.Stage == upstream.StageConnect && e.Timeout():
-		return set(fmt.Sprintf("no answer connecting to port %s of %s: a firewall dropping outbound port %s?", port, host, port),
+		return set(fmt.Sprintf("no answer connecting to port %s of %s (a firewall dropping outbound port %s?)", port, host, port),
 			"allow outbound TCP to port "+port+" (many networks block 25; ISPs take mail on 587 or 465)")
 	case errors.As(e, &hostErr):
 		return set(fmt.Sprintf("certificate is for %s, not %s", certNames(hostErr.Certificate), hostErr.Host),
@@ -450,9 +450,9 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	case errors.As(e, &unknownCA):
 		issuer := ""
 		if unknownCA.Cert != nil {
-			issuer = " (issuer: " + unknownCA.Cert.Issuer.String() + ")"
+			issuer = "issuer " + unknownCA.Cert.Issuer.String() + "; "
 		}
-		return set("certificate signed by an unknown authority"+issuer+": set upstream.ca_file?",
+		return set("certificate signed by an unknown authority ("+issuer+"set upstream.ca_file?)",
 			"set upstream.ca_file to the ISP's CA certificate (PEM), or install it in the system trust store")
 	case errors.As(e, &invalid) && invalid.Reason == x509.Expired:
 		return set("certificate has expired or is not yet valid: "+invalid.Detail,
@@ -468,7 +468,7 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 			"the ISP may block this IP or be down; ask them with this reply, and retry later")
 	case e.Stage == upstream.StageSTARTTLS && e.Code == 0 && !e.Temporary:
 		// upstream's only permanent STARTTLS failure: the keyword is missing.
-		return set("server offers no STARTTLS: set tls = \"implicit\" with port 465?",
+		return set("server offers no STARTTLS (set tls = \"implicit\" with port 465?)",
 			`use the ISP's implicit-TLS port: upstream.address = "`+host+`:465" and upstream.tls = "implicit"; relayd never sends credentials in clear`)
 	case e.Stage == upstream.StageSTARTTLS && e.Code != 0:
 		return set("STARTTLS refused: "+reply(), "ask the ISP; meanwhile try its implicit-TLS port 465 with upstream.tls = \"implicit\"")
@@ -476,7 +476,7 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 		return set(fmt.Sprintf("EHLO %s refused: %s", cfg.Hostname, reply()),
 			`set hostname = "relay.your.domain" to a fully qualified name with an A record`)
 	case e.Stage == upstream.StageAuth && e.Code == 535:
-		return set(fmt.Sprintf("535 authentication failed for %q: check username/password_file", cfg.Upstream.Username),
+		return set(fmt.Sprintf("535 authentication failed for %q (check username/password_file)", cfg.Upstream.Username),
 			"check upstream.username and the password in "+passwordSource(cfg)+" (one line, no extra spaces)")
 	case e.Stage == upstream.StageAuth && e.Code == 0 && strings.Contains(e.Error(), "offers no AUTH"):
 		return set("the smarthost does not offer AUTH on this port",

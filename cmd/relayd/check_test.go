@@ -56,7 +56,10 @@ func smarthostUpstream(t *testing.T, dir, addr, caFile, extra string) string {
 	if err := os.WriteFile(pw, []byte("s3cret pass\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("address = %q\nca_file = %q\nusername = \"relayuser\"\npassword_file = %q\ntimeout = \"5s\"\n%s",
+	if !strings.Contains(extra, "timeout =") {
+		extra += "\ntimeout = \"5s\"\n"
+	}
+	return fmt.Sprintf("address = %q\nca_file = %q\nusername = \"relayuser\"\npassword_file = %q\n%s\n",
 		addr, caFile, pw, extra)
 }
 
@@ -101,19 +104,26 @@ func TestCheckSmarthostProbe(t *testing.T) {
 		// addr/caFile override the server's when set.
 		addr   func(t *testing.T) string
 		caFile func(t *testing.T) string
+		extra  string // more [upstream] keys
 		want   string // in the smarthost FAIL line; "" means the probe passes
 		fix    string // in its Fix
 	}{
 		{name: "good", opts: smtptest.Options{RequireTLS: true, Users: users}},
 		{name: "no STARTTLS", opts: smtptest.Options{NoSTARTTLS: true, Users: users},
-			want: `server offers no STARTTLS: set tls = "implicit" with port 465?`, fix: `upstream.tls = "implicit"`},
+			want: `server offers no STARTTLS (set tls = "implicit" with port 465?).`, fix: `upstream.tls = "implicit"`},
 		{name: "wrong certificate name", opts: smtptest.Options{RequireTLS: true, Users: users, Faults: smtptest.Faults{TLSFail: true}},
 			want: "certificate is for wrong.invalid, not 127.0.0.1", fix: `set upstream.address to a name the certificate lists (e.g. "wrong.invalid:`},
 		{name: "unknown CA", opts: smtptest.Options{RequireTLS: true, Users: users},
 			caFile: func(t *testing.T) string { return smtptest.NewCA(t).WritePEM(t) },
-			want:   "certificate signed by an unknown authority", fix: "upstream.ca_file"},
+			want:   "certificate signed by an unknown authority (issuer CN=smtptest CA", fix: "upstream.ca_file"},
 		{name: "bad password", opts: smtptest.Options{RequireTLS: true, Users: users, Faults: smtptest.Faults{AuthFail: true}},
-			want: `535 authentication failed for "relayuser": check username/password_file`, fix: "smarthost.secret"},
+			want: `535 authentication failed for "relayuser" (check username/password_file).`, fix: "smarthost.secret"},
+		{name: "implicit TLS server, starttls configured", opts: smtptest.Options{Implicit: true, Users: users},
+			extra: "tls = \"starttls\"\ntimeout = \"1s\"",
+			want:  "no SMTP greeting on port ", fix: `set upstream.tls = "implicit"`},
+		{name: "STARTTLS server, implicit configured", opts: smtptest.Options{RequireTLS: true, Users: users},
+			extra: "tls = \"implicit\"",
+			want:  "the server does not speak TLS on port ", fix: `set upstream.tls = "starttls"`},
 		{name: "refused port", opts: smtptest.Options{}, addr: closedPort,
 			want: "connection refused on port ", fix: "check upstream.address"},
 	}
@@ -129,7 +139,7 @@ func TestCheckSmarthostProbe(t *testing.T) {
 				ca = tc.caFile(t)
 			}
 			dir := t.TempDir()
-			cfg := checkSetup{dir: dir, upstream: smarthostUpstream(t, dir, addr, ca, "")}.write(t)
+			cfg := checkSetup{dir: dir, upstream: smarthostUpstream(t, dir, addr, ca, tc.extra)}.write(t)
 			out, code := check(t, "--config", cfg, "--no-dns")
 			fails := lines(out, "FAIL")
 			if len(sh.Messages()) != 0 {
@@ -148,9 +158,13 @@ func TestCheckSmarthostProbe(t *testing.T) {
 				t.Fatalf("exit %d with %d FAIL lines, want 1 and exactly the smarthost FAIL:\n%s", code, len(fails), out)
 			}
 			f := fails[0]
-			finding, fix, _ := strings.Cut(f, ". Fix: ")
+			t.Log(f)
+			finding, fix, _ := strings.Cut(f, " Fix: ")
 			if !strings.HasPrefix(f, "FAIL smarthost "+addr+": ") || !strings.Contains(finding, tc.want) || !strings.Contains(fix, tc.fix) {
 				t.Fatalf("got %q\nwant finding with %q and fix with %q", f, tc.want, tc.fix)
+			}
+			if strings.Contains(finding, "?.") {
+				t.Errorf("finding ends in %q", "?.")
 			}
 			if tc.name == "no STARTTLS" && sh.AuthAttempts() != 0 {
 				t.Errorf("credentials were sent without TLS (%d AUTH attempts)", sh.AuthAttempts())

@@ -32,6 +32,8 @@ type Signer interface {
 	// Sign starts signing a message whose header From is in domain. It
 	// returns a nil writer when no key covers domain. The whole message is
 	// written to w; finish returns the DKIM-Signature fields to prepend.
+	// If w is an io.Closer, it is closed when the submission ends, also
+	// when finish is never reached (the signer releases its goroutines).
 	Sign(domain string) (w io.Writer, finish func() ([]byte, error), err error)
 }
 
@@ -173,6 +175,9 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		w, fin, err := c.Signer.Sign(domain)
 		if err != nil {
 			return id, fmt.Errorf("%w: %w", ErrSign, err)
+		}
+		if cl, ok := w.(io.Closer); ok {
+			defer cl.Close() // a no-op after finish; releases an abandoned signing
 		}
 		if w != nil {
 			if _, err := w.Write(prefix); err != nil {

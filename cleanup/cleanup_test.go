@@ -246,3 +246,41 @@ func TestSigning(t *testing.T) {
 		t.Errorf("unsigned domain: %v", err)
 	}
 }
+
+// closingSigner's writer is an io.Closer, like *signer.Signer's.
+type closingSigner struct {
+	finished, closed int
+}
+
+type closingWriter struct{ s *closingSigner }
+
+func (w closingWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w closingWriter) Close() error                { w.s.closed++; return nil }
+
+func (f *closingSigner) Sign(string) (io.Writer, func() ([]byte, error), error) {
+	return closingWriter{f}, func() ([]byte, error) {
+		f.finished++
+		return []byte("DKIM-Signature: v=1; d=example.com\r\n"), nil
+	}, nil
+}
+
+// The signer's writer is closed when a submission ends, also when it fails
+// before finish (the real signer's goroutines would otherwise leak).
+func TestSignerClosed(t *testing.T) {
+	q := newQueue(t)
+	fs := &closingSigner{}
+	c := newCleanup(t, q, func(c *Config) { c.Signer = fs; c.MaxMessageBytes = 1000 })
+	if _, err := c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader("Subject: s\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if fs.finished != 1 || fs.closed != 1 {
+		t.Errorf("accepted message: finish %d, Close %d times, want 1 and 1", fs.finished, fs.closed)
+	}
+	big := "Subject: s\r\n\r\n" + strings.Repeat("x", 2000) + "\r\n"
+	if _, err := c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader(big)); err == nil {
+		t.Fatal("oversized message accepted")
+	}
+	if fs.finished != 1 || fs.closed != 2 {
+		t.Errorf("rejected message: finish %d, Close %d times, want 1 and 2", fs.finished, fs.closed)
+	}
+}

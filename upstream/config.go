@@ -51,6 +51,9 @@ type Config struct {
 
 // LoadCAFile returns the system roots plus the PEM certificates in path.
 func LoadCAFile(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil // no extra roots: the system's (RootCAs nil)
+	}
 	pemData, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: ca_file: %w", err)

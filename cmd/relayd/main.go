@@ -30,9 +30,10 @@ commands:
   queue list [--json]            list the queue (also "mailq")
   queue show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID...
   reload                         make the running daemon re-read its config
-  check [--config FILE]          check config, smarthost and DNS
+  check [--config FILE] [--resolver HOST:PORT] [--no-dns] [--no-smarthost] [--json]
+                                 check config, smarthost and DNS; exit 1 on any FAIL
   dkim keygen|dns ...            DKIM keys and their DNS records
-  passwd                         print a bcrypt hash for [[users]] password_hash
+  passwd                         print a bcrypt hash (password on stdin) for [[users]]
   config example                 print an annotated example config
   version                        print the version
 

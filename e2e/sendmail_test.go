@@ -651,3 +651,46 @@ func smCopyFile(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSendmailPersonalities covers -C, the null sender, -N, and the binary
+// invoked as mailq and newaliases, and sendmail -bp and -q.
+func TestSendmailPersonalities(t *testing.T) {
+	e := newSMEnv(t, "", true)
+	e.sh.SetFaults(smtptest.Faults{DataReply: func(int) *smtp.SMTPError { return smtptest.Reply451() }})
+	for _, name := range []string{"mailq", "newaliases"} {
+		if err := os.Symlink(binary, filepath.Join(e.bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noEnv := []string{"RELAYD_CONFIG="} // overrides environ's: only -C names the config
+	if res := e.run(t, "Subject: c\n\nmarker-pers\n", noEnv, e.sendmail, "-C", e.config, "-f", "<>", "-N", "never", "-oi", "held@example.org"); res.code != 0 {
+		t.Fatalf("sendmail -C: exit %d: %s", res.code, res.stderr)
+	}
+	e.r.waitLog(t, `from=<> to=held@example.org status=queued`, 20*time.Second)
+	e.r.waitLog(t, `status=deferred`, 20*time.Second)
+
+	for _, c := range [][]string{{filepath.Join(e.bin, "mailq")}, {e.sendmail, "-bp"}} {
+		res := e.run(t, "", nil, c[0], c[1:]...)
+		if res.code != 0 || !strings.Contains(res.stdout, "held@example.org") || !strings.Contains(res.stdout, "1 message") {
+			t.Errorf("%v: exit %d, output %q %q; want the held message", c, res.code, res.stdout, res.stderr)
+		}
+	}
+	if res := e.run(t, "", noEnv, e.sendmail, "-C", e.config, "-bp"); res.code != 0 || !strings.Contains(res.stdout, "held@example.org") {
+		t.Errorf("sendmail -C -bp: exit %d, output %q %q", res.code, res.stdout, res.stderr)
+	}
+	if res := e.run(t, "", nil, filepath.Join(e.bin, "newaliases")); res.code != 0 {
+		t.Errorf("newaliases: exit %d: %s", res.code, res.stderr)
+	}
+
+	e.sh.SetFaults(smtptest.Faults{})
+	if res := e.run(t, "", noEnv, e.sendmail, "-C", e.config, "-q"); res.code != 0 {
+		t.Errorf("sendmail -q: exit %d: %s", res.code, res.stderr)
+	}
+	m := smWait(t, e.sh, "marker-pers", 20*time.Second)
+	if m.From != "" || len(m.To) != 1 || m.To[0] != "held@example.org" {
+		t.Errorf("envelope %q -> %v, want <> -> [held@example.org]", m.From, m.To)
+	}
+	if res := e.run(t, "", nil, filepath.Join(e.bin, "mailq")); res.code != 0 || !strings.Contains(res.stdout, "empty") {
+		t.Errorf("mailq after delivery: exit %d, %q", res.code, res.stdout)
+	}
+}

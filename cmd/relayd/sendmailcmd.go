@@ -35,13 +35,21 @@ func runSendmail(argv0 string, args []string, stdin io.Reader, stdout, stderr io
 			s, err := load()
 			return s.stateDir, err
 		},
-		ListQueue: func(w io.Writer) int { return runQueue([]string{"list"}, w, stderr) },
+		ListQueue: func(w io.Writer) int { return runQueue(queueArgs("list", opts.ConfigFile), w, stderr) },
 		FlushQueue: func() int {
-			return runQueue([]string{"flush"}, io.Discard, stderr)
+			return runQueue(queueArgs("flush", opts.ConfigFile), io.Discard, stderr)
 		},
 		MaxMessageBytes: set.maxMessageBytes,
 	}
 	return sendmail.Main(argv0, args, stdin, stdout, stderr, deps)
+}
+
+// queueArgs is "relayd queue CMD", with the config given by sendmail -C.
+func queueArgs(cmd, configFile string) []string {
+	if configFile == "" {
+		return []string{cmd}
+	}
+	return []string{cmd, "--config", configFile}
 }
 
 // shimSettings is all the sendmail command needs from the config.

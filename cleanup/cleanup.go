@@ -299,8 +299,15 @@ func (c *Config) received(sub *Submission, id string, now time.Time) []byte {
 		if host == "" {
 			host = "unknown"
 		}
-		fmt.Fprintf(&b, "from %s (%s [%s])\r\n\tby %s (relayd) with %s id %s",
-			clean(sub.Helo), clean(host), sub.RemoteIP.Unmap(), c.Hostname, sub.Proto, id)
+		fmt.Fprintf(&b, "from %s (%s [%s])\r\n\tby %s (relayd) with %s",
+			clean(sub.Helo), clean(host), sub.RemoteIP.Unmap(), c.Hostname, sub.Proto)
+		if sub.AuthUser != "" {
+			// The authenticated user as a comment after the protocol
+			// (RFC 5321 §4.4 allows CFWS before "id"; RFC 3848 names
+			// ESMTPSA).
+			fmt.Fprintf(&b, " (authenticated as %s)", clean(sub.AuthUser))
+		}
+		fmt.Fprintf(&b, " id %s", id)
 	} else {
 		comment := "relayd"
 		if sub.LocalUID >= 0 {

@@ -32,7 +32,23 @@ var (
 		Message: "Too many recipients"}
 	errNeedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
 		Message: "MAIL first"}
+	// go-smtp's line limit (Server.MaxLineLength) surfaces as a plain
+	// error in DATA, which would become 451; it is permanent.
+	errLineTooLong = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: "Line too long (RFC 5321 section 4.5.3.1.6: at most 998 characters)"}
 )
+
+// lineLimitErr turns go-smtp's ErrTooLongLine into errLineTooLong so the
+// client gets a clear permanent reply (go-smtp then closes the connection).
+type lineLimitErr struct{ r io.Reader }
+
+func (l lineLimitErr) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		err = errLineTooLong
+	}
+	return n, err
+}
 
 type session struct {
 	s        *Server
@@ -205,7 +221,7 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
-	id, err := ss.s.intake.Submit(context.Background(), sub, r)
+	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {

@@ -56,17 +56,23 @@ func printProblems(w io.Writer, path string, err error) {
 	fmt.Fprintf(w, "  %v\n", err)
 }
 
-// newLogger builds the slog logger from [log].
-func newLogger(c conf.Log, w io.Writer) *slog.Logger {
+// newHandler builds the log handler from [log]: "json" or text, at the
+// level held in lv (so a reload can change it).
+func newHandler(c conf.Log, w io.Writer, lv *slog.LevelVar) slog.Handler {
+	opts := &slog.HandlerOptions{Level: lv}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// logLevel parses [log] level; conf validated it, info otherwise.
+func logLevel(c conf.Log) slog.Level {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		level = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(c.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return level
 }
 
 // flagSet returns a flag set that reports to stderr and does not exit.

@@ -60,10 +60,19 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) int {
 	resp, err := control.Call(stateDir, req)
 	if err != nil {
-		fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
 		if errors.Is(err, control.ErrNoDaemon) {
-			return exitTempFail
+			fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
+			return exitTempFail // EX_TEMPFAIL: try again once the daemon runs
 		}
+		if req.Cmd == "reload" {
+			// The daemon answered: the new config is refused, the old one runs.
+			fmt.Fprintf(stderr, "relayd reload: configuration rejected, the daemon keeps running on the previous one:\n")
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintf(stderr, "  %s\n", line)
+			}
+			return exitConfig
+		}
+		fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
 		return exitFailure
 	}
 	if req.Cmd != "reload" {

@@ -16,10 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"relayd/auth"
 	"relayd/cleanup"
 	"relayd/conf"
 	"relayd/control"
+	"relayd/metrics"
 	"relayd/queue"
 	"relayd/signer"
 	"relayd/smtpd"
@@ -53,9 +56,11 @@ func runServe(args []string, stderr io.Writer) int {
 // daemon is one running relayd: the pipeline listener -> cleanup -> signer
 // -> queue -> upstream, and what steers it.
 type daemon struct {
-	path   string
-	stderr io.Writer
-	log    *slog.Logger
+	path    string
+	stderr  io.Writer
+	log     *slog.Logger
+	level   *slog.LevelVar // [log] level, changed by reload
+	metrics *metrics.Metrics
 
 	reloadMu sync.Mutex // one reload at a time
 	mu       sync.Mutex // guards cfg, up across reloads
@@ -140,13 +145,18 @@ func newDaemon(path string, stderr io.Writer) (*daemon, error) {
 	if !ok {
 		return nil, errors.New("bad config")
 	}
-	log := newLogger(cfg.Log, stderr)
+	d := &daemon{path: path, stderr: stderr, cfg: cfg, level: new(slog.LevelVar)}
+	// The metrics count mail log events, so they wrap the log handler.
+	d.metrics = metrics.New(metrics.Options{Version: version, Stats: d.queueStats})
+	d.level.Set(logLevel(cfg.Log))
+	log := slog.New(d.metrics.LogHandler(newHandler(cfg.Log, stderr, d.level)))
+	d.log = log
 	comp, errs := build(cfg, log)
 	if len(errs) > 0 {
 		printProblems(stderr, path, errors.Join(errs...))
 		return nil, errors.New("bad config")
 	}
-	d := &daemon{path: path, stderr: stderr, log: log, cfg: cfg, up: comp.up, sign: comp.sign, auth: comp.auth}
+	d.up, d.sign, d.auth = comp.up, comp.sign, comp.auth
 	d.cert.Store(comp.cert)
 	return d, nil
 }
@@ -162,10 +172,9 @@ func (d *daemon) run(ctx context.Context) error {
 		Concurrency:  cfg.Queue.Concurrency,
 		MinFreeBytes: cfg.Queue.MinFreeBytes,
 		Logger:       d.log,
+		RateLimit:    rateLimit(cfg),
 	}
-	if d.up != nil {
-		qcfg.Deliverer = d.up
-	}
+	qcfg.Deliverer = d.deliverer(d.up)
 	nt := &notifier{hostname: cfg.Hostname, admin: cfg.Rewrite.Admin, clock: time.Now, log: d.log}
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
@@ -174,11 +183,19 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	defer q.Close()
 	d.q = q
+	mctx, mstop := context.WithCancel(context.Background())
+	defer mstop()
+	if err := d.serveMetrics(mctx); err != nil {
+		return err
+	}
 	d.intake = cleanup.New(d.cleanupConfig(cfg))
 	nt.intake = d.intake
 
 	if err := d.listen(); err != nil {
 		return err
+	}
+	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
+		d.log.Info("outbound rate limit", "limit", rl.String())
 	}
 	if cfg.Upstream.Hold() {
 		d.log.Warn("no smarthost configured (upstream.address): mail is accepted and held in the queue until one is configured",
@@ -223,6 +240,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if d.up != nil {
 		d.up.Close()
 	}
+	mstop()
 	d.log.Info("relayd stopped")
 	return err
 }
@@ -373,20 +391,20 @@ func (d *daemon) shutdownListeners() {
 func (d *daemon) reload() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	sdNotify("RELOADING=1")
+	// sd_notify(3): RELOADING=1 carries MONOTONIC_USEC (systemd >= 253
+	// uses it to tell this reload from an earlier one).
+	sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
 	defer sdNotify("READY=1")
 	d.log.Info("reloading configuration", "config", orDefaults(d.path))
 	cfg, err := conf.Load(d.path)
 	if err != nil {
-		d.log.Error("reload rejected, keeping the running configuration", "problems", err.Error())
-		return err
+		return d.rejectReload(err)
 	}
 	comp, errs := build(cfg, d.log)
 	if len(errs) > 0 {
-		err := errors.Join(errs...)
-		d.log.Error("reload rejected, keeping the running configuration", "problems", err.Error())
-		return err
+		return d.rejectReload(errors.Join(errs...))
 	}
+	d.warnRestartOnly(cfg)
 	d.mu.Lock()
 	old := d.up
 	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
@@ -394,11 +412,9 @@ func (d *daemon) reload() error {
 	if comp.cert != nil {
 		d.cert.Store(comp.cert)
 	}
-	if comp.up != nil {
-		d.q.SetDeliverer(comp.up)
-	} else {
-		d.q.SetDeliverer(nil)
-	}
+	d.q.SetDeliverer(d.deliverer(comp.up))
+	d.q.SetRateLimit(rateLimit(cfg))
+	d.level.Set(logLevel(cfg.Log))
 	d.intake.Update(d.cleanupConfig(cfg))
 	for _, s := range d.servers {
 		s.Update(d.settings(cfg))
@@ -406,6 +422,7 @@ func (d *daemon) reload() error {
 	if old != nil {
 		old.Close()
 	}
+	d.metrics.Reload(true)
 	d.log.Info("configuration reloaded")
 	return nil
 }
@@ -433,4 +450,115 @@ func sdNotify(state string) {
 	}
 	defer c.Close()
 	c.Write([]byte(state))
+}
+
+// rejectReload logs every problem of a refused config, one line each, and
+// returns them joined (relayd reload prints them).
+func (d *daemon) rejectReload(err error) error {
+	d.metrics.Reload(false)
+	for _, p := range problemList(err) {
+		d.log.Error("reload rejected: config problem", "problem", p.Error())
+	}
+	d.log.Error("reload rejected, keeping the running configuration", "config", orDefaults(d.path))
+	return err
+}
+
+// problemList flattens joined errors (conf.Errors, errors.Join).
+func problemList(err error) []error {
+	var list interface{ Unwrap() []error }
+	if errors.As(err, &list) {
+		var out []error
+		for _, e := range list.Unwrap() {
+			out = append(out, problemList(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// warnRestartOnly names settings a reload cannot change: listeners and the
+// spool stay as they are (no listener is ever dropped by a reload).
+func (d *daemon) warnRestartOnly(cfg *conf.Config) {
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	for _, c := range []struct {
+		key      string
+		old, new any
+	}{
+		{"state_dir", old.StateDir, cfg.StateDir},
+		{"listen.smtp", old.Listen.SMTP, cfg.Listen.SMTP},
+		{"listen.submission", old.Listen.Submission, cfg.Listen.Submission},
+		{"listen.submissions", old.Listen.Submissions, cfg.Listen.Submissions},
+		{"metrics.listen", old.Metrics.Listen, cfg.Metrics.Listen},
+		{"log.format", old.Log.Format, cfg.Log.Format},
+		{"queue", old.Queue, cfg.Queue},
+		{"hostname", old.Hostname, cfg.Hostname},
+	} {
+		if fmt.Sprint(c.old) != fmt.Sprint(c.new) {
+			d.log.Warn("reload: this setting changes only at restart", "key", c.key)
+		}
+	}
+}
+
+// deliverer wraps the smarthost client for metrics; nil holds mail.
+func (d *daemon) deliverer(up *upstream.Client) queue.Deliverer {
+	if up == nil {
+		return nil
+	}
+	return d.metrics.Deliverer(up, classifyUpstream)
+}
+
+// classifyUpstream sorts a smarthost failure for the metrics.
+func classifyUpstream(err error) string {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	switch ue.Stage {
+	case upstream.StageConnect, upstream.StageGreeting, upstream.StageEHLO, upstream.StageSTARTTLS, upstream.StageTLS:
+		return metrics.FailConnection
+	case upstream.StageAuth:
+		return metrics.FailAuth
+	}
+	return ""
+}
+
+func rateLimit(cfg *conf.Config) queue.RateLimit {
+	u := cfg.Upstream
+	return queue.RateLimit{PerMinute: u.MaxPerMinute, PerHour: u.MaxPerHour, PerDay: u.MaxPerDay}
+}
+
+// queueStats feeds the metrics; the queue is open before the metrics
+// listener starts.
+func (d *daemon) queueStats() queue.Stats {
+	if d.q == nil {
+		return queue.Stats{}
+	}
+	return d.q.Stats()
+}
+
+// serveMetrics starts the Prometheus endpoint on [metrics] listen, if set.
+func (d *daemon) serveMetrics(ctx context.Context) error {
+	addr := d.cfg.Metrics.Listen
+	if addr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	d.log.Info("listening", "addr", l.Addr().String(), "mode", "metrics")
+	go d.metrics.Serve(ctx, l, d.log)
+	return nil
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as sd_notify's
+// MONOTONIC_USEC wants.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }

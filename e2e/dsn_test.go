@@ -541,3 +541,44 @@ func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
 		t.Errorf("queue list after delete (%v):\n%s", err, list)
 	}
 }
+
+// TestDSNLocalSenderNoticeGoesToAdmin: a notice never goes to a local name
+// (root, root@hostname): it goes to rewrite.admin, or without one it is
+// logged and dropped and the message leaves the queue.
+func TestDSNLocalSenderNoticeGoesToAdmin(t *testing.T) {
+	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+	dir := t.TempDir()
+	r := start(t, dir, writeConfig(t, dir, sh, adminTOML, ""))
+	if err := r.send(t, "root@"+hostname, []string{"nobody@example.org"}, plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	sh.WaitMessages(t, 1, 30*time.Second)
+	all := settle(sh, 3*time.Second)
+	if len(all) != 1 || all[0].From != "" || strings.Join(all[0].To, ",") != adminAddr {
+		for _, m := range all {
+			t.Logf("delivered %q -> %v", m.From, m.To)
+		}
+		t.Fatalf("want exactly one notice, to %s:\n%s", adminAddr, r.logs())
+	}
+
+	t.Run("no admin", func(t *testing.T) {
+		sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+		dir := t.TempDir()
+		cfg := writeConfig(t, dir, sh, "", "")
+		r := start(t, dir, cfg)
+		if err := r.send(t, "root@"+hostname, []string{"nobody@example.org"}, plainMsg); err != nil {
+			t.Fatal(err)
+		}
+		r.waitLog(t, `notice dropped`, 20*time.Second)
+		if all := settle(sh, 3*time.Second); len(all) != 0 {
+			t.Fatalf("a notice to a local sender reached the smarthost: %q -> %v", all[0].From, all[0].To)
+		}
+		if strings.Contains(r.logs(), "notice failed, will retry") {
+			t.Errorf("the dropped notice is retried:\n%s", r.logs())
+		}
+		list, err := exec.Command(binary, "queue", "list", "--config", cfg).CombinedOutput()
+		if err != nil || bytes.Contains(list, []byte("root")) {
+			t.Errorf("message left in the queue (%v):\n%s", err, list)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"relayd/cleanup"
@@ -30,19 +31,11 @@ type notifier struct {
 var errNoticeDone = errors.New("notice submission finished")
 
 func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
-	to, origin := no.From, queue.FromNotice
-	if no.IsNotice || cleanup.Domain(to) == "" {
-		// A failed notice, or a sender we cannot reach: only the admin
-		// may hear of it; a notice never goes to a bare local name.
-		if n.admin == "" {
-			maillog.Log(n.log, maillog.Event{ID: no.ID, From: no.From, Status: maillog.Failed,
-				Reply: "notice dropped: no rewrite.admin to send it to"})
-			return nil
-		}
-		to = n.admin
-		if no.IsNotice {
-			origin = queue.FromAdminNotice
-		}
+	to, origin := n.recipient(no)
+	if to == "" {
+		maillog.Log(n.log, maillog.Event{ID: no.ID, From: no.From, Status: maillog.Failed,
+			Reply: "notice dropped: no rewrite.admin to send it to"})
+		return nil
 	}
 	now := n.clock()
 	b := make([]byte, 12)
@@ -70,4 +63,30 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
 		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
 	return nil
+}
+
+// recipient decides where a notice goes and with which origin; "" means
+// nowhere (log and drop). Issue 4 loop rules: a failed notice goes to
+// rewrite.admin; a notice never goes to a local name (root, or anything at
+// this host's own name, which the smarthost cannot deliver back to us): the
+// intake maps such an address to rewrite.admin as it does for recipients.
+// Whatever is addressed to the admin carries FromAdminNotice, so if it fails
+// it is logged and dropped instead of going to the admin again.
+func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
+	to := ""
+	if !no.IsNotice {
+		if mapped, err := n.intake.Recipient(no.From); err == nil && cleanup.Domain(mapped) != "" {
+			to = mapped
+		}
+	}
+	if to == "" {
+		to = n.admin
+	}
+	if to == "" {
+		return "", ""
+	}
+	if n.admin != "" && strings.EqualFold(to, n.admin) {
+		return to, queue.FromAdminNotice
+	}
+	return to, queue.FromNotice
 }

@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -93,6 +94,7 @@ type Server struct {
 	helos    []string
 	datas    int // DATA commands that reached the end of the body
 	failed   int // transactions refused by FailFirst so far
+	users    map[string]string
 }
 
 // New starts a smarthost on 127.0.0.1:0. It is closed by t.Cleanup.
@@ -105,6 +107,7 @@ func New(t testing.TB, opts Options) *Server {
 		live:    make(map[*trackedConn]struct{}),
 		faults:  opts.Faults,
 		changed: make(chan struct{}),
+		users:   maps.Clone(opts.Users),
 	}
 	if opts.Cert != nil {
 		s.cert = *opts.Cert
@@ -181,6 +184,15 @@ func (s *Server) Faults() Faults {
 func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	s.faults = f
+	s.mu.Unlock()
+}
+
+// SetUsers replaces the AUTH accounts (e.g. the ISP changed a password);
+// it applies to the next AUTH. Whether AUTH is required is still decided by
+// Options.Users being non-empty.
+func (s *Server) SetUsers(users map[string]string) {
+	s.mu.Lock()
+	s.users = maps.Clone(users)
 	s.mu.Unlock()
 }
 

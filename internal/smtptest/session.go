@@ -204,7 +204,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (ss *session) check(user, pass string) error {
-	want, ok := ss.s.opts.Users[user]
+	ss.s.mu.Lock()
+	want, ok := ss.s.users[user]
+	ss.s.mu.Unlock()
 	if !ok || ss.s.Faults().AuthFail || subtle.ConstantTimeCompare([]byte(want), []byte(pass)) != 1 {
 		return smtp.ErrAuthFailed // 535 5.7.8, RFC 4954 §6
 	}

@@ -331,3 +331,17 @@ func TestMessageReplySeesEnvelope(t *testing.T) {
 		t.Fatalf("messages = %+v", m)
 	}
 }
+
+func TestSetUsersChangesPassword(t *testing.T) {
+	s := New(t, Options{RequireTLS: true, Users: map[string]string{"u": "old"}})
+	dial(t, s, "u", "old")
+	s.SetUsers(map[string]string{"u": "new"})
+	c := dial(t, s, "", "")
+	if err := c.Auth(sasl.NewPlainClient("", "u", "old")); code(err) != 535 {
+		t.Fatalf("old password after SetUsers: %v, want 535", err)
+	}
+	dial(t, s, "u", "new")
+	if s.Logins() != 2 {
+		t.Fatalf("Logins=%d, want 2", s.Logins())
+	}
+}

@@ -29,7 +29,9 @@ func ParseAddress(addr string) (string, *smtp.SMTPError) {
 		return "", smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Address contains a forbidden character")
 	}
 	local, domain, hasDomain := cutDomain(addr)
-	if local == "" || (hasDomain && !validDomain(domain)) {
+	// An '@' in the local part is only valid inside a quoted string
+	// (RFC 5321 section 4.1.2): "a@@example.com" is not an address.
+	if local == "" || (hasDomain && !validDomain(domain)) || (strings.Contains(local, "@") && !strings.HasPrefix(local, `"`)) {
 		return "", smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad address syntax")
 	}
 	if hasDomain {

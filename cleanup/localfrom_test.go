@@ -42,3 +42,16 @@ func TestLocalFromCommentKept(t *testing.T) {
 		t.Errorf("From not rewritten with the comment as display name:\n%s", got)
 	}
 }
+
+func TestParseAddressAtInLocalPart(t *testing.T) {
+	for _, bad := range []string{"a@@example.com", "a@b@example.com", "@example.com", "root@"} {
+		if got, err := ParseAddress(bad); err == nil {
+			t.Errorf("ParseAddress(%q) = %q, want an error", bad, got)
+		}
+	}
+	for _, good := range []string{`"a@b"@example.com`, "root", "a.b+c@example.com"} {
+		if _, err := ParseAddress(good); err != nil {
+			t.Errorf("ParseAddress(%q): %v", good, err)
+		}
+	}
+}

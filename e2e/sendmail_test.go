@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -692,5 +693,96 @@ func TestSendmailPersonalities(t *testing.T) {
 	}
 	if res := e.run(t, "", nil, filepath.Join(e.bin, "mailq")); res.code != 0 || !strings.Contains(res.stdout, "empty") {
 		t.Errorf("mailq after delivery: exit %d, %q", res.code, res.stdout)
+	}
+}
+
+// TestMaildropUntrusted writes maildrop entries by hand, as a hostile local
+// user could, bypassing the shim: the daemon must apply the same limits and
+// checks as on the network, quarantine what it refuses (never deliver it,
+// never delete it silently), and not be fooled by symlinks, hard links or
+// FIFOs (which would block a plain open).
+func TestMaildropUntrusted(t *testing.T) {
+	e := newSMEnv(t, "max_message_bytes = 4096", true)
+	drop := filepath.Join(e.spool, "maildrop")
+	outside := filepath.Join(e.dir, "outside")
+	os.Mkdir(outside, 0o755)
+	entry := func(env, msg string) string { return "RELAYD-MAILDROP 1\n" + env + "\n" + msg }
+	write := func(dir, name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := func(marker string) string {
+		return entry(`{"from":"cron","rcpts":["root"],"uid":0}`, "Subject: hand\r\n\r\n"+marker+"\r\n")
+	}
+	if err := syscall.Mkfifo(filepath.Join(drop, "00-fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]string{
+		"01-junk":      "hello, not a maildrop file\n",
+		"02-injection": entry(`{"from":"a@example.com","rcpts":["x@example.org\nBcc: y@example.org"],"uid":0}`, "Subject: x\r\n\r\nmarker-injected\r\n"),
+		"03-unknown":   entry(`{"from":"a@example.com","rcpts":["x@example.org"],"uid":0,"trusted":true}`, "Subject: x\r\n\r\nmarker-unknown\r\n"),
+		"04-norcpt":    entry(`{"from":"a@example.com","rcpts":[],"uid":0}`, "Subject: x\r\n\r\nmarker-norcpt\r\n"),
+		"05-toobig":    entry(`{"from":"a@example.com","rcpts":["x@example.org"],"uid":0}`, "Subject: x\r\n\r\nmarker-toobig\r\n"+strings.Repeat("x", 10000)+"\r\n"),
+		"06-badaddr":   entry(`{"from":"a@@example.com","rcpts":["x@example.org"],"uid":0}`, "Subject: x\r\n\r\nmarker-badaddr\r\n"),
+	}
+	// A symlink and a hard link to well-formed entries outside the
+	// maildrop: following them would deliver another user's file under
+	// the wrong uid.
+	if err := os.Symlink(write(outside, "target1", good("marker-symlinked")), filepath.Join(drop, "07-symlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(write(outside, "target2", good("marker-hardlinked")), filepath.Join(drop, "08-hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range refused {
+		write(drop, name, data)
+	}
+	write(drop, "09-good", good("marker-handmade"))
+
+	m := smWait(t, e.sh, "marker-handmade", 20*time.Second)
+	if m.From != smSender || len(m.To) != 1 || m.To[0] != smAdmin {
+		t.Errorf("hand-made entry: envelope %q -> %v, want %s -> [%s]", m.From, m.To, smSender, smAdmin)
+	}
+	smCheckTrace(t, m, os.Getuid())
+
+	want := []string{"00-fifo", "01-junk", "02-injection", "03-unknown", "04-norcpt", "05-toobig", "06-badaddr", "07-symlink", "08-hardlink"}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		missing := 0
+		for _, n := range want {
+			if _, err := os.Lstat(filepath.Join(e.spool, "corrupt", "maildrop-"+n)); err != nil {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ls, _ := os.ReadDir(filepath.Join(e.spool, "corrupt"))
+			var names []string
+			for _, l := range ls {
+				names = append(names, l.Name())
+			}
+			t.Fatalf("%d refused entries not quarantined; corrupt/ holds %v\n%s", missing, names, e.r.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left, _ := os.ReadDir(drop); len(left) != 0 {
+		t.Errorf("maildrop still holds %d entries", len(left))
+	}
+	for _, p := range []string{filepath.Join(outside, "target1"), filepath.Join(outside, "target2")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("link target %s was touched: %v", p, err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(e.sh.Messages()); n != 1 {
+		for _, m := range e.sh.Messages() {
+			t.Logf("delivered: %s -> %v\n%s", m.From, m.To, m.Data)
+		}
+		t.Errorf("%d messages delivered, want only the hand-made good one", n)
 	}
 }

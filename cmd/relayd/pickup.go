@@ -57,7 +57,9 @@ func (p *pickup) scan(ctx context.Context) {
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") && e.Type().IsRegular() {
+		// Not only regular files: anything else (symlink, FIFO,
+		// directory) is quarantined by one, not left to pile up.
+		if !strings.HasPrefix(e.Name(), ".") {
 			names = append(names, e.Name())
 		}
 	}
@@ -76,17 +78,23 @@ func (p *pickup) scan(ctx context.Context) {
 // silently deleted.
 func (p *pickup) one(ctx context.Context, name string) {
 	path := filepath.Join(p.dir, name)
-	f, err := os.Open(path)
+	// Anyone can create entries here, and swap them between the scan and
+	// the open: never follow a symlink (it could point at another user's
+	// file, or at the queue), and never block on a FIFO.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENXIO) {
+			p.quarantine(path, name, fmt.Errorf("maildrop entry is a symlink or a socket: %w", err))
+			return
+		}
 		p.log.Error("maildrop file unreadable", "file", path, "err", err)
 		return
 	}
 	defer f.Close()
-	uid := -1
-	if fi, err := f.Stat(); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			uid = int(st.Uid)
-		}
+	uid, err := dropOwner(f)
+	if err != nil {
+		p.quarantine(path, name, err)
+		return
 	}
 	env, body, err := sendmail.ReadDrop(f)
 	if err != nil {
@@ -113,6 +121,26 @@ func (p *pickup) one(ctx context.Context, name string) {
 		return
 	}
 	p.log.Info("picked up from maildrop", "id", id, "uid", uid)
+}
+
+// dropOwner returns the uid that submitted an open maildrop file: its owner.
+// Only a regular file with a single link is accepted; a hard link to
+// someone else's file would carry that user's uid, not the submitter's.
+func dropOwner(f *os.File) (int, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return -1, fmt.Errorf("maildrop file stat: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return -1, fmt.Errorf("maildrop entry is not a regular file (%s)", fi.Mode().Type())
+	case !ok:
+		return -1, errors.New("maildrop file: no owner information")
+	case st.Nlink != 1:
+		return -1, fmt.Errorf("maildrop file has %d links, want 1", st.Nlink)
+	}
+	return int(st.Uid), nil
 }
 
 func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {

@@ -309,3 +309,26 @@ func TestSysusersAndTmpfilesApply(t *testing.T) {
 		}
 	}
 }
+
+// TestVerify runs `systemd-analyze verify`, which reports unknown or
+// misspelled directives (security does not). ExecStart's binary must exist
+// for verify, so a copy points it at /bin/true.
+func TestVerify(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze")
+	data, err := os.ReadFile("relayd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/bin/true"); err != nil {
+		t.Skip("no /bin/true to stand in for /usr/sbin/relayd")
+	}
+	copyPath := filepath.Join(t.TempDir(), "relayd.service")
+	fixed := strings.ReplaceAll(string(data), "/usr/sbin/relayd", "/bin/true")
+	if err := os.WriteFile(copyPath, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", "--man=no", copyPath).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

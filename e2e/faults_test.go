@@ -212,4 +212,3 @@ func TestUpstreamSessionFaults(t *testing.T) {
 		})
 	}
 }
-

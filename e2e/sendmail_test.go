@@ -254,11 +254,13 @@ func TestSendmailPHP(t *testing.T) {
 
 func TestSendmailGitSendEmail(t *testing.T) {
 	git := smNeedTool(t, "git")
-	if out, err := exec.Command(git, "send-email", "-h").CombinedOutput(); err != nil && !bytes.Contains(out, []byte("usage")) {
+	// git-email installs git-send-email in git's exec path.
+	execPath, _ := exec.Command(git, "--exec-path").Output()
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(execPath)), "git-send-email")); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("git send-email unavailable: %s", out)
+			t.Fatalf("git send-email unavailable (CI installs git-email): %v", err)
 		}
-		t.Skipf("git send-email unavailable: %s", out)
+		t.Skipf("git send-email unavailable: %v", err)
 	}
 	e := newSMEnv(t, "", true)
 	repo := filepath.Join(e.dir, "repo")
@@ -293,8 +295,10 @@ func TestSendmailGitSendEmail(t *testing.T) {
 		t.Fatalf("git send-email: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	m := smWait(t, e.sh, "marker-gitpatch", 20*time.Second)
-	if m.From != "dev@example.com" || len(m.To) != 1 || m.To[0] != "x@example.org" {
-		t.Errorf("envelope %q -> %v", m.From, m.To)
+	// Without --envelope-sender git passes no -f: the envelope sender is
+	// the login name, qualified as rewrite.sender.
+	if m.From != smSender || len(m.To) != 1 || m.To[0] != "x@example.org" {
+		t.Errorf("envelope %q -> %v, want %s -> [x@example.org]", m.From, m.To, smSender)
 	}
 	if s := smHeader(m.Data, "Subject"); len(s) != 1 || !strings.HasPrefix(s[0], "[PATCH] Add the greeting") {
 		t.Errorf("Subject = %q", s)

@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	sender    = "app@example.com"
+	dsnSender = "app@example.com"
 	adminAddr = "admin@example.com"
 	adminTOML = "[rewrite]\nadmin = \"" + adminAddr + "\""
 	// daemonFrom is the notice From: field (issue 4, notice headers).
@@ -157,7 +157,7 @@ func noticesIn(msgs []smtptest.Message) (notices, others []smtptest.Message) {
 
 // settle waits d and returns what the smarthost has then, so that a count
 // taken afterwards also proves that nothing more arrived.
-func settle(sh *smtptest.Server, d time.Duration) []smtptest.Message {
+func settleMessages(sh *smtptest.Server, d time.Duration) []smtptest.Message {
 	time.Sleep(d)
 	return sh.Messages()
 }
@@ -206,7 +206,7 @@ func refuseFrom(tries *atomic.Int64) func(*smtptest.Message) *smtp.SMTPError {
 	}
 }
 
-func reject(addrs ...string) func(string) *smtp.SMTPError {
+func rejectRcpts(addrs ...string) func(string) *smtp.SMTPError {
 	return func(rcpt string) *smtp.SMTPError {
 		for _, a := range addrs {
 			if strings.EqualFold(rcpt, a) {
@@ -218,23 +218,24 @@ func reject(addrs ...string) func(string) *smtp.SMTPError {
 }
 
 func TestDSNBounceOneOfTwoRecipients(t *testing.T) {
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+	t.Parallel()
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", ""))
-	if err := r.send(t, sender, []string{"bob@example.org", "nobody@example.org"}, plainMsg); err != nil {
+	if err := r.send(t, dsnSender, []string{"bob@example.org", "nobody@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	sh.WaitMessages(t, 2, 30*time.Second)
-	notices, others := noticesIn(settle(sh, 3*time.Second))
-	if len(others) != 1 || strings.Join(others[0].To, ",") != "bob@example.org" || others[0].From != sender {
+	notices, others := noticesIn(settleMessages(sh, 3*time.Second))
+	if len(others) != 1 || strings.Join(others[0].To, ",") != "bob@example.org" || others[0].From != dsnSender {
 		t.Fatalf("originals delivered: %+v", others)
 	}
 	if len(notices) != 1 {
 		t.Fatalf("%d notices, want exactly 1:\n%s", len(notices), r.logs())
 	}
 	n := notices[0]
-	if strings.Join(n.To, ",") != sender {
-		t.Errorf("notice sent to %v, want %s", n.To, sender)
+	if strings.Join(n.To, ",") != dsnSender {
+		t.Errorf("notice sent to %v, want %s", n.To, dsnSender)
 	}
 	p := parseNotice(t, n.Data)
 	checkReport(t, n, p, "text/rfc822-headers") // no RET: headers only (RFC 3461 §4.3)
@@ -260,10 +261,11 @@ func TestDSNBounceOneOfTwoRecipients(t *testing.T) {
 }
 
 func TestDSNRetFullAttachesOriginal(t *testing.T) {
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+	t.Parallel()
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", ""))
-	r.sendDSN(t, sender, &smtp.MailOptions{Return: smtp.DSNReturnFull, EnvelopeID: "env-full-1"},
+	r.sendDSN(t, dsnSender, &smtp.MailOptions{Return: smtp.DSNReturnFull, EnvelopeID: "env-full-1"},
 		[]rcptOpt{{addr: "nobody@example.org"}}, plainMsg)
 	n := sh.WaitMessages(t, 1, 30*time.Second)[0]
 	p := parseNotice(t, n.Data)
@@ -278,11 +280,12 @@ func TestDSNRetFullAttachesOriginal(t *testing.T) {
 }
 
 func TestDSNExpiryFailsWith4xx(t *testing.T) {
+	t.Parallel()
 	var tries atomic.Int64
 	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", "max_age = \"3s\"\ndelay_warning = \"0s\""))
-	if err := r.send(t, sender, []string{"bob@example.org"}, plainMsg); err != nil {
+	if err := r.send(t, dsnSender, []string{"bob@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	n := sh.WaitMessages(t, 1, 30*time.Second)[0]
@@ -302,18 +305,19 @@ func TestDSNExpiryFailsWith4xx(t *testing.T) {
 	if !strings.Contains(rc["diagnostic-code"], "451 4.3.0") {
 		t.Errorf("Diagnostic-Code %q lacks the last 451", rc["diagnostic-code"])
 	}
-	if all := settle(sh, 2*time.Second); len(all) != 1 {
+	if all := settleMessages(sh, 2*time.Second); len(all) != 1 {
 		t.Errorf("%d messages after expiry, want the one notice", len(all))
 	}
 }
 
 func TestDSNDelayNoticeOncePerMessage(t *testing.T) {
+	t.Parallel()
 	var tries atomic.Int64
 	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", "delay_warning = \"2s\"\nmax_age = \"1h\""))
 	for _, to := range []string{"bob@example.org", "carol@example.org"} {
-		if err := r.send(t, sender, []string{to}, plainMsg); err != nil {
+		if err := r.send(t, dsnSender, []string{to}, plainMsg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -350,14 +354,15 @@ func TestDSNDelayNoticeOncePerMessage(t *testing.T) {
 }
 
 func TestDSNNullSenderNeverBounced(t *testing.T) {
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+	t.Parallel()
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, adminTOML, ""))
 	if err := r.send(t, "", []string{"nobody@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	r.waitLog(t, `to=nobody@example.org .*status=failed`, 20*time.Second)
-	if all := settle(sh, 3*time.Second); len(all) != 0 {
+	if all := settleMessages(sh, 3*time.Second); len(all) != 0 {
 		t.Fatalf("a <> message that failed produced %d messages (to %v):\n%s", len(all), all[0].To, r.logs())
 	}
 	if strings.Contains(r.logs(), "status=bounced") {
@@ -366,15 +371,16 @@ func TestDSNNullSenderNeverBounced(t *testing.T) {
 }
 
 func TestDSNFailedNoticeGoesToAdminOnce(t *testing.T) {
+	t.Parallel()
 	// The original fails, and so does the notice to its sender.
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org", sender)})
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org", dsnSender)})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, adminTOML, ""))
-	if err := r.send(t, sender, []string{"nobody@example.org"}, plainMsg); err != nil {
+	if err := r.send(t, dsnSender, []string{"nobody@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	sh.WaitMessages(t, 1, 30*time.Second)
-	all := settle(sh, 4*time.Second)
+	all := settleMessages(sh, 4*time.Second)
 	if len(all) != 1 {
 		t.Fatalf("%d messages, want exactly one (to the admin):\n%s", len(all), r.logs())
 	}
@@ -384,15 +390,15 @@ func TestDSNFailedNoticeGoesToAdminOnce(t *testing.T) {
 	}
 	p := parseNotice(t, m.Data)
 	checkReport(t, m, p, "text/rfc822-headers")
-	if len(p.Recipients) != 1 || p.Recipients[0]["final-recipient"] != "rfc822; "+sender || p.Recipients[0]["action"] != "failed" {
-		t.Errorf("admin notice is not about the failed notice to %s: %v", sender, p.Recipients)
+	if len(p.Recipients) != 1 || p.Recipients[0]["final-recipient"] != "rfc822; "+dsnSender || p.Recipients[0]["action"] != "failed" {
+		t.Errorf("admin notice is not about the failed notice to %s: %v", dsnSender, p.Recipients)
 	}
 
 	t.Run("admin fails too", func(t *testing.T) {
-		sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org", sender, adminAddr)})
+		sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org", dsnSender, adminAddr)})
 		dir := t.TempDir()
 		r := start(t, dir, writeConfig(t, dir, sh, adminTOML, ""))
-		if err := r.send(t, sender, []string{"nobody@example.org"}, plainMsg); err != nil {
+		if err := r.send(t, dsnSender, []string{"nobody@example.org"}, plainMsg); err != nil {
 			t.Fatal(err)
 		}
 		r.waitLog(t, `to=admin@example.com .*status=failed`, 30*time.Second)
@@ -414,17 +420,18 @@ func TestDSNFailedNoticeGoesToAdminOnce(t *testing.T) {
 }
 
 func TestDSNNotifyNever(t *testing.T) {
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org", "ghost@example.org")})
+	t.Parallel()
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org", "ghost@example.org")})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", ""))
 	never := &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}
-	r.sendDSN(t, sender, nil, []rcptOpt{{"nobody@example.org", never}}, plainMsg)
+	r.sendDSN(t, dsnSender, nil, []rcptOpt{{"nobody@example.org", never}}, plainMsg)
 	r.waitLog(t, `to=nobody@example.org .*status=failed`, 20*time.Second)
 	// A second message with two failing recipients: only the one without
 	// NOTIFY=NEVER is reported.
-	r.sendDSN(t, sender, nil, []rcptOpt{{"nobody@example.org", never}, {"ghost@example.org", nil}}, plainMsg)
+	r.sendDSN(t, dsnSender, nil, []rcptOpt{{"nobody@example.org", never}, {"ghost@example.org", nil}}, plainMsg)
 	sh.WaitMessages(t, 1, 30*time.Second)
-	all := settle(sh, 3*time.Second)
+	all := settleMessages(sh, 3*time.Second)
 	if len(all) != 1 {
 		t.Fatalf("%d notices, want 1 (for ghost only):\n%s", len(all), r.logs())
 	}
@@ -436,16 +443,17 @@ func TestDSNNotifyNever(t *testing.T) {
 }
 
 func TestDSNNotifySuccessWithoutSmarthostDSN(t *testing.T) {
+	t.Parallel()
 	sh := smarthost(t, smtptest.Faults{})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", ""))
-	r.sendDSN(t, sender, &smtp.MailOptions{EnvelopeID: "env-ok-7"}, []rcptOpt{
+	r.sendDSN(t, dsnSender, &smtp.MailOptions{EnvelopeID: "env-ok-7"}, []rcptOpt{
 		{"bob@example.org", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess},
 			OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "Bob@Example.org"}},
 		{"carol@example.org", nil},
 	}, plainMsg)
 	sh.WaitMessages(t, 2, 30*time.Second)
-	notices, others := noticesIn(settle(sh, 3*time.Second))
+	notices, others := noticesIn(settleMessages(sh, 3*time.Second))
 	if len(others) != 1 || len(notices) != 1 {
 		t.Fatalf("%d originals and %d notices, want 1 and 1:\n%s", len(others), len(notices), r.logs())
 	}
@@ -453,7 +461,7 @@ func TestDSNNotifySuccessWithoutSmarthostDSN(t *testing.T) {
 		t.Errorf("DSN parameters sent to a smarthost without DSN: %+v", m.MailOpts)
 	}
 	n := notices[0]
-	if strings.Join(n.To, ",") != sender {
+	if strings.Join(n.To, ",") != dsnSender {
 		t.Errorf("relayed notice to %v", n.To)
 	}
 	p := parseNotice(t, n.Data)
@@ -472,15 +480,16 @@ func TestDSNNotifySuccessWithoutSmarthostDSN(t *testing.T) {
 }
 
 func TestDSNParametersPassedToDSNSmarthost(t *testing.T) {
+	t.Parallel()
 	sh := dsnSmarthost(t, smtptest.Options{DSN: true})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, "", ""))
-	r.sendDSN(t, sender, &smtp.MailOptions{Return: smtp.DSNReturnFull, EnvelopeID: "env-pass-9"}, []rcptOpt{
+	r.sendDSN(t, dsnSender, &smtp.MailOptions{Return: smtp.DSNReturnFull, EnvelopeID: "env-pass-9"}, []rcptOpt{
 		{"bob@example.org", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure},
 			OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "bob@example.org"}},
 	}, plainMsg)
 	sh.WaitMessages(t, 1, 30*time.Second)
-	all := settle(sh, 3*time.Second)
+	all := settleMessages(sh, 3*time.Second)
 	if len(all) != 1 {
 		t.Fatalf("%d messages, want the original only (the smarthost owns DSN now):\n%s", len(all), r.logs())
 	}
@@ -508,12 +517,13 @@ func TestDSNParametersPassedToDSNSmarthost(t *testing.T) {
 var queuedIDRE = regexp.MustCompile(`msg=mail id=(\S+) from=<app@example.com> .*status=queued`)
 
 func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
+	t.Parallel()
 	var tries atomic.Int64
 	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, sh, adminTOML, "")
 	r := start(t, dir, cfg)
-	if err := r.send(t, sender, []string{"bob@example.org"}, plainMsg); err != nil {
+	if err := r.send(t, dsnSender, []string{"bob@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	r.waitLog(t, `to=bob@example.org .*status=deferred`, 20*time.Second)
@@ -527,7 +537,7 @@ func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
 	}
 	r.waitLog(t, `id=`+regexp.QuoteMeta(mm[1])+` .*status=deleted`, 10*time.Second)
 	before := tries.Load()
-	if all := settle(sh, 4*time.Second); len(all) != 0 {
+	if all := settleMessages(sh, 4*time.Second); len(all) != 0 {
 		t.Fatalf("delete produced %d messages (to %v)", len(all), all[0].To)
 	}
 	if tries.Load() != before {
@@ -546,14 +556,15 @@ func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
 // (root, root@hostname): it goes to rewrite.admin, or without one it is
 // logged and dropped and the message leaves the queue.
 func TestDSNLocalSenderNoticeGoesToAdmin(t *testing.T) {
-	sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+	t.Parallel()
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
 	dir := t.TempDir()
 	r := start(t, dir, writeConfig(t, dir, sh, adminTOML, ""))
 	if err := r.send(t, "root@"+hostname, []string{"nobody@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
 	sh.WaitMessages(t, 1, 30*time.Second)
-	all := settle(sh, 3*time.Second)
+	all := settleMessages(sh, 3*time.Second)
 	if len(all) != 1 || all[0].From != "" || strings.Join(all[0].To, ",") != adminAddr {
 		for _, m := range all {
 			t.Logf("delivered %q -> %v", m.From, m.To)
@@ -562,7 +573,7 @@ func TestDSNLocalSenderNoticeGoesToAdmin(t *testing.T) {
 	}
 
 	t.Run("no admin", func(t *testing.T) {
-		sh := smarthost(t, smtptest.Faults{RcptReply: reject("nobody@example.org")})
+		sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
 		dir := t.TempDir()
 		cfg := writeConfig(t, dir, sh, "", "")
 		r := start(t, dir, cfg)
@@ -570,7 +581,7 @@ func TestDSNLocalSenderNoticeGoesToAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.waitLog(t, `notice dropped`, 20*time.Second)
-		if all := settle(sh, 3*time.Second); len(all) != 0 {
+		if all := settleMessages(sh, 3*time.Second); len(all) != 0 {
 			t.Fatalf("a notice to a local sender reached the smarthost: %q -> %v", all[0].From, all[0].To)
 		}
 		if strings.Contains(r.logs(), "notice failed, will retry") {
@@ -581,4 +592,59 @@ func TestDSNLocalSenderNoticeGoesToAdmin(t *testing.T) {
 			t.Errorf("message left in the queue (%v):\n%s", err, list)
 		}
 	})
+}
+
+const noticeDKIMPy = `
+import dkim, sys
+txt = open(sys.argv[2], "rb").read()
+def dns(name, timeout=5):
+    return txt if name == b"s1._domainkey.` + hostname + `." else None
+sys.exit(0 if dkim.verify(open(sys.argv[1], "rb").read(), dnsfunc=dns) else 1)
+`
+
+// TestDSNNoticeIsDKIMSigned: a notice from MAILER-DAEMON@hostname is signed
+// with the hostname's key, and dkimpy (an independent verifier) accepts it.
+func TestDSNNoticeIsDKIMSigned(t *testing.T) {
+	t.Parallel()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import dkim").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("python3-dkim is missing (CI installs it): %v", err)
+		}
+		t.Skipf("python3-dkim is missing: %v", err)
+	}
+	sh := smarthost(t, smtptest.Faults{RcptReply: rejectRcpts("nobody@example.org")})
+	dir := t.TempDir()
+	key := filepath.Join(dir, "dkim.pem")
+	out, err := exec.Command(binary, "dkim", "keygen", "--domain", hostname, "--selector", "s1", "--out", key).Output()
+	if err != nil {
+		t.Fatalf("relayd dkim keygen: %v", err)
+	}
+	var txt strings.Builder
+	rr := regexp.MustCompile(`(?s)IN\s+TXT\s+\((.*?)\)`).FindStringSubmatch(string(out))
+	if rr == nil {
+		t.Fatalf("no TXT record in keygen output:\n%s", out)
+	}
+	for _, q := range regexp.MustCompile(`"([^"]*)"`).FindAllStringSubmatch(rr[1], -1) {
+		txt.WriteString(q[1])
+	}
+	if !strings.Contains(txt.String(), "p=") {
+		t.Fatalf("no DNS record in keygen output:\n%s", out)
+	}
+	rec := filepath.Join(dir, "record.txt")
+	os.WriteFile(rec, []byte(txt.String()), 0o600)
+	top := "[[dkim]]\ndomain = \"" + hostname + "\"\nselector = \"s1\"\nkey_file = \"" + key + "\"\n"
+	r := start(t, dir, writeConfig(t, dir, sh, top, ""))
+	if err := r.send(t, dsnSender, []string{"nobody@example.org"}, plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	n := sh.WaitMessages(t, 1, 30*time.Second)[0]
+	if n.From != "" || !strings.Contains(headerBlock(n.Data), "d="+hostname) {
+		t.Fatalf("notice not signed for %s:\n%s", hostname, headerBlock(n.Data))
+	}
+	f := filepath.Join(dir, "notice.eml")
+	os.WriteFile(f, n.Data, 0o600)
+	if out, err := exec.Command(py, "-c", noticeDKIMPy, f, rec).CombinedOutput(); err != nil {
+		t.Fatalf("dkimpy rejects the notice's signature: %v\n%s\n%s", err, out, n.Data)
+	}
 }

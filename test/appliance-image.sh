@@ -14,7 +14,8 @@
 #
 # Needs root and (apt) debootstrap e2fsprogs qemu-utils qemu-system-x86,
 # plus Go and git. Env: RELAYD_IMAGE_DIR=DIR reuses an image built before
-# (skips the build); KEEP_IMAGE=1 keeps the built image.
+# (skips the build); KEEP_IMAGE=1 keeps the built image and the guest's
+# serial console (console.log) in the work directory.
 APT_PACKAGES="debootstrap e2fsprogs qemu-utils qemu-system-x86 git ca-certificates"
 set -eu
 
@@ -49,7 +50,7 @@ fi
 size=$(du -m --apparent-size "$dir/relayd-appliance.qcow2" | cut -f1)
 
 cd "$top"
-if ! RELAYD_IMAGE_DIR=$dir go test -count=1 -v -timeout 30m -run 'TestApplianceImage$' \
+if ! RELAYD_IMAGE_DIR=$dir RELAYD_CONSOLE_LOG=$work/console.log go test -count=1 -v -timeout 30m -run 'TestApplianceImage$' \
 	./test/applianceimage/ >"$work/test.log" 2>&1; then
 	cat "$work/test.log" >&2
 	echo "appliance-image: FAIL (boot test; image ${size} MiB, build ${build}s)"

@@ -40,7 +40,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 pkgs=systemd,systemd-sysv,systemd-resolved,udev,dbus,kmod,linux-image-amd64,initramfs-tools
-pkgs=$pkgs,adduser,ca-certificates,util-linux,iproute2,openssh-server,less
+pkgs=$pkgs,adduser,ca-certificates,util-linux,e2fsprogs,iproute2,openssh-server,less
 echo "build-image.sh: debootstrap bookworm from $mirror" >&2
 debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
 	{ tail -30 "$work/debootstrap.log" >&2; exit 1; }

@@ -10,5 +10,5 @@
 // The test runs only when RELAYD_IMAGE_DIR names the directory holding
 // relayd-appliance.qcow2, .vmlinuz and .initrd; test/appliance-image.sh
 // builds the image and sets it. It takes minutes, so it stays out of the
-// default suite.
+// default suite. RELAYD_CONSOLE_LOG=FILE keeps the guest's serial console.
 package applianceimage

@@ -208,6 +208,11 @@ func TestApplianceImage(t *testing.T) {
 	t.Cleanup(func() {
 		_ = qemu.Process.Kill()
 		<-exited
+		if keep := os.Getenv("RELAYD_CONSOLE_LOG"); keep != "" {
+			if b, err := os.ReadFile(console); err == nil {
+				_ = os.WriteFile(keep, b, 0o644)
+			}
+		}
 		if t.Failed() {
 			if b, err := os.ReadFile(console); err == nil {
 				t.Logf("serial console (last 6000 bytes):\n%s", tail(b, 6000))

@@ -43,12 +43,14 @@ cleanup() {
 	exit $rc
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port that no socket uses, below Linux's ephemeral
+# range (32768-60999 by default) so that no outgoing connection of the MTAs
+# can take it between this check and the bind.
 free_port() {
 	local i p
 	for i in $(seq 1 100); do
-		p=$((20000 + RANDOM % 30000))
-		if [ -z "$(ss -Hltn "( sport = :$p )")" ]; then
+		p=$((20000 + RANDOM % 12000))
+		if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )")" ]; then
 			echo "$p"
 			return 0
 		fi
@@ -63,7 +65,8 @@ wait_listen() {
 		[ -n "$(ss -Hltn "( sport = :$1 )")" ] && return 0
 		sleep 0.1
 	done
-	die "nothing listens on port $1"
+	log "nothing listens on port $1"
+	return 1
 }
 
 # stop_pid PID: SIGTERM, wait up to 30 s, then SIGKILL.
@@ -93,7 +96,7 @@ start_sink() {
 		>"$2/sink.log" 2>&1 &
 	SINK_PID=$!
 	track "$SINK_PID"
-	wait_listen "$SINK_PORT"
+	wait_listen "$SINK_PORT" || die "smtp-sink on port $SINK_PORT: $(cat "$2/sink.log")"
 }
 
 # drive N S L PORT DIR: runs smtp-source against the MTA on PORT and waits
@@ -156,21 +159,28 @@ measure_relayd() {
 		sleep 0.1
 	done
 	[ -n "$port" ] || die "relayd did not listen: $(tail -5 "$dir/relayd.log")"
-	if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
-		perf record -F 499 -g -o "$dir/perf.data" -p "$pid" >/dev/null 2>&1 &
-		PERF_PID=$!
-		track "$PERF_PID"
+	local perf_pid= stat_pid=
+	if [ "${PROFILE:-0}" = 1 ]; then
+		perf record -e cpu-clock -F 999 -g -o "$dir/perf.data" -p "$pid" >/dev/null 2>&1 &
+		perf_pid=$!
+		track "$perf_pid"
+		perf stat -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_syncfs,syscalls:sys_enter_sync_file_range,syscalls:sys_enter_renameat2,syscalls:sys_enter_openat \
+			-p "$pid" -o "$dir/syscalls.txt" >/dev/null 2>&1 &
+		stat_pid=$!
+		track "$stat_pid"
+		sleep 1 # let perf attach
 	fi
 	local res rss
 	drive "$n" "$s" "$l" "$port" "$dir"
 	res=$DRIVE_RES
 	rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
-	if [ -n "${PERF_PID:-}" ]; then
-		kill -INT "$PERF_PID"
-		wait "$PERF_PID" 2>/dev/null || true
-		perf report -i "$dir/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null |
-			grep -E '^ +[0-9]' | head -25 >"$HERE/profile-relayd-$sign-$5.txt" || true
-		PERF_PID=
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" "$stat_pid"
+		wait "$perf_pid" "$stat_pid" 2>/dev/null || true
+		perf report -i "$dir/perf.data" --no-children --sort symbol --percent-limit 1 --stdio -g none 2>/dev/null |
+			grep -E '^ +[0-9]' | head -30 >"$dir/perf-self.txt" || true
+		perf report -i "$dir/perf.data" --children --sort symbol --percent-limit 2 --stdio -g none 2>/dev/null |
+			grep -E '^ +[0-9]' | head -45 >"$dir/perf-children.txt" || true
 	fi
 	stop_pid "$pid"
 	echo "$res $rss $(grep -c 'status=sent' "$dir/relayd.log")"
@@ -198,7 +208,7 @@ start_opendkim() {
 	opendkim -f -x "$dir/opendkim.conf" >"$dir/opendkim.log" 2>&1 &
 	OPENDKIM_PID=$!
 	track "$OPENDKIM_PID"
-	wait_listen "$MILTER_PORT"
+	wait_listen "$MILTER_PORT" || die "opendkim on port $MILTER_PORT: $(cat "$dir/opendkim.log")"
 }
 
 # measure_postfix SIGN N S L TAG: one run of a fresh Postfix null client
@@ -266,7 +276,7 @@ measure_postfix() {
 	echo "$dir/etc" >>"$WORK/postfix-instances"
 	timeout 60 postfix -c "$dir/etc" check >"$dir/check.log" 2>&1 || die "postfix check: $(cat "$dir/check.log")"
 	timeout 60 postfix -c "$dir/etc" start >"$dir/start.log" 2>&1 || die "postfix start: $(cat "$dir/start.log")"
-	wait_listen "$port"
+	wait_listen "$port" || die "postfix on port $port: $(cat "$dir/start.log"; tail -5 "$dir/maillog" 2>/dev/null)"
 	local res
 	drive "$n" "$s" "$l" "$port" "$dir"
 	res=$DRIVE_RES

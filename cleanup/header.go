@@ -83,6 +83,9 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	if bytes.IndexByte(body, '\r') >= 0 {
 		return nil, ErrBareCR
 	}
+	if len(body)+2 > limit { // a bare LF grew by one byte
+		return nil, ErrHeaderTooLarge
+	}
 	return append(body, '\r', '\n'), nil
 }
 

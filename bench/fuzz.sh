@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench/fuzz.sh: run every fuzz target with -fuzz for longer than CI does.
+# CI (go test ./...) runs only the seed corpora in testdata/fuzz.
+#   FUZZTIME=5m bench/fuzz.sh      # per target (default 60s)
+# New failing inputs are written by Go into PKG/testdata/fuzz/TARGET/;
+# commit them as regression seeds after fixing the bug.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME=${FUZZTIME:-60s}
+targets=(
+	"./cleanup FuzzParseAddress"
+	"./cleanup FuzzReadHeader"
+	"./cleanup FuzzSubmit"
+	"./queue FuzzReadMeta"
+	"./sendmail FuzzParseArgs"
+	"./sendmail FuzzReadDrop"
+	"./dsn FuzzCompose"
+)
+fail=0
+for t in "${targets[@]}"; do
+	set -- $t
+	pkg=$1 name=$2
+	if ! grep -rqs "func $name(" "$pkg"/*_test.go; then
+		echo "skip $pkg $name (not found)"
+		continue
+	fi
+	echo "== $pkg $name ($FUZZTIME)"
+	if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "$pkg"; then
+		fail=1
+	fi
+done
+if [ "$fail" = 0 ]; then echo "fuzz: all targets passed ($FUZZTIME each)"; else echo "fuzz: FAILURES (see above)"; fi
+exit "$fail"

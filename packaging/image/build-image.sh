@@ -75,8 +75,11 @@ install -D -m 0755 "$here/files/relayd-firstboot" "$root/usr/lib/relayd/relayd-f
 install -m 0644 "$here/files/relayd-firstboot.service" "$root/etc/systemd/system/"
 in_root systemctl enable relayd-firstboot.service relayd.service >/dev/null 2>&1
 
-# Kernel and initramfs for direct kernel boot.
+# Kernel and initramfs for direct kernel boot. Rebuild the initramfs now
+# that everything is installed (debootstrap may configure the kernel before
+# e2fsprogs, leaving fsck out of it).
 kver=$(ls "$root/lib/modules" | sort -V | tail -n1)
+in_root update-initramfs -u -k "$kver" >/dev/null 2>&1
 mkdir -p "$out"
 cp "$root/boot/vmlinuz-$kver" "$out/relayd-appliance.vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$out/relayd-appliance.initrd"

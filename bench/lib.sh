@@ -178,9 +178,9 @@ measure_relayd() {
 		kill -INT "$perf_pid" "$stat_pid"
 		wait "$perf_pid" "$stat_pid" 2>/dev/null || true
 		perf report -i "$dir/perf.data" --no-children --sort symbol --percent-limit 1 --stdio -g none 2>/dev/null |
-			grep -E '^ +[0-9]' | head -30 >"$dir/perf-self.txt" || true
+			grep -E '^ +[0-9]' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' | head -30 >"$dir/perf-self.txt" || true
 		perf report -i "$dir/perf.data" --children --sort symbol --percent-limit 2 --stdio -g none 2>/dev/null |
-			grep -E '^ +[0-9]' | head -45 >"$dir/perf-children.txt" || true
+			grep -E '^ +[0-9]' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' | head -45 >"$dir/perf-children.txt" || true
 	fi
 	stop_pid "$pid"
 	echo "$res $rss $(grep -c 'status=sent' "$dir/relayd.log")"

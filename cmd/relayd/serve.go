@@ -162,6 +162,11 @@ func newDaemon(path string, stderr io.Writer) (*daemon, error) {
 }
 
 func (d *daemon) run(ctx context.Context) error {
+	// SIGHUP is caught from the start: its default action would kill the
+	// daemon if it arrived while listeners are being set up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := d.cfg
 	qcfg := queue.Config{
 		Dir:          cfg.StateDir,
@@ -212,9 +217,6 @@ func (d *daemon) run(ctx context.Context) error {
 		intake: d.intake, log: d.log, interval: pickupInterval}
 	go pk.run(pctx)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	sdNotify("READY=1")
 	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)
 

@@ -28,9 +28,11 @@ func TestHoldReleaseFlushDelete(t *testing.T) {
 	if _, err := h.q.Get(gone); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get after Delete: %v", err)
 	}
-	if _, err := os.Stat(h.q.bodyPath(gone)); !os.IsNotExist(err) {
-		t.Errorf("body after Delete: %v", err)
-	}
+	// The janitor deletes the body once the meta's removal is durable.
+	waitFor(t, "body removed", func() bool {
+		_, err := os.Stat(h.q.bodyPath(gone))
+		return os.IsNotExist(err)
+	})
 	if !strings.Contains(h.logs.String(), "id="+gone+" status=deleted") {
 		t.Error("no status=deleted line")
 	}

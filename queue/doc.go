@@ -29,14 +29,20 @@
 //     entries are on stable storage. Only then may a caller answer 250.
 //     A failed commit leaves no meta behind (the caller answers 451).
 //  3. Every later change of a meta (attempts, recipient state, hold) is
-//     write-to-tmp + fsync + rename + directory fsync (atomicWrite), so a
-//     reader sees either the old or the new meta, never a mix.
+//     written to tmp/ and renamed over the old one only after it was flushed,
+//     and the rename is flushed before the change counts (in syncfs mode
+//     these updates join the committer's batches; in per-file mode it is
+//     atomicWrite), so a reader sees either the old or the new meta, never
+//     a mix.
 //  4. The attempt count and the next attempt time are persisted BEFORE the
 //     Deliverer is called: a crash mid-delivery cannot make relayd hammer the
 //     smarthost with immediate retries, nor lose the schedule.
-//  5. Removal is meta first (and its directory fsynced), body second: a crash
-//     can leave an orphan body (deleted at the next Open when older than an
-//     hour) but never a meta without its body.
+//  5. Removal is meta first, body second, and the body goes only once the
+//     meta's removal is durable (the janitor syncs meta/ once for every
+//     removal since its last pass, then deletes their bodies): a crash can
+//     leave an orphan body (deleted at the next Open when older than an
+//     hour) or undo a removal (the message is delivered again: a duplicate),
+//     but never leaves a meta without its body.
 //  6. Only one process owns a spool (the lock file); only one goroutine at a
 //     time works on a given message (the "busy" claim in the scheduler), so a
 //     message is never delivered twice concurrently and meta updates never
@@ -54,10 +60,12 @@
 // the single committer goroutine. The committer takes every commit waiting
 // at that moment as one batch and, for the whole batch: calls syncfs(2) once
 // on the spool's filesystem (flushing every body, every tmp meta and their
-// directory entries), fsyncs msg/ once (portable belt and braces: the body
-// entries must be durable before any meta points at them), renames each
-// tmp/ID.json into meta/ (the commit markers), fsyncs meta/ once, and then
-// releases every waiting Commit. While one batch is being flushed the next
+// directory entries: syncfs writes back all data and metadata of the
+// filesystem), renames each tmp/ID.json into meta/ (the commit markers),
+// fsyncs meta/ once, and then releases every waiting Commit. The delivery
+// side's meta updates (the attempt persisted before each try, the outcome
+// after it) go through the same batches, so a delivered message costs no
+// flush of its own. While one batch is being flushed the next
 // accumulates, so a flush is shared by every session committing
 // concurrently.
 //

@@ -95,8 +95,11 @@ type commitReq struct {
 	id   string
 	tmp  string // tmp/ID.json, written but not synced
 	meta string // meta/ID.json, the rename target
-	err  error
-	done chan struct{}
+	// update: meta already exists (a state change of a queued message);
+	// a failed batch must leave the old meta in place.
+	update bool
+	err    error
+	done   chan struct{}
 }
 
 // Commit makes the message durable and schedules it for immediate delivery.
@@ -220,18 +223,22 @@ func (q *Queue) commitLoop() {
 	}
 }
 
-// flushBatch: syncfs once (every body and tmp meta, plus the body directory
-// entries), fsync msg/ (portable belt and braces: the body entries must be
-// durable before any meta points at them), rename each meta into place (the
-// commit markers), fsync meta/ once. A failure fails every commit in the
-// batch and leaves no meta behind.
+// flushBatch: syncfs once (every body and tmp meta, and the new msg/
+// entries: syncfs writes back all of the filesystem's data and metadata),
+// rename each meta into place (the commit markers, or state updates of
+// queued messages), fsync meta/ once. In per-file mode the sessions
+// fdatasync'ed their own files and msg/ is fsynced here instead of syncfs.
+// A failure fails every request in the batch and leaves no new meta behind
+// (an update keeps the previous meta).
 func (q *Queue) flushBatch(batch []*commitReq) {
 	q.batches.Add(1)
 	fail := func(err error, reqs []*commitReq) {
 		for _, r := range reqs {
 			r.err = err
 			_ = os.Remove(r.tmp)
-			_ = os.Remove(r.meta)
+			if !r.update {
+				_ = os.Remove(r.meta)
+			}
 		}
 	}
 	if q.useSyncfs {
@@ -240,9 +247,13 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			return
 		}
 	}
-	if err := syncDir(q.path("msg")); err != nil {
-		fail(noSpace(err), batch)
-		return
+	if !q.useSyncfs {
+		// syncfs already wrote the new body entries of msg/; per-file
+		// mode must sync the directory itself.
+		if err := syncDir(q.path("msg")); err != nil {
+			fail(noSpace(err), batch)
+			return
+		}
 	}
 	ok := batch[:0:0]
 	for _, r := range batch {

@@ -79,7 +79,10 @@ type Queue struct {
 	commits   chan *commitReq
 	closing   chan struct{}
 	closeOnce sync.Once
-	committer sync.WaitGroup
+	committer sync.WaitGroup // the committer and the janitor
+
+	gcMu     sync.Mutex
+	gcBodies []string // removed messages whose bodies wait for the janitor
 	// syncfs flushes the spool filesystem; tests swap it to count or fail.
 	syncfs  func(fd int) error
 	batches atomic.Int64 // number of group-commit flushes (observability, tests)
@@ -138,8 +141,9 @@ func Open(cfg Config) (*Queue, error) {
 		q.lock.Close()
 		return nil, err
 	}
-	q.committer.Add(1)
+	q.committer.Add(2)
 	go q.commitLoop()
+	go q.janitor()
 	return q, nil
 }
 
@@ -363,14 +367,53 @@ func (q *Queue) writeMeta(m *Meta) error {
 	if err != nil {
 		return fmt.Errorf("queue: encode meta %s: %w", m.ID, err)
 	}
-	return atomicWrite(q.path("tmp"), q.metaPath(m.ID), b)
+	if !q.useSyncfs {
+		return atomicWrite(q.path("tmp"), q.metaPath(m.ID), b)
+	}
+	// Group commit for updates too: the new meta is written to tmp/ and
+	// handed to the committer, whose batch flush (one syncfs, renames, one
+	// fsync of meta/) it shares with concurrent commits and updates. The
+	// per-attempt write before each delivery costs no flush of its own.
+	f, err := os.CreateTemp(q.path("tmp"), m.ID+".json.*.upd")
+	if err != nil {
+		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
+	}
+	req := &commitReq{id: m.ID, tmp: tmp, meta: q.metaPath(m.ID), update: true, done: make(chan struct{})}
+	select {
+	case q.commits <- req:
+	case <-q.closing:
+		_ = os.Remove(tmp)
+		return atomicWrite(q.path("tmp"), q.metaPath(m.ID), b)
+	}
+	<-req.done
+	return req.err
 }
 
-// removeMessage removes meta (and makes that durable) before the body, so a
-// crash never leaves a meta without its body.
+// removeMessage removes a finished message. The meta goes first; the body
+// is removed only once that removal is durable (a crash must never leave a
+// meta without its body). In syncfs mode the bodies wait for the janitor,
+// which makes every removal since its last pass durable with one fsync of
+// meta/; a crash before that leaves orphan bodies, which Open removes.
+// A removal that a crash undoes makes the message be delivered again: a
+// duplicate, never a loss.
 func (q *Queue) removeMessage(id string) error {
 	if err := os.Remove(q.metaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue: remove meta %s: %w", id, err)
+	}
+	if q.useSyncfs {
+		q.gcMu.Lock()
+		q.gcBodies = append(q.gcBodies, id)
+		q.gcMu.Unlock()
+		return nil
 	}
 	if err := syncDir(q.path("meta")); err != nil {
 		return err
@@ -379,6 +422,47 @@ func (q *Queue) removeMessage(id string) error {
 		return fmt.Errorf("queue: remove body %s: %w", id, err)
 	}
 	return nil
+}
+
+// janitorInterval is how often removed messages' bodies are deleted.
+const janitorInterval = 500 * time.Millisecond
+
+// janitor deletes the bodies of removed messages, see removeMessage.
+func (q *Queue) janitor() {
+	defer q.committer.Done()
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			q.collectBodies()
+		case <-q.closing:
+			q.collectBodies()
+			return
+		}
+	}
+}
+
+func (q *Queue) collectBodies() {
+	q.gcMu.Lock()
+	ids := q.gcBodies
+	q.gcBodies = nil
+	q.gcMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := syncDir(q.path("meta")); err != nil {
+		q.log.Error("queue: cannot sync meta/, keeping bodies of removed messages", "err", err)
+		q.gcMu.Lock()
+		q.gcBodies = append(q.gcBodies, ids...)
+		q.gcMu.Unlock()
+		return
+	}
+	for _, id := range ids {
+		if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			q.log.Error("queue: cannot remove body", "id", id, "err", err)
+		}
+	}
 }
 
 // forEachMetaFile calls fn for each *.json name in dir, reading the

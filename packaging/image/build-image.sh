@@ -6,7 +6,8 @@
 #   relayd-appliance.vmlinuz / relayd-appliance.initrd
 #                            the image's own kernel and initramfs, for QEMU
 #                            or libvirt direct kernel boot with
-#                            root=LABEL=relayd-root console=ttyS0
+#                            root=LABEL=relayd-root ro console=ttyS0 (systemd
+#                            checks the root filesystem, then remounts it rw)
 # The image has systemd, systemd-networkd (DHCP by default, static template
 # in /etc/systemd/network/10-static.network.example), systemd-resolved, the
 # relayd package (enabled), openssh-server disabled and without host keys,

@@ -191,7 +191,7 @@ func TestApplianceImage(t *testing.T) {
 		"-serial", "file:"+console,
 		"-kernel", filepath.Join(dir, "relayd-appliance.vmlinuz"),
 		"-initrd", filepath.Join(dir, "relayd-appliance.initrd"),
-		"-append", "root=LABEL=relayd-root rw console=ttyS0 panic=-1",
+		"-append", "root=LABEL=relayd-root ro console=ttyS0 panic=-1",
 		"-drive", "file="+overlay+",if=virtio,format=qcow2",
 		"-drive", "file="+drive+",if=virtio,format=raw,readonly=on",
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:25", smtpPort),

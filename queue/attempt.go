@@ -116,13 +116,23 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 // outcome to m. ok is false when the attempt could not be persisted (and
 // so was not made).
 func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time) (tr transport, ok bool) {
-	// Invariant 4: attempts and the retry time reach the disk first.
-	m.Attempts++
-	m.LastAttempt = now
-	m.NextAttempt = now.Add(q.backoff(m.Attempts))
-	if err := q.writeMeta(m); err != nil {
-		q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
-		return transportUnknown, false
+	// Invariant 4: attempts and the retry time reach the disk first. The
+	// first attempt's retry time was persisted by Commit; its count is
+	// written with the outcome (a crash during it retries after the
+	// persisted backoff, never at once, so a message that crashes relayd
+	// cannot make it loop).
+	if m.Attempts == 0 {
+		m.Attempts = 1
+		m.LastAttempt = now
+		m.NextAttempt = now.Add(q.backoff(1))
+	} else {
+		m.Attempts++
+		m.LastAttempt = now
+		m.NextAttempt = now.Add(q.backoff(m.Attempts))
+		if err := q.writeMeta(m); err != nil {
+			q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
+			return transportUnknown, false
+		}
 	}
 	var idx []int
 	dl := &Delivery{ID: m.ID, From: m.From, Ret: m.Ret, EnvID: m.EnvID, UTF8: m.UTF8,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 	h := newHarness(t, nil)
 	var seen *Meta
 	var seenErr error
+	var seenMu sync.Mutex
 	h.del.set(func(d *Delivery) (Outcome, error) {
 		// Invariant 4: attempts and retry time are on disk before Deliver.
 		seen, seenErr = readMeta(h.q.metaPath(d.ID))
@@ -30,8 +32,10 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 	h.run()
 	waitFor(t, "first attempt", func() bool { return h.del.count() == 1 })
 	h.idle()
-	if seenErr != nil || seen.Attempts != 1 || !seen.NextAttempt.Equal(h.clock.Now().Add(10*time.Minute)) {
-		t.Fatalf("meta inside Deliver: %v attempts=%d next=%v", seenErr, seen.Attempts, seen.NextAttempt)
+	// First attempt: Commit persisted the retry time (the count of 1
+	// reaches the disk with the outcome).
+	if seenErr != nil || seen.Attempts != 0 || !seen.NextAttempt.Equal(h.clock.Now().Add(10*time.Minute)) {
+		t.Fatalf("meta inside the first Deliver: %v attempts=%d next=%v", seenErr, seen.Attempts, seen.NextAttempt)
 	}
 	m := h.meta(id)
 	if m.Rcpts[0].State != Sent || m.Rcpts[1].State != Failed || m.Rcpts[2].State != Pending {
@@ -60,12 +64,23 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 	}
 	// Next pass: only the deferred recipient is offered; then the message is gone.
 	h.del.set(func(d *Delivery) (Outcome, error) {
+		m, err := readMeta(h.q.metaPath(d.ID))
+		seenMu.Lock()
+		seen, seenErr = m, err
+		seenMu.Unlock()
 		if len(d.Rcpts) != 1 || d.Rcpts[0].Addr != "later@y.example" {
 			return Outcome{}, errors.New("wrong recipients on retry")
 		}
 		return allOK(d)
 	})
 	h.advance(10 * time.Minute)
+	waitFor(t, "second attempt", func() bool { return h.del.count() == 2 })
+	// Second attempt: count and retry time were on disk before Deliver.
+	seenMu.Lock()
+	defer seenMu.Unlock()
+	if seenErr != nil || seen.Attempts != 2 || !seen.NextAttempt.After(h.clock.Now().Add(15*time.Minute)) {
+		t.Errorf("meta inside the second Deliver: %v attempts=%d next=%v", seenErr, seen.Attempts, seen.NextAttempt)
+	}
 	waitFor(t, "message removed", func() bool { return h.q.Len() == 0 })
 	// The janitor deletes the body once the meta's removal is durable.
 	waitFor(t, "body removed", func() bool {

@@ -36,7 +36,11 @@
 //     a mix.
 //  4. The attempt count and the next attempt time are persisted BEFORE the
 //     Deliverer is called: a crash mid-delivery cannot make relayd hammer the
-//     smarthost with immediate retries, nor lose the schedule.
+//     smarthost with immediate retries, nor lose the schedule. For the first
+//     attempt, Commit itself persists the retry time (arrival + first
+//     backoff) and the attempt starts from memory; the count of 1 reaches
+//     the disk with the outcome. A message whose first attempt a crash
+//     interrupted is retried after that backoff.
 //  5. Removal is meta first, body second, and the body goes only once the
 //     meta's removal is durable (the janitor syncs meta/ once for every
 //     removal since its last pass, then deletes their bodies): a crash can

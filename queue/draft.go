@@ -144,7 +144,12 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	m := &Meta{
 		Version: metaVersion, ID: d.id, Arrival: now, Origin: origin,
 		Envelope: env, Prefix: prefix, Size: d.size + int64(len(prefix)),
-		NextAttempt: now,
+		// The first attempt's retry time is persisted with the commit
+		// (invariant 4): the attempt starts at once (in memory), and if it
+		// fails or a crash interrupts it, the retry waits out the first
+		// backoff. deliver skips its own write for this attempt, saving a
+		// file and a flush per message.
+		NextAttempt: now.Add(q.backoff(1)),
 	}
 	m.Rcpts = append([]Recipient(nil), env.Rcpts...)
 	for i := range m.Rcpts {
@@ -185,7 +190,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		maillog.Log(q.log, maillog.Event{ID: d.id, Status: maillog.Held,
 			Reply: "no smarthost configured (upstream.address)"})
 	}
-	q.s.add(d.id, now, false)
+	q.s.add(d.id, now, false) // due now; the meta says when to retry
 	q.s.kick()
 	return nil
 }

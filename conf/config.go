@@ -46,6 +46,9 @@ type Listen struct {
 	// MaxConnections caps concurrent SMTP sessions overall; per IP below.
 	MaxConnections      int `toml:"max_connections"`
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxMessagesPerMinutePerIP caps the messages one client IP may start
+	// per minute (450 4.7.1 beyond it); 0 means no cap.
+	MaxMessagesPerMinutePerIP int `toml:"max_messages_per_minute_per_ip"`
 }
 
 // User is one SMTP AUTH account for LAN clients.

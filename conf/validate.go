@@ -113,6 +113,9 @@ func (l *Listen) check(errs *Errors, users int) {
 	if l.MaxConnectionsPerIP <= 0 {
 		errs.add("listen.max_connections_per_ip", "must be greater than 0")
 	}
+	if l.MaxMessagesPerMinutePerIP < 0 {
+		errs.add("listen.max_messages_per_minute_per_ip", "must be 0 (no cap) or more")
+	}
 }
 
 func (c *Config) checkUsers(errs *Errors) {

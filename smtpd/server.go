@@ -74,6 +74,8 @@ type Settings struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	Auth            Authenticator // nil: no AUTH offered
+	// MaxMessagesPerMinutePerIP caps messages per client IP (0: no cap).
+	MaxMessagesPerMinutePerIP int
 }
 
 // Config configures one listener.
@@ -95,6 +97,7 @@ type Server struct {
 	intake   Intake
 	settings atomic.Pointer[Settings]
 	smtp     *smtp.Server
+	limiter  *ipLimiter
 }
 
 // New returns a server; call Serve for each listener.
@@ -105,7 +108,7 @@ func New(cfg Config, in Intake) *Server {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, intake: in}
+	s := &Server{cfg: cfg, intake: in, limiter: newIPLimiter(nil)}
 	s.settings.Store(&cfg.Settings)
 
 	srv := smtp.NewServer(backend{s})

@@ -32,6 +32,9 @@ var (
 		Message: "Too many recipients"}
 	errNeedMail = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
 		Message: "MAIL first"}
+	// RFC 3463 4.7.x: a temporary policy refusal; the client retries later.
+	errRateLimited = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+		Message: "Too many messages from your address, try again later"}
 	// go-smtp's line limit (Server.MaxLineLength) surfaces as a plain
 	// error in DATA, which would become 451; it is permanent.
 	errLineTooLong = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
@@ -147,6 +150,11 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if (ss.s.cfg.Mode == Submission || ss.s.cfg.Mode == Submissions) && ss.authUser == "" {
 		return errAuthRequired
+	}
+	if !ss.s.limiter.allow(ss.ip, ss.st.MaxMessagesPerMinutePerIP) {
+		maillog.Log(ss.s.cfg.Logger, maillog.Event{From: from, Status: maillog.Rejected,
+			DSN: "4.7.1", Reply: "per-IP message rate limit", Extra: ipAttr(ss.ip)})
+		return errRateLimited
 	}
 	addr, serr := ss.s.intake.Sender(from)
 	if serr != nil {

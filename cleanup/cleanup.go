@@ -89,6 +89,9 @@ func (c *Cleanup) Submit(ctx context.Context, sub *Submission, r io.Reader) (str
 	return c.cfg.Load().Submit(ctx, sub, r)
 }
 
+// Admin returns the current rewrite.admin ("" when unset).
+func (c *Cleanup) Admin() string { return c.cfg.Load().Admin }
+
 // Recipient maps an envelope recipient; see Config.mapRecipient.
 func (c *Cleanup) Recipient(addr string) (string, *smtp.SMTPError) {
 	return c.cfg.Load().mapRecipient(addr)

@@ -21,9 +21,8 @@ import (
 // cleanup takes them in like any other message (null sender, DKIM-signed
 // when a key matches, durable before Notify returns).
 type notifier struct {
-	intake   *cleanup.Cleanup
+	intake   *cleanup.Cleanup // also the source of rewrite.admin, kept current by reloads
 	hostname string
-	admin    string
 	clock    func() time.Time
 	log      *slog.Logger
 }
@@ -73,19 +72,19 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 // Whatever is addressed to the admin carries FromAdminNotice, so if it fails
 // it is logged and dropped instead of going to the admin again.
 func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
-	to := ""
+	to, admin := "", n.intake.Admin()
 	if !no.IsNotice {
 		if mapped, err := n.intake.Recipient(no.From); err == nil && cleanup.Domain(mapped) != "" {
 			to = mapped
 		}
 	}
 	if to == "" {
-		to = n.admin
+		to = admin
 	}
 	if to == "" {
 		return "", ""
 	}
-	if n.admin != "" && strings.EqualFold(to, n.admin) {
+	if admin != "" && strings.EqualFold(to, admin) {
 		return to, queue.FromAdminNotice
 	}
 	return to, queue.FromNotice

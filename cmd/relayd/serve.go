@@ -180,7 +180,7 @@ func (d *daemon) run(ctx context.Context) error {
 		RateLimit:    rateLimit(cfg),
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
-	nt := &notifier{hostname: cfg.Hostname, admin: cfg.Rewrite.Admin, clock: time.Now, log: d.log}
+	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log}
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
 	if err != nil {
@@ -268,6 +268,8 @@ func (d *daemon) settings(cfg *conf.Config) smtpd.Settings {
 		RelayNets:       cfg.RelayNets(),
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		MaxRecipients:   cfg.Listen.MaxRecipients,
+
+		MaxMessagesPerMinutePerIP: cfg.Listen.MaxMessagesPerMinutePerIP,
 	}
 	if d.auth != nil {
 		st.Auth = d.auth
@@ -358,13 +360,11 @@ func (d *daemon) listen() error {
 	go control.Serve(cl, controlHandler{d}, d.log)
 
 	sock := filepath.Join(cfg.StateDir, "public", "submit.sock")
-	os.Remove(sock)
-	l, err := net.Listen("unix", sock)
+	l, err := listenUnixMode(sock, 0o666) // any local user may submit, as with sendmail
 	if err != nil {
 		d.shutdownListeners()
 		return fmt.Errorf("local submission socket %s: %w", sock, err)
 	}
-	os.Chmod(sock, 0o666) // any local user may submit, as with sendmail
 	serve(mk(smtpd.Local), l)
 	return nil
 }

@@ -36,13 +36,13 @@ func TestExampleShowsEveryKey(t *testing.T) {
 func TestExampleSmarthostAccount(t *testing.T) {
 	pw := writeFile(t, t.TempDir(), "pw", "secret\n")
 	src := string(Example)
-	for _, line := range []string{`# username = "relay@example.com"`, `# password_file = "/etc/relayd/smarthost.password"`} {
+	for _, line := range []string{`# username = "relay@example.com"`, `# password_file = "/etc/relayd/smarthost.secret"`} {
 		if !strings.Contains(src, line) {
 			t.Fatalf("example lacks %q", line)
 		}
 	}
 	src = strings.Replace(src, `# username = `, `username = `, 1)
-	src = strings.Replace(src, `# password_file = "/etc/relayd/smarthost.password"`, fmt.Sprintf("password_file = %q", pw), 1)
+	src = strings.Replace(src, `# password_file = "/etc/relayd/smarthost.secret"`, fmt.Sprintf("password_file = %q", pw), 1)
 	c := mustParse(t, testEnv(nil), src)
 	if c.Upstream.Username != "relay@example.com" || c.Upstream.Password != "secret" {
 		t.Errorf("upstream = %+v", c.Upstream)

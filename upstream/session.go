@@ -19,6 +19,7 @@ import (
 type session struct {
 	c     *smtp.Client
 	conn  net.Conn // the TCP connection: closing it aborts anything in flight
+	wire  net.Conn // what c reads and writes (TLS, deadlines): the body goes here
 	addr  string   // configured host:port
 	relay string   // "host[ip]:port", for Outcome.Relay and logs
 	used  int      // transactions completed on this connection
@@ -122,6 +123,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 	}
 
 	s.c = smtp.NewClient(conn)
+	s.wire = conn
 	s.c.CommandTimeout = cfg.Timeout
 	s.c.SubmissionTimeout = cfg.Timeout
 	if err := s.c.Hello(cfg.Hostname); err != nil {

@@ -94,8 +94,21 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 		}
 		return out, sessionError(StageData, s.addr, err)
 	}
+	// The body bypasses go-smtp's byte-at-a-time DotWriter: dataWriter
+	// encodes it in bulk straight onto the wire after the 354 (the Client's
+	// buffered writer is empty then: DATA was flushed). Its final CRLF goes
+	// through w, so w's Close adds just ".\r\n" and reads the reply.
 	src := &readErr{r: body}
-	if _, err := io.Copy(w, src); err != nil {
+	dw, rbuf := newDataWriter(s.wire, d.Size)
+	_, err = io.CopyBuffer(dw, src, rbuf)
+	var tail []byte
+	if err == nil {
+		tail, err = dw.finish()
+	}
+	if err == nil && len(tail) > 0 {
+		_, err = w.Write(tail)
+	}
+	if err != nil {
 		// Never send the final dot after a failed copy: a truncated message
 		// would be accepted. Dropping the connection aborts the transaction.
 		if src.err != nil {

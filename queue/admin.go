@@ -1,14 +1,9 @@
 package queue
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"relayd/maillog"
@@ -162,44 +157,18 @@ func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
 	return q.opener(m)()
 }
 
-// opener returns a function yielding prefix + body of m.
+// opener returns a function yielding prefix + body of m (the body ends
+// where the meta trailer begins).
 func (q *Queue) opener(m *Meta) func() (io.ReadCloser, error) {
-	prefix, path := m.Prefix, q.bodyPath(m.ID)
-	return func() (io.ReadCloser, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("queue: open body: %w", err)
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(prefix), f), f}, nil
-	}
+	prefix, path, n := m.Prefix, q.bodyPath(m.ID), m.Size-int64(len(m.Prefix))
+	return func() (io.ReadCloser, error) { return openMessage(path, prefix, n) }
 }
 
-// List calls fn for each message, reading one meta file at a time, so
-// memory does not grow with the queue. It stops at fn's first error.
-func (q *Queue) List(fn func(*Meta) error) error { return listMeta(q.path("meta"), fn) }
+// List calls fn for each message, reading one at a time (directory in
+// chunks, one meta per message), so memory does not grow with the queue.
+// It stops at fn's first error.
+func (q *Queue) List(fn func(*Meta) error) error { return listMessages(q.dir, fn) }
 
-// ReadOnlyList is List for `mailq` without a daemon: it reads dir/meta
-// without taking the lock and never writes.
-func ReadOnlyList(dir string, fn func(*Meta) error) error {
-	return listMeta(filepath.Join(dir, "meta"), fn)
-}
-
-func listMeta(metaDir string, fn func(*Meta) error) error {
-	return forEachMetaFile(metaDir, func(name string) error {
-		id, ok := strings.CutSuffix(name, ".json")
-		if !ok || !validID(id) {
-			return nil
-		}
-		m, err := readMeta(filepath.Join(metaDir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // delivered or deleted since the directory was read
-		}
-		if err != nil {
-			return nil // quarantined at the next Open
-		}
-		return fn(m)
-	})
-}
+// ReadOnlyList is List for `mailq` without a daemon: it reads dir without
+// taking the lock and never writes.
+func ReadOnlyList(dir string, fn func(*Meta) error) error { return listMessages(dir, fn) }

@@ -18,7 +18,7 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 	var seenMu sync.Mutex
 	h.del.set(func(d *Delivery) (Outcome, error) {
 		// Invariant 4: attempts and retry time are on disk before Deliver.
-		seen, seenErr = readMeta(h.q.metaPath(d.ID))
+		seen, seenErr = h.q.Get(d.ID)
 		if len(d.Rcpts) != 3 {
 			return Outcome{}, errors.New("unexpected recipients")
 		}
@@ -64,7 +64,7 @@ func TestDeliveryPerRecipientOutcomes(t *testing.T) {
 	}
 	// Next pass: only the deferred recipient is offered; then the message is gone.
 	h.del.set(func(d *Delivery) (Outcome, error) {
-		m, err := readMeta(h.q.metaPath(d.ID))
+		m, err := h.q.Get(d.ID)
 		seenMu.Lock()
 		seen, seenErr = m, err
 		seenMu.Unlock()

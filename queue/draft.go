@@ -15,11 +15,13 @@ import (
 	"relayd/maillog"
 )
 
-// Draft is a message being received: its body goes straight to msg/ID.
+// Draft is a message being received: its body goes straight to tmp/ID,
+// which Commit completes with the meta trailer and renames to msg/ID.
 // A Draft is used by one goroutine.
 type Draft struct {
 	q    *Queue
 	id   string
+	path string // tmp/ID
 	f    *os.File
 	w    *bufio.Writer
 	size int64
@@ -45,15 +47,18 @@ func (q *Queue) Create() (*Draft, error) {
 		}
 	}
 	for range 8 { // an ID collision needs the same microsecond and 30 random bits
+		// A collision with a committed msg/ID is caught by the commit's
+		// rename, which never replaces (renameNoReplace).
 		id := newID(q.now())
-		f, err := os.OpenFile(q.bodyPath(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		p := q.path("tmp", id)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return nil, noSpace(fmt.Errorf("queue: create body: %w", err))
+			return nil, noSpace(fmt.Errorf("queue: create message file: %w", err))
 		}
-		return &Draft{q: q, id: id, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+		return &Draft{q: q, id: id, path: p, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
 	}
 	return nil, errors.New("queue: could not allocate a unique message ID")
 }
@@ -77,7 +82,7 @@ func (d *Draft) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Abort removes the body. It is idempotent and a no-op after a successful
+// Abort removes the draft's file. It is idempotent and a no-op after a successful
 // Commit.
 func (d *Draft) Abort() {
 	if d.done {
@@ -87,23 +92,26 @@ func (d *Draft) Abort() {
 	if d.f != nil {
 		d.f.Close()
 	}
-	_ = os.Remove(d.q.bodyPath(d.id))
+	_ = os.Remove(d.path)
 }
 
 // commitReq is one Draft waiting for the committer.
 type commitReq struct {
-	id   string
-	tmp  string // tmp/ID.json, written but not synced
-	meta string // meta/ID.json, the rename target
-	// update: meta already exists (a state change of a queued message);
-	// a failed batch must leave the old meta in place.
+	id  string
+	tmp string // tmp/ID (a new message) or tmp/ID.json.*.upd (an update), written but not synced
+	// dst is the rename target: msg/ID for a new message (the commit
+	// marker), meta/ID.json for an update.
+	dst string
+	// update: a state change of a queued message; a failed batch must
+	// leave the old meta in place.
 	update bool
 	err    error
 	done   chan struct{}
 }
 
-// Commit makes the message durable and schedules it for immediate delivery.
-// When it returns nil, body, meta and directory entries are on stable
+// Commit appends the meta and its trailer to the draft's file, makes it
+// durable as msg/ID and schedules the message for immediate delivery.
+// When it returns nil, body, meta and directory entry are on stable
 // storage and the caller may answer 250. On error nothing is left in the
 // spool (the caller answers 451, or 452 when errors.Is(err, ErrNoSpace)).
 //
@@ -122,23 +130,6 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	}()
 	if len(env.Rcpts) == 0 {
 		return errors.New("queue: commit without recipients")
-	}
-	if err := d.w.Flush(); err != nil {
-		return noSpace(fmt.Errorf("queue: write body %s: %w", d.id, err))
-	}
-	// Closing does not flush to disk: this session's fdatasync does (run in
-	// parallel with other sessions), or the committer's syncfs.
-	if !q.useSyncfs {
-		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
-			d.f.Close()
-			d.f = nil
-			return noSpace(fmt.Errorf("queue: fdatasync body %s: %w", d.id, err))
-		}
-	}
-	err = d.f.Close()
-	d.f = nil
-	if err != nil {
-		return noSpace(fmt.Errorf("queue: close body %s: %w", d.id, err))
 	}
 	now := q.now()
 	m := &Meta{
@@ -161,18 +152,34 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	if err != nil {
 		return fmt.Errorf("queue: encode meta %s: %w", d.id, err)
 	}
-	req := &commitReq{id: d.id, tmp: q.path("tmp", d.id+".json"), meta: q.metaPath(d.id), done: make(chan struct{})}
-	if err := writeTmp(req.tmp, b, !q.useSyncfs); err != nil {
-		_ = os.Remove(req.tmp)
+	// The meta goes into the same file, after the body: one inode per
+	// message (creating files is what costs on ext4), see trailer.go.
+	if _, err := d.w.Write(appendTrailer(make([]byte, 0, len(b)+trailerLen), b)); err != nil {
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", d.id, err))
 	}
+	if err := d.w.Flush(); err != nil {
+		return noSpace(fmt.Errorf("queue: write message %s: %w", d.id, err))
+	}
+	// Closing does not flush to disk: this session's fdatasync does (run in
+	// parallel with other sessions), or the committer's syncfs.
+	if !q.useSyncfs {
+		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
+			d.f.Close()
+			d.f = nil
+			return noSpace(fmt.Errorf("queue: fdatasync message %s: %w", d.id, err))
+		}
+	}
+	err = d.f.Close()
+	d.f = nil
+	if err != nil {
+		return noSpace(fmt.Errorf("queue: close message %s: %w", d.id, err))
+	}
+	req := &commitReq{id: d.id, tmp: d.path, dst: q.bodyPath(d.id), done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:
-		_ = os.Remove(req.tmp)
 		return ErrClosed
 	case <-ctx.Done():
-		_ = os.Remove(req.tmp)
 		return fmt.Errorf("queue: commit %s: %w", d.id, ctx.Err())
 	}
 	<-req.done
@@ -228,13 +235,14 @@ func (q *Queue) commitLoop() {
 	}
 }
 
-// flushBatch: syncfs once (every body and tmp meta, and the new msg/
-// entries: syncfs writes back all of the filesystem's data and metadata),
-// rename each meta into place (the commit markers, or state updates of
-// queued messages), fsync meta/ once. In per-file mode the sessions
-// fdatasync'ed their own files and msg/ is fsynced here instead of syncfs.
-// A failure fails every request in the batch and leaves no new meta behind
-// (an update keeps the previous meta).
+// flushBatch: syncfs once (every new message file and tmp meta, with their
+// tmp/ entries: syncfs writes back all of the filesystem's data and
+// metadata), rename each into place (new messages into msg/: the commit
+// markers; state updates into meta/), then fsync msg/ and meta/ once each
+// (whichever got entries). In per-file mode the sessions fdatasync'ed their
+// own files and there is no syncfs. A failure fails every request it
+// touches and leaves no new message behind (an update keeps the previous
+// meta).
 func (q *Queue) flushBatch(batch []*commitReq) {
 	q.batches.Add(1)
 	fail := func(err error, reqs []*commitReq) {
@@ -242,7 +250,7 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			r.err = err
 			_ = os.Remove(r.tmp)
 			if !r.update {
-				_ = os.Remove(r.meta)
+				_ = os.Remove(r.dst)
 			}
 		}
 	}
@@ -252,43 +260,52 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			return
 		}
 	}
-	if !q.useSyncfs {
-		// syncfs already wrote the new body entries of msg/; per-file
-		// mode must sync the directory itself.
-		if err := syncDir(q.path("msg")); err != nil {
-			fail(noSpace(err), batch)
-			return
-		}
-	}
-	ok := batch[:0:0]
+	var msgs, metas []*commitReq
 	for _, r := range batch {
-		if err := os.Rename(r.tmp, r.meta); err != nil {
-			fail(noSpace(fmt.Errorf("queue: commit %s: %w", r.id, err)), []*commitReq{r})
+		if r.update {
+			if err := os.Rename(r.tmp, r.dst); err != nil {
+				fail(noSpace(fmt.Errorf("queue: update meta %s: %w", r.id, err)), []*commitReq{r})
+				continue
+			}
+			metas = append(metas, r)
 			continue
 		}
-		ok = append(ok, r)
+		if err := renameNoReplace(r.tmp, r.dst); err != nil {
+			// Not fail(): on a collision, dst is another message.
+			r.err = noSpace(fmt.Errorf("queue: commit %s: %w", r.id, err))
+			_ = os.Remove(r.tmp)
+			continue
+		}
+		msgs = append(msgs, r)
 	}
-	if len(ok) == 0 {
-		return
-	}
-	if err := syncDir(q.path("meta")); err != nil {
-		fail(noSpace(err), ok)
-		_ = syncDir(q.path("meta")) // try to make the removals durable too
+	for _, g := range []struct {
+		dir  string
+		reqs []*commitReq
+	}{{"msg", msgs}, {"meta", metas}} {
+		if len(g.reqs) == 0 {
+			continue
+		}
+		if err := syncDir(q.path(g.dir)); err != nil {
+			fail(noSpace(err), g.reqs)
+			_ = syncDir(q.path(g.dir)) // try to make the removals durable too
+		}
 	}
 }
 
-// writeTmp writes a meta file in tmp/, with fdatasync in per-file mode.
-func writeTmp(p string, b []byte, sync bool) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
+// renameNoReplace renames oldpath to newpath unless newpath exists
+// (renameat2(2) RENAME_NOREPLACE, atomic). On a filesystem without it, it
+// checks first: the spool has one owner (the lock), and IDs collide only in
+// the same microsecond with the same 30 random bits.
+func renameNoReplace(oldpath, newpath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		if err != nil {
+			return &os.LinkError{Op: "renameat2", Old: oldpath, New: newpath, Err: err}
+		}
+		return nil
 	}
-	_, err = f.Write(b)
-	if err == nil && sync {
-		err = unix.Fdatasync(int(f.Fd()))
+	if _, err := os.Lstat(newpath); err == nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: fs.ErrExist}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return os.Rename(oldpath, newpath)
 }

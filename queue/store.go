@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +46,8 @@ type Config struct {
 // metaVersion is written into every Meta; bump it on incompatible changes.
 const metaVersion = 1
 
-// Meta is the persisted state of one message (meta/ID.json).
+// Meta is the persisted state of one message: the trailer of msg/ID as
+// committed, meta/ID.json once it changed.
 type Meta struct {
 	Version int       `json:"version"`
 	ID      string    `json:"id"`
@@ -82,7 +81,7 @@ type Queue struct {
 	committer sync.WaitGroup // the committer and the janitor
 
 	gcMu     sync.Mutex
-	gcBodies []string // removed messages whose bodies wait for the janitor
+	gcBodies []string // removed messages (tombstoned) whose bodies wait for the janitor
 	// syncfs flushes the spool filesystem; tests swap it to count or fail.
 	syncfs  func(fd int) error
 	batches atomic.Int64 // number of group-commit flushes (observability, tests)
@@ -105,12 +104,13 @@ func (q *Queue) path(parts ...string) string {
 	return filepath.Join(append([]string{q.dir}, parts...)...)
 }
 func (q *Queue) metaPath(id string) string { return q.path("meta", id+".json") }
+func (q *Queue) gonePath(id string) string { return q.path("meta", id+".gone") }
 func (q *Queue) bodyPath(id string) string { return q.path("msg", id) }
 
-// Open locks the spool, creates its directories, and recovers: tmp/ leftovers
-// are removed (they were never acknowledged), unreadable meta and meta whose
-// body is missing or short are quarantined into corrupt/, bodies without meta
-// older than an hour are removed, and every message is scheduled.
+// Open locks the spool, creates its directories, and recovers (see
+// recover): tmp/ leftovers are removed (they were never acknowledged),
+// interrupted removals are finished, broken messages are quarantined into
+// corrupt/, and every message is scheduled.
 func Open(cfg Config) (*Queue, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("queue: Config.Dir is empty")
@@ -227,141 +227,6 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// recover scans the spool at Open, see Open.
-func (q *Queue) recover() error {
-	if err := q.cleanTmp(); err != nil {
-		return err
-	}
-	err := forEachMetaFile(q.path("meta"), func(name string) error {
-		id := strings.TrimSuffix(name, ".json")
-		m, err := q.loadAndCheck(id, name)
-		if err != nil {
-			q.quarantine(id, name, err)
-			return nil
-		}
-		q.s.add(id, m.NextAttempt, m.Held)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return q.removeOrphans()
-}
-
-// loadAndCheck reads meta/name and checks it against its body.
-func (q *Queue) loadAndCheck(id, name string) (*Meta, error) {
-	if !validID(id) || !strings.HasSuffix(name, ".json") {
-		return nil, errors.New("file name is not a message ID")
-	}
-	m, err := readMeta(filepath.Join(q.path("meta"), name))
-	if err != nil {
-		return nil, err
-	}
-	if m.ID != id {
-		return nil, fmt.Errorf("meta says ID %q", m.ID)
-	}
-	st, err := os.Stat(q.bodyPath(id))
-	if err != nil {
-		return nil, fmt.Errorf("body: %w", err)
-	}
-	if want := m.Size - int64(len(m.Prefix)); st.Size() != want {
-		return nil, fmt.Errorf("body has %d bytes, meta says %d", st.Size(), want)
-	}
-	return m, nil
-}
-
-// quarantine moves a broken meta (and its body, if any) into corrupt/.
-// Nothing there is ever deleted by relayd.
-func (q *Queue) quarantine(id, name string, why error) {
-	q.log.Error("queue: quarantining broken message", "id", id, "file", q.path("meta", name),
-		"to", q.path("corrupt"), "err", why)
-	if err := os.Rename(q.path("meta", name), q.path("corrupt", name)); err != nil {
-		q.log.Error("queue: quarantine failed", "file", name, "err", err)
-		return
-	}
-	if validID(id) {
-		err := os.Rename(q.bodyPath(id), q.path("corrupt", id))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			q.log.Error("queue: quarantine body failed", "id", id, "err", err)
-		}
-	}
-	_ = syncDir(q.path("corrupt"))
-	_ = syncDir(q.path("meta"))
-}
-
-func (q *Queue) cleanTmp() error {
-	ents, err := os.ReadDir(q.path("tmp"))
-	if err != nil {
-		return fmt.Errorf("queue: read tmp: %w", err)
-	}
-	for _, e := range ents {
-		p := q.path("tmp", e.Name())
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("queue: remove leftover %s: %w", p, err)
-		}
-		q.log.Info("queue: removed unacknowledged leftover", "file", p)
-	}
-	return nil
-}
-
-// orphanAge is how old a body without meta must be before Open removes it.
-const orphanAge = time.Hour
-
-func (q *Queue) removeOrphans() error {
-	d, err := os.Open(q.path("msg"))
-	if err != nil {
-		return fmt.Errorf("queue: open msg: %w", err)
-	}
-	defer d.Close()
-	now := q.now()
-	for {
-		ents, err := d.ReadDir(512)
-		for _, e := range ents {
-			if q.s.has(e.Name()) {
-				continue
-			}
-			info, ierr := e.Info()
-			if ierr != nil || now.Sub(info.ModTime()) < orphanAge {
-				continue
-			}
-			p := q.path("msg", e.Name())
-			if rerr := os.Remove(p); rerr == nil {
-				q.log.Info("queue: removed orphan body without meta", "file", p)
-			}
-		}
-		if err != nil {
-			return nil // io.EOF, or a read error: orphans wait for next time
-		}
-	}
-}
-
-func readMeta(p string) (*Meta, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	m := new(Meta)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", p, err)
-	}
-	if m.Version < 1 || m.Version > metaVersion {
-		return nil, fmt.Errorf("%s: unsupported meta version %d", p, m.Version)
-	}
-	return m, nil
-}
-
-// readMetaID reads the meta of a valid ID; a missing file is ErrNotFound.
-func (q *Queue) readMetaID(id string) (*Meta, error) {
-	if err := checkID(id); err != nil {
-		return nil, err
-	}
-	m, err := readMeta(q.metaPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("queue: %s: %w", id, ErrNotFound)
-	}
-	return m, err
-}
-
 func (q *Queue) writeMeta(m *Meta) error {
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -387,7 +252,7 @@ func (q *Queue) writeMeta(m *Meta) error {
 		_ = os.Remove(tmp)
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
 	}
-	req := &commitReq{id: m.ID, tmp: tmp, meta: q.metaPath(m.ID), update: true, done: make(chan struct{})}
+	req := &commitReq{id: m.ID, tmp: tmp, dst: q.metaPath(m.ID), update: true, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:
@@ -396,95 +261,4 @@ func (q *Queue) writeMeta(m *Meta) error {
 	}
 	<-req.done
 	return req.err
-}
-
-// removeMessage removes a finished message. The meta goes first; the body
-// is removed only once that removal is durable (a crash must never leave a
-// meta without its body). In syncfs mode the bodies wait for the janitor,
-// which makes every removal since its last pass durable with one fsync of
-// meta/; a crash before that leaves orphan bodies, which Open removes.
-// A removal that a crash undoes makes the message be delivered again: a
-// duplicate, never a loss.
-func (q *Queue) removeMessage(id string) error {
-	if err := os.Remove(q.metaPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("queue: remove meta %s: %w", id, err)
-	}
-	if q.useSyncfs {
-		q.gcMu.Lock()
-		q.gcBodies = append(q.gcBodies, id)
-		q.gcMu.Unlock()
-		return nil
-	}
-	if err := syncDir(q.path("meta")); err != nil {
-		return err
-	}
-	if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("queue: remove body %s: %w", id, err)
-	}
-	return nil
-}
-
-// janitorInterval is how often removed messages' bodies are deleted.
-const janitorInterval = 500 * time.Millisecond
-
-// janitor deletes the bodies of removed messages, see removeMessage.
-func (q *Queue) janitor() {
-	defer q.committer.Done()
-	t := time.NewTicker(janitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			q.collectBodies()
-		case <-q.closing:
-			q.collectBodies()
-			return
-		}
-	}
-}
-
-func (q *Queue) collectBodies() {
-	q.gcMu.Lock()
-	ids := q.gcBodies
-	q.gcBodies = nil
-	q.gcMu.Unlock()
-	if len(ids) == 0 {
-		return
-	}
-	if err := syncDir(q.path("meta")); err != nil {
-		q.log.Error("queue: cannot sync meta/, keeping bodies of removed messages", "err", err)
-		q.gcMu.Lock()
-		q.gcBodies = append(q.gcBodies, ids...)
-		q.gcMu.Unlock()
-		return
-	}
-	for _, id := range ids {
-		if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			q.log.Error("queue: cannot remove body", "id", id, "err", err)
-		}
-	}
-}
-
-// forEachMetaFile calls fn for each *.json name in dir, reading the
-// directory in chunks so memory does not grow with the queue.
-func forEachMetaFile(dir string, fn func(name string) error) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("queue: open %s: %w", dir, err)
-	}
-	defer d.Close()
-	for {
-		ents, rerr := d.ReadDir(256)
-		for _, e := range ents {
-			if err := fn(e.Name()); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("queue: read %s: %w", dir, rerr)
-		}
-	}
 }

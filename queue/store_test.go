@@ -134,10 +134,17 @@ func testGroupCommit(t *testing.T, syncfs bool) {
 	if h.q.Len() != N {
 		t.Fatalf("Len = %d, want %d", h.q.Len(), N)
 	}
+	// One file per message: msg/ID carries the meta in its trailer.
 	for _, id := range ids {
-		if _, err := os.Stat(h.q.metaPath(id)); err != nil {
+		if _, err := h.q.Get(id); err != nil {
 			t.Fatalf("meta of %s: %v", id, err)
 		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(h.q.dir, "msg")); len(ents) != N {
+		t.Errorf("msg/ has %d entries, want %d", len(ents), N)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(h.q.dir, "meta")); len(ents) != 0 {
+		t.Errorf("meta/ has %d entries after plain commits, want none", len(ents))
 	}
 	b := h.q.batches.Load()
 	t.Logf("%d commits in %d group flushes (%d syncfs calls)", N, b, n)
@@ -202,8 +209,18 @@ func TestRecoveryQuarantineAndCleanup(t *testing.T) {
 	h := newHarness(t, nil)
 	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
 	good := h.commit(env, FromSMTP)
-	short := h.commit(env, FromSMTP)
-	missing := h.commit(env, FromSMTP)
+	updated := h.commit(env, FromSMTP) // gets a meta/ID.json that overrides its trailer
+	short := h.commit(env, FromSMTP)   // trailer cut off, no meta/ID.json
+	lost := h.commit(env, FromSMTP)    // meta/ID.json, body lost
+	badTrailer := h.commit(env, FromSMTP)
+	removing := h.commit(env, FromSMTP) // a removal a crash interrupted
+	for _, id := range []string{updated, lost, removing} {
+		m := h.meta(id)
+		m.Attempts = 3
+		if err := h.q.writeMeta(m); err != nil {
+			t.Fatal(err)
+		}
+	}
 	dir := h.q.dir
 	h.q.Close()
 
@@ -214,16 +231,22 @@ func TestRecoveryQuarantineAndCleanup(t *testing.T) {
 		}
 	}
 	must(os.Truncate(filepath.Join(dir, "msg", short), 3))
-	must(os.Remove(filepath.Join(dir, "msg", missing)))
+	must(os.Remove(filepath.Join(dir, "msg", lost)))
+	f, err := os.OpenFile(filepath.Join(dir, "msg", badTrailer), os.O_WRONLY, 0)
+	must(err)
+	st, _ := f.Stat()
+	_, err = f.WriteAt([]byte("X"), st.Size()-int64(trailerLen)-2) // inside the meta: checksum mismatch
+	must(err)
+	f.Close()
+	must(os.Rename(filepath.Join(dir, "meta", removing+".json"), filepath.Join(dir, "meta", removing+".gone")))
 	garbage := newID(time.Now())
 	must(os.WriteFile(filepath.Join(dir, "meta", garbage+".json"), []byte("{not json"), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "meta", "README"), []byte("x"), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "msg", "junk"), []byte("x"), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "tmp", "ABC.json"), []byte("{}"), 0o600))
-	oldOrphan, newOrphan := newID(time.Now()), newID(time.Now().Add(time.Second))
-	must(os.WriteFile(filepath.Join(dir, "msg", oldOrphan), []byte("x"), 0o600))
-	must(os.WriteFile(filepath.Join(dir, "msg", newOrphan), []byte("x"), 0o600))
-	two := time.Now().Add(-2 * time.Hour)
-	must(os.Chtimes(filepath.Join(dir, "msg", oldOrphan), two, two))
+	must(os.WriteFile(filepath.Join(dir, "tmp", newID(time.Now())), []byte("never acknowledged"), 0o600))
+	noTrailer := newID(time.Now()) // a body without meta: quarantined, never deleted
+	must(os.WriteFile(filepath.Join(dir, "msg", noTrailer), []byte("x"), 0o600))
 
 	logs := &logBuf{}
 	q, err := Open(Config{Dir: dir, Logger: slogTo(logs)})
@@ -231,25 +254,28 @@ func TestRecoveryQuarantineAndCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if q.Len() != 1 || !q.s.has(good) {
-		t.Errorf("Len = %d, want only the good message", q.Len())
+	if q.Len() != 2 || !q.s.has(good) || !q.s.has(updated) {
+		t.Errorf("Len = %d, want only the good and the updated message", q.Len())
 	}
-	for _, name := range []string{short + ".json", short, missing + ".json", garbage + ".json", "README"} {
+	if m, err := q.Get(updated); err != nil || m.Attempts != 3 {
+		t.Errorf("meta/ID.json does not override the trailer: %v %+v", err, m)
+	}
+	quarantined := []string{short, lost + ".json", badTrailer, garbage + ".json", "README", "junk", noTrailer}
+	for _, name := range quarantined {
 		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
 			t.Errorf("corrupt/%s: %v", name, err)
 		}
 	}
-	if n := logs.Count("level=ERROR msg=\"queue: quarantining broken message\""); n != 4 {
-		t.Errorf("%d quarantine error lines, want 4:\n%s", n, logs)
+	if n := logs.Count("level=ERROR msg=\"queue: quarantining broken message\""); n != len(quarantined) {
+		t.Errorf("%d quarantine error lines, want %d:\n%s", n, len(quarantined), logs)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp/ leftovers not removed: %v", ents)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "msg", oldOrphan)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("old orphan body not removed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "msg", newOrphan)); err != nil {
-		t.Errorf("young orphan body removed: %v", err)
+	for _, p := range []string{"msg/" + removing, "meta/" + removing + ".gone", "meta/" + removing + ".json"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("interrupted removal not finished: %s: %v", p, err)
+		}
 	}
 	q.Close()
 	// A second recovery never deletes what was quarantined.
@@ -258,8 +284,8 @@ func TestRecoveryQuarantineAndCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	q3.Close()
-	if ents, _ := os.ReadDir(filepath.Join(dir, "corrupt")); len(ents) != 5 {
-		t.Errorf("corrupt/ has %d entries, want 5", len(ents))
+	if ents, _ := os.ReadDir(filepath.Join(dir, "corrupt")); len(ents) != len(quarantined) {
+		t.Errorf("corrupt/ has %d entries, want %d", len(ents), len(quarantined))
 	}
 }
 

@@ -204,7 +204,9 @@ func showMessage(stateDir, id string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer f.Close()
-	br := bufio.NewReader(f)
+	// The file is the body, then the message's meta (a trailer): stop at
+	// the body's end even when the body has no blank line.
+	br := bufio.NewReader(io.LimitReader(f, found.Size-int64(len(found.Prefix))))
 	for {
 		line, err := br.ReadString('\n')
 		stdout.Write([]byte(line))

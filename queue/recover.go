@@ -1,0 +1,127 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// recover scans the spool at Open:
+//
+//   - tmp/ leftovers are deleted: they were never acknowledged.
+//   - meta/ID.gone (a removal a crash interrupted) finishes: msg/ID is
+//     unlinked, that is made durable, then the tombstone goes.
+//   - meta/ID.json without msg/ID is quarantined: a committed message lost
+//     its body. Other names in meta/ are quarantined too.
+//   - every msg/ID is loaded (meta/ID.json, else its trailer) and checked
+//     against its body; a broken one (unreadable trailer and no
+//     meta/ID.json, bad meta, short body, a name that is no ID) is
+//     quarantined, never deleted. The rest is scheduled.
+//
+// Directories are read in chunks: memory does not grow with the queue.
+func (q *Queue) recover() error {
+	if err := q.cleanTmp(); err != nil {
+		return err
+	}
+	var tombs []string // interrupted removals: few, bounded by the janitor's backlog
+	err := forEachName(q.path("meta"), func(name string) error {
+		if id, ok := strings.CutSuffix(name, ".gone"); ok && validID(id) {
+			if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("queue: finish removal of %s: %w", id, err)
+			}
+			tombs = append(tombs, name)
+			return nil
+		}
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok || !validID(id) {
+			q.quarantineFile("meta", name, errors.New("file name is not a message ID"))
+			return nil
+		}
+		if _, err := os.Lstat(q.bodyPath(id)); errors.Is(err, fs.ErrNotExist) {
+			q.quarantine(id, errors.New("meta without its body (msg/ID is missing)"))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(tombs) > 0 {
+		// The bodies' unlinks must be durable before their tombstones go,
+		// or a crash could bring a removed message back from its trailer.
+		if err := syncDir(q.path("msg")); err != nil {
+			return err
+		}
+		for _, name := range tombs {
+			if err := os.Remove(q.path("meta", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("queue: remove tombstone %s: %w", name, err)
+			}
+		}
+		q.log.Info("queue: finished removals a restart interrupted", "messages", len(tombs))
+	}
+	return forEachName(q.path("msg"), func(name string) error {
+		if !validID(name) {
+			q.quarantineFile("msg", name, errors.New("file name is not a message ID"))
+			return nil
+		}
+		m, err := loadMessage(q.dir, name)
+		if err != nil {
+			q.quarantine(name, err)
+			return nil
+		}
+		q.s.add(name, m.NextAttempt, m.Held)
+		return nil
+	})
+}
+
+// quarantine moves a broken message (meta/ID.json and msg/ID, whichever
+// exist) into corrupt/. Nothing there is ever deleted by relayd.
+func (q *Queue) quarantine(id string, why error) {
+	q.log.Error("queue: quarantining broken message", "id", id, "to", q.path("corrupt"), "err", why)
+	for _, f := range []struct{ from, to string }{
+		{q.metaPath(id), q.path("corrupt", id+".json")},
+		{q.bodyPath(id), q.path("corrupt", id)},
+	} {
+		if err := os.Rename(f.from, f.to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			q.log.Error("queue: quarantine failed", "file", f.from, "err", err)
+		}
+	}
+	q.syncQuarantine()
+}
+
+// quarantineFile moves one stray file of sub/ into corrupt/.
+func (q *Queue) quarantineFile(sub, name string, why error) {
+	from := q.path(sub, name)
+	q.log.Error("queue: quarantining broken message", "file", from, "to", q.path("corrupt"), "err", why)
+	if err := os.Rename(from, q.path("corrupt", name)); err != nil {
+		q.log.Error("queue: quarantine failed", "file", from, "err", err)
+		return
+	}
+	q.syncQuarantine()
+}
+
+func (q *Queue) syncQuarantine() {
+	for _, d := range []string{"corrupt", "meta", "msg"} {
+		_ = syncDir(q.path(d))
+	}
+}
+
+func (q *Queue) cleanTmp() error {
+	ents, err := os.ReadDir(q.path("tmp"))
+	if err != nil {
+		return fmt.Errorf("queue: read tmp: %w", err)
+	}
+	for _, e := range ents {
+		p := q.path("tmp", e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("queue: remove leftover %s: %w", p, err)
+		}
+		q.log.Info("queue: removed unacknowledged leftover", "file", p)
+	}
+	return nil
+}
+
+// readMetaID reads the current meta of a valid ID; a message that does not
+// exist (or is being removed) is ErrNotFound.
+func (q *Queue) readMetaID(id string) (*Meta, error) { return loadMessage(q.dir, id) }

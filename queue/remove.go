@@ -1,0 +1,103 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// removeMessage removes a finished message.
+//
+// A message that never changed state after its commit (no meta/ID.json, the
+// common case) is the single file msg/ID: unlinking it is atomic. A crash
+// that undoes the unlink brings the message back as committed: a duplicate,
+// never a loss.
+//
+// A message with a meta/ID.json must never come back from its trailer (its
+// state at commit: recipients since sent would get it again, every time).
+// Its meta is renamed to the tombstone meta/ID.gone, which readers and
+// recovery treat as "removed"; msg/ID is unlinked only once the tombstone
+// is durable, and the tombstone only once that unlink is durable. In
+// syncfs mode the janitor does both steps for every removal since its last
+// pass with one fsync of meta/ and one of msg/. A crash at any point either
+// undoes the removal (duplicate) or leaves a tombstone that the next Open
+// completes.
+func (q *Queue) removeMessage(id string) error {
+	err := os.Rename(q.metaPath(id), q.gonePath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("queue: remove message %s: %w", id, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("queue: remove meta %s: %w", id, err)
+	}
+	if q.useSyncfs {
+		q.gcMu.Lock()
+		q.gcBodies = append(q.gcBodies, id)
+		q.gcMu.Unlock()
+		return nil
+	}
+	return q.finishRemovals([]string{id})
+}
+
+// finishRemovals completes tombstoned removals, see removeMessage. On error
+// the tombstones stay: readers see the messages as removed, and the next
+// Open finishes the job.
+func (q *Queue) finishRemovals(ids []string) error {
+	if err := syncDir(q.path("meta")); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("queue: remove body %s: %w", id, err)
+		}
+	}
+	if err := syncDir(q.path("msg")); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := os.Remove(q.gonePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("queue: remove tombstone %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// janitorInterval is how often tombstoned removals are completed.
+const janitorInterval = 500 * time.Millisecond
+
+// janitor completes tombstoned removals, see removeMessage.
+func (q *Queue) janitor() {
+	defer q.committer.Done()
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			q.collectBodies()
+		case <-q.closing:
+			q.collectBodies()
+			return
+		}
+	}
+}
+
+func (q *Queue) collectBodies() {
+	q.gcMu.Lock()
+	ids := q.gcBodies
+	q.gcBodies = nil
+	q.gcMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := q.finishRemovals(ids); err != nil {
+		q.log.Error("queue: cannot complete removals, will retry", "messages", len(ids), "err", err)
+		q.gcMu.Lock()
+		q.gcBodies = append(q.gcBodies, ids...) // every step is idempotent
+		q.gcMu.Unlock()
+	}
+}

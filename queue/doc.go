@@ -7,82 +7,102 @@
 //
 //	Dir/            0711  traversable, so local users can reach public/
 //	  lock          0600  flock(2) held by the daemon that owns the spool
-//	  tmp/          0700  meta files being written (never the commit marker)
-//	  msg/ID        0700  message body after cleanup; immutable once committed
-//	  meta/ID.json  0700  Meta: envelope, header prefix, per-recipient state,
-//	                      attempts, schedule; replaced atomically
-//	  corrupt/      0700  quarantine: unreadable meta, meta without a complete
+//	  tmp/          0700  messages being received (tmp/ID) and meta updates
+//	                      being written; never acknowledged, deleted at Open
+//	  msg/ID        0700  one file per committed message, immutable: the body
+//	                      after cleanup, then the Meta as committed (JSON),
+//	                      then a 32-byte trailer giving the JSON's length and
+//	                      CRC-32 (trailer.go). The body starts at byte 0.
+//	  meta/ID.json  0700  the current Meta once it changed after the commit
+//	                      (attempts, recipient state, hold); it overrides the
+//	                      trailer; replaced atomically
+//	  meta/ID.gone  0700  tombstone of a message being removed
+//	  corrupt/      0700  quarantine: unreadable messages, meta without its
 //	                      body; never deleted by relayd
 //	  maildrop/     1733  the sendmail command drops files here while the
 //	                      daemon is down (anyone may write, only root may list)
 //	  public/       0755  the local submission socket
 //
 // Permissions are set with Chmod after Mkdir, so the umask does not matter.
+// A message that is delivered at its first attempt never has more than one
+// file (one inode: creating files is what costs most on ext4). Spools of the
+// earlier two-file layout (bare body in msg/ID, meta in meta/ID.json) are
+// read as they are: meta/ID.json takes precedence and the reader stops at
+// the body's end, Meta.Size - len(Meta.Prefix).
 //
 // # Invariants
 //
-//  1. A file meta/ID.json exists only if msg/ID is complete and on stable
-//     storage: the rename tmp/ID.json -> meta/ID.json is the commit marker
-//     and happens only after the body and its directory entry were flushed.
-//     Recovery (Open) quarantines any meta that breaks this rule.
-//  2. Draft.Commit returns nil only after body, meta and both directory
-//     entries are on stable storage. Only then may a caller answer 250.
-//     A failed commit leaves no meta behind (the caller answers 451).
+//  1. A file msg/ID exists only if it is complete (body, meta, trailer) and
+//     on stable storage: the rename tmp/ID -> msg/ID is the commit marker
+//     and happens only after the file was flushed; it never replaces an
+//     existing msg/ID (RENAME_NOREPLACE). A meta/ID.json exists only for a
+//     committed message. Recovery (Open) quarantines a msg/ID whose meta
+//     (meta/ID.json, else the trailer) is unreadable or disagrees with its
+//     size, and a meta/ID.json without msg/ID.
+//  2. Draft.Commit returns nil only after the message file and its msg/
+//     entry are on stable storage. Only then may a caller answer 250. A
+//     failed commit leaves no msg/ID behind (the caller answers 451).
 //  3. Every later change of a meta (attempts, recipient state, hold) is
-//     written to tmp/ and renamed over the old one only after it was flushed,
+//     written to tmp/ and renamed to meta/ID.json only after it was flushed,
 //     and the rename is flushed before the change counts (in syncfs mode
 //     these updates join the committer's batches; in per-file mode it is
 //     atomicWrite), so a reader sees either the old or the new meta, never
-//     a mix.
+//     a mix. Readers look for meta/ID.json first, then the trailer.
 //  4. The attempt count and the next attempt time are persisted BEFORE the
 //     Deliverer is called: a crash mid-delivery cannot make relayd hammer the
 //     smarthost with immediate retries, nor lose the schedule. For the first
 //     attempt, Commit itself persists the retry time (arrival + first
-//     backoff) and the attempt starts from memory; the count of 1 reaches
-//     the disk with the outcome. A message whose first attempt a crash
-//     interrupted is retried after that backoff.
-//  5. Removal is meta first, body second, and the body goes only once the
-//     meta's removal is durable (the janitor syncs meta/ once for every
-//     removal since its last pass, then deletes their bodies): a crash can
-//     leave an orphan body (deleted at the next Open when older than an
-//     hour) or undo a removal (the message is delivered again: a duplicate),
-//     but never leaves a meta without its body.
+//     backoff, in the trailer) and the attempt starts from memory; the count
+//     of 1 reaches the disk with the outcome. A message whose first attempt
+//     a crash interrupted is retried after that backoff.
+//  5. Removal never leaves a meta without its body, and never brings a
+//     message back in its committed state once its state changed. A message
+//     without meta/ID.json is removed by unlinking msg/ID (atomic; a crash
+//     may undo it: a duplicate). Otherwise meta/ID.json is renamed to the
+//     tombstone meta/ID.gone (readers then see the message as gone), msg/ID
+//     is unlinked once the tombstone is durable, and the tombstone once that
+//     unlink is durable (the janitor does both for all removals since its
+//     last pass, one fsync of meta/ and one of msg/). Open finishes any
+//     tombstoned removal; a crash before the tombstone is durable undoes
+//     the removal (a duplicate, never a loss).
 //  6. Only one process owns a spool (the lock file); only one goroutine at a
 //     time works on a given message (the "busy" claim in the scheduler), so a
 //     message is never delivered twice concurrently and meta updates never
 //     race.
 //  7. Memory holds only ID, next-attempt time and flags per message (a
 //     min-heap plus a map, on the order of 100 bytes per message); the
-//     envelope is read from disk when a message becomes due. There is one
+//     envelope is read from disk when a message becomes due. Recovery and
+//     List read msg/ and meta/ in chunks, one meta at a time. There is one
 //     scheduler goroutine with one timer, and at most Config.Concurrency
 //     delivery goroutines.
 //
 // # Group commit
 //
-// fsync is what limits intake throughput. Every Draft writes its body into
-// msg/ID and its meta into tmp/ID.json without syncing, then hands itself to
-// the single committer goroutine. The committer takes every commit waiting
-// at that moment as one batch and, for the whole batch: calls syncfs(2) once
-// on the spool's filesystem (flushing every body, every tmp meta and their
+// fsync is what limits intake throughput. Every Draft writes body, meta
+// and trailer into tmp/ID without syncing, then hands itself to the single
+// committer goroutine. The committer takes every commit waiting at that
+// moment as one batch and, for the whole batch: calls syncfs(2) once on the
+// spool's filesystem (flushing every message file and tmp meta and their
 // directory entries: syncfs writes back all data and metadata of the
-// filesystem), renames each tmp/ID.json into meta/ (the commit markers),
-// fsyncs meta/ once, and then releases every waiting Commit. The delivery
-// side's meta updates (the attempt persisted before each try, the outcome
-// after it) go through the same batches, so a delivered message costs no
-// flush of its own. While one batch is being flushed the next
-// accumulates, so a flush is shared by every session committing
-// concurrently.
+// filesystem), renames each tmp/ID into msg/ (the commit markers) and each
+// meta update into meta/, fsyncs msg/ and meta/ once each (whichever got
+// entries), and then releases every waiting Commit. The delivery side's
+// meta updates (the attempt persisted before each retry, the outcome after
+// it) go through the same batches, so a delivered message costs no flush of
+// its own, and one delivered at its first attempt writes no meta at all.
+// While one batch is being flushed the next accumulates, so a flush is
+// shared by every session committing concurrently.
 //
-// The alternative, per-file fdatasync of body and meta fanned out in the
-// sessions' own goroutines with only renames and directory fsyncs batched,
-// is implemented too (Queue.useSyncfs = false) and benchmarked by
-// BenchmarkCommitParallelPerFile. On the shared 2-core build VM the results
-// were noisy; interleaved runs (4 KiB bodies, 32 sessions) gave syncfs
-// 0.85-1.9 ms/commit against 0.7-2.9 ms for per-file, syncfs ahead or equal
-// in each interleaved pair, with about 10-14 messages per flush against 6.
-// syncfs is the default. Its cost: it also flushes unrelated dirty data on
-// the same filesystem, so the spool is best kept off a filesystem that
-// holds large, busy files.
+// The alternative, per-file fdatasync of the message file (and of meta
+// updates) fanned out in the sessions' own goroutines with only renames and
+// directory fsyncs batched, is implemented too (Queue.useSyncfs = false)
+// and benchmarked by BenchmarkCommitParallelPerFile. On the shared 2-core
+// build VM the results were noisy; interleaved runs (4 KiB bodies, 32
+// sessions, two-file layout) gave syncfs 0.85-1.9 ms/commit against
+// 0.7-2.9 ms for per-file, syncfs ahead or equal in each interleaved pair,
+// with about 10-14 messages per flush against 6. syncfs is the default. Its
+// cost: it also flushes unrelated dirty data on the same filesystem, so the
+// spool is best kept off a filesystem that holds large, busy files.
 //
 // # Scheduling
 //

@@ -30,6 +30,7 @@ func copyBody(w io.Writer, br *bufio.Reader, limit int64) (int64, error) {
 	}
 	for {
 		chunk, rerr := br.Peek(br.Buffered())
+		hasNUL := bytes.IndexByte(chunk, 0) >= 0
 		if len(chunk) == 0 {
 			if _, err := br.Peek(1); err != nil {
 				rerr = err
@@ -46,7 +47,12 @@ func copyBody(w io.Writer, br *bufio.Reader, limit int64) (int64, error) {
 				chunk, cr, lastLF = chunk[1:], false, true
 				continue
 			}
-			i := bytes.IndexAny(chunk, "\r\n\x00")
+			var i int
+			if hasNUL {
+				i = bytes.IndexAny(chunk, "\r\n\x00")
+			} else {
+				i = indexCRLF(chunk)
+			}
 			if i < 0 {
 				out = append(out, chunk...)
 				lastLF = false
@@ -89,4 +95,21 @@ func copyBody(w io.Writer, br *bufio.Reader, limit int64) (int64, error) {
 		out = append(out, '\r', '\n')
 	}
 	return n, flush()
+}
+
+// indexCRLF returns the index of the first CR or LF in b, or -1. Two
+// vectorised bytes.IndexByte scans per line are several times faster than
+// bytes.IndexAny, which tests one byte at a time, on a 1 MB body.
+func indexCRLF(b []byte) int {
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		end = len(b)
+	}
+	if i := bytes.IndexByte(b[:end], '\r'); i >= 0 {
+		return i
+	}
+	if end == len(b) {
+		return -1
+	}
+	return end
 }

@@ -136,6 +136,9 @@ func (a *Authenticator) blocked(ip netip.Addr) bool {
 func (a *Authenticator) recordFailure(ip netip.Addr) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.fail) >= sweepAt {
+		a.sweep()
+	}
 	f := a.fail[ip]
 	if f == nil {
 		f = &failures{first: a.opts.Clock()}
@@ -144,6 +147,19 @@ func (a *Authenticator) recordFailure(ip netip.Addr) time.Duration {
 	f.n++
 	d := a.opts.BaseDelay << min(f.n-1, 16)
 	return min(d, a.opts.MaxDelay)
+}
+
+// sweepAt is the size of the failure table at which entries older than
+// Window are dropped, so the table follows recent attackers, not history.
+const sweepAt = 4096
+
+func (a *Authenticator) sweep() {
+	now := a.opts.Clock()
+	for ip, f := range a.fail {
+		if now.Sub(f.first) > a.opts.Window {
+			delete(a.fail, ip)
+		}
+	}
 }
 
 // MaySend reports whether user may use addr as envelope sender or header

@@ -37,3 +37,18 @@ func TestAuthenticate(t *testing.T) {
 		t.Errorf("MaySend wrong")
 	}
 }
+
+// Old failures are swept, so the table does not grow with every address
+// that ever failed.
+func TestFailureTableSwept(t *testing.T) {
+	now := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	a := New(nil, Options{Clock: func() time.Time { return now }, Sleep: func(time.Duration) {}})
+	for i := 0; i < sweepAt; i++ {
+		a.recordFailure(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
+	}
+	now = now.Add(2 * time.Hour)
+	a.recordFailure(netip.MustParseAddr("192.0.2.9"))
+	if n := len(a.fail); n != 1 {
+		t.Errorf("failure table has %d entries after the window passed, want 1", n)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/mail"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ type Config struct {
 	Spool           Spool
 	Signer          Signer // nil: no DKIM
 	MaxMessageBytes int64  // 0: no limit beyond the listener's
-	MaxHeaderBytes  int    // default 1 MiB
+	MaxHeaderBytes  int    // default 960 KiB (the signer's 1 MiB less room for the prefix)
 	MaxReceived     int    // default 50
 	Admin           string // rewrite.admin
 	Sender          string // rewrite.sender
@@ -65,7 +66,10 @@ func New(cfg Config) *Cleanup {
 // Update replaces the configuration (live reload).
 func (c *Cleanup) Update(cfg Config) {
 	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = 1 << 20
+		// The signer buffers our prefix plus the header and allows 1 MiB
+		// (signer.MaxHeaderBytes): leave it room, so a header we accept
+		// can always be signed (else it would get 451 forever).
+		cfg.MaxHeaderBytes = 1<<20 - 64<<10
 	}
 	if cfg.MaxReceived <= 0 {
 		cfg.MaxReceived = 50
@@ -146,10 +150,8 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	if h.count("received") > c.MaxReceived {
 		return "", ErrLoop
 	}
-	if f := h.get("from"); f != nil && sub.FromAllowed != nil {
-		if _, addr := addressOf(f.value()); !sub.FromAllowed(addr) {
-			return "", ErrFromDenied
-		}
+	if sub.FromAllowed != nil && !fromAllowed(h, sub.FromAllowed) {
+		return "", ErrFromDenied
 	}
 
 	draft, err := c.Spool.Create()
@@ -209,6 +211,33 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	committed = true
 	_ = size
 	return id, nil
+}
+
+// fromAllowed checks every address of every From field against allowed:
+// an authenticated user may not hide another author behind its own first
+// address, nor add a second From field (RFC 5322 §3.6 allows one). A From
+// that cannot be parsed is refused too.
+func fromAllowed(h *header, allowed func(string) bool) bool {
+	n := 0
+	for i := range h.fields {
+		f := &h.fields[i]
+		if f.name != "from" {
+			continue
+		}
+		if n++; n > 1 {
+			return false
+		}
+		list, err := mail.ParseAddressList(f.value())
+		if err != nil || len(list) == 0 {
+			return false
+		}
+		for _, a := range list {
+			if !allowed(a.Address) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // writeMessage writes the header block (minus Bcc and Return-Path), the

@@ -79,6 +79,13 @@ func (l *Listen) check(errs *Errors, users int) {
 			errs.add(fmt.Sprintf("listen.relay_networks[%d]", i), "%w", err)
 			continue
 		}
+		if p.Bits() == 0 {
+			// Never an open relay, not even by configuration: clients
+			// that are not on a known network must authenticate.
+			errs.add(fmt.Sprintf("listen.relay_networks[%d]", i),
+				"%q lets every address on the Internet relay (an open relay); list your networks, or use [[users]] with AUTH", n)
+			continue
+		}
 		l.RelayNetworks[i] = p.String()
 	}
 	if (l.TLSCert == "") != (l.TLSKey == "") {

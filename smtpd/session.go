@@ -160,7 +160,9 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if serr != nil {
 		return serr
 	}
-	if ss.authUser != "" && !ss.st.Auth.MaySend(ss.authUser, addr) {
+	// A reload may have removed every account (Auth nil): refuse rather
+	// than trust a session authenticated under the old settings.
+	if ss.authUser != "" && (ss.st.Auth == nil || !ss.st.Auth.MaySend(ss.authUser, addr)) {
 		return errSenderDenied
 	}
 	ss.env = queue.Envelope{From: addr}

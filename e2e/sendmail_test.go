@@ -797,16 +797,45 @@ func TestMaildropUntrusted(t *testing.T) {
 	if left, _ := os.ReadDir(drop); len(left) != 0 {
 		t.Errorf("maildrop still holds %d entries", len(left))
 	}
+	// The sender of a well-formed entry that can never be accepted was told
+	// "sent" by the shim's exit 0: it gets a failure notice instead of
+	// silence.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		found := false
+		for _, m := range e.sh.Messages() {
+			if m.From == "" && len(m.To) == 1 && m.To[0] == "a@example.com" &&
+				bytes.Contains(m.Data, []byte("552 5.3.4")) && bytes.Contains(m.Data, []byte("x@example.org")) {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure notice for the oversized maildrop entry\n%s", e.r.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, p := range []string{filepath.Join(outside, "target1"), filepath.Join(outside, "target2")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("link target %s was touched: %v", p, err)
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	if n := len(e.sh.Messages()); n != 1 {
-		for _, m := range e.sh.Messages() {
-			t.Logf("delivered: %s -> %v\n%s", m.From, m.To, m.Data)
+	mail, notices := 0, 0
+	for _, m := range e.sh.Messages() {
+		if m.From == "" {
+			notices++ // failure notices about rejected entries (toobig, badaddr)
+			continue
 		}
-		t.Errorf("%d messages delivered, want only the hand-made good one", n)
+		mail++
+		t.Logf("delivered: %s -> %v", m.From, m.To)
+	}
+	if mail != 1 {
+		t.Errorf("%d messages delivered, want only the hand-made good one", mail)
+	}
+	if notices != 2 {
+		t.Errorf("%d failure notices, want 2 (oversized entry to its sender, bad sender to the admin)", notices)
 	}
 }

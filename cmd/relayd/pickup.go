@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ type pickup struct {
 	dir      string // STATE_DIR/maildrop
 	corrupt  string // STATE_DIR/corrupt
 	intake   *cleanup.Cleanup
+	notify   func(context.Context, queue.Notice) error // failure notices; nil: none
 	log      *slog.Logger
 	interval time.Duration
 }
@@ -103,7 +105,7 @@ func (p *pickup) one(ctx context.Context, name string) {
 	}
 	qenv, serr := p.envelope(env)
 	if serr != nil {
-		p.quarantine(path, name, serr)
+		p.reject(ctx, path, name, env, serr)
 		return
 	}
 	sub := &cleanup.Submission{Envelope: qenv, Origin: queue.FromLocal, LocalUID: uid}
@@ -111,7 +113,7 @@ func (p *pickup) one(ctx context.Context, name string) {
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
-			p.quarantine(path, name, err)
+			p.reject(ctx, path, name, env, err)
 		}
 		// 4xx: leave it for the next scan.
 		return
@@ -166,6 +168,53 @@ func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
 		q.Rcpts = append(q.Rcpts, queue.Recipient{Addr: addr, Notify: notify, State: queue.Pending})
 	}
 	return q, nil
+}
+
+// reject handles a maildrop message that can never be accepted. Its
+// sender was told "sent" when the sendmail command exited 0, so the sender
+// (or, for a local or unreachable sender, the admin) gets a failure notice
+// before the file goes to quarantine. If the notice cannot be queued yet,
+// the file stays for the next scan.
+func (p *pickup) reject(ctx context.Context, path, name string, env sendmail.Envelope, cause error) {
+	if p.notify != nil && env.From != "" && !strings.EqualFold(env.Notify, "NEVER") {
+		reply := cause.Error()
+		var se *smtp.SMTPError
+		if errors.As(cause, &se) {
+			reply = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+		}
+		n := queue.Notice{Kind: queue.NoticeFailed, ID: "maildrop-" + name, From: env.From, Arrival: env.Submitted,
+			EnvID: env.EnvID, Ret: env.Ret, LastAttempt: time.Now(), Open: dropOpener(path)}
+		for _, r := range env.Rcpts {
+			n.Rcpts = append(n.Rcpts, queue.Recipient{Addr: r, State: queue.Failed, LastReply: reply})
+		}
+		if fi, err := os.Stat(path); err == nil {
+			n.Size = fi.Size()
+		}
+		if err := p.notify(ctx, n); err != nil {
+			p.log.Error("maildrop file rejected; its failure notice could not be queued yet, keeping it", "file", path, "cause", cause, "err", err)
+			return
+		}
+	}
+	p.quarantine(path, name, cause)
+}
+
+// dropOpener returns the message part of a maildrop file, for the notice.
+func dropOpener(path string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		_, msg, err := sendmail.ReadDrop(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{msg, f}, nil
+	}
 }
 
 func (p *pickup) quarantine(path, name string, cause error) {

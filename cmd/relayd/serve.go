@@ -214,7 +214,7 @@ func (d *daemon) run(ctx context.Context) error {
 	pctx, pstop := context.WithCancel(context.Background())
 	defer pstop()
 	pk := &pickup{dir: filepath.Join(cfg.StateDir, "maildrop"), corrupt: filepath.Join(cfg.StateDir, "corrupt"),
-		intake: d.intake, log: d.log, interval: pickupInterval}
+		intake: d.intake, notify: nt.Notify, log: d.log, interval: pickupInterval}
 	go pk.run(pctx)
 
 	sdNotify("READY=1")

@@ -632,8 +632,14 @@ func TestSendmailNonRoot(t *testing.T) {
 	e.sh.SetFaults(smtptest.Faults{DataReply: func(int) *smtp.SMTPError { return smtptest.Reply451() }})
 	e.mustShim(t, "Subject: root's mail\n\nmarker-secret\n", "-i", "secret@example.org")
 	e.r.waitLog(t, `status=deferred`, 20*time.Second)
-	files, _ := filepath.Glob(filepath.Join(e.spool, "msg", "*"))
-	metas, _ := filepath.Glob(filepath.Join(e.spool, "meta", "*"))
+	// msg/ID holds the message (and its committed state); meta/ID.json,
+	// the deferred state, is written a moment after the log line.
+	var files, metas []string
+	for i := 0; i < 100 && (len(files) == 0 || len(metas) == 0); i++ {
+		files, _ = filepath.Glob(filepath.Join(e.spool, "msg", "*"))
+		metas, _ = filepath.Glob(filepath.Join(e.spool, "meta", "*"))
+		time.Sleep(100 * time.Millisecond)
+	}
 	if len(files) == 0 || len(metas) == 0 {
 		t.Fatalf("queued message not found in msg/ and meta/")
 	}

@@ -117,7 +117,7 @@ func TestNoDelivererHolds(t *testing.T) {
 	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}, FromSMTP)
 	h.run()
 	waitFor(t, "holding line", func() bool {
-		return strings.Contains(h.logs.String(), "no smarthost configured (upstream.address): holding 1 messages")
+		return strings.Contains(h.logs.String(), "no smarthost configured (upstream.address): mail is accepted and held in the queue until one is configured\" held=1")
 	})
 	if !strings.Contains(h.logs.String(), "id="+id+" status=held") {
 		t.Errorf("no status=held line:\n%s", h.logs)

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 )
@@ -101,7 +100,7 @@ func (q *Queue) SetDeliverer(d Deliverer) {
 func (q *Queue) getDeliverer() Deliverer { return q.deliverer.Load().d }
 
 func (q *Queue) logHolding() {
-	q.log.Warn(fmt.Sprintf("no smarthost configured (upstream.address): holding %d messages", q.Len()))
+	q.log.Warn("no smarthost configured (upstream.address): mail is accepted and held in the queue until one is configured", "held", q.Len(), "state_dir", q.dir)
 }
 
 // Len is the number of messages in the queue, held ones included.

@@ -202,10 +202,6 @@ func (d *daemon) run(ctx context.Context) error {
 	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
 		d.log.Info("outbound rate limit", "limit", rl.String())
 	}
-	if cfg.Upstream.Hold() {
-		d.log.Warn("no smarthost configured (upstream.address): mail is accepted and held in the queue until one is configured",
-			"state_dir", cfg.StateDir)
-	}
 
 	qctx, qstop := context.WithCancel(context.Background())
 	qdone := make(chan error, 1)

@@ -7,7 +7,9 @@
 # "accepted" is the set of queue IDs relayd logged as status=queued (logged
 # after the commit, before the 250 is written: a superset of the 250s seen,
 # minus a kill between commit and log line). "delivered" is the set of
-# queue IDs found in the Received fields of smtp-sink's dumps.
+# queue IDs found in relayd's Received fields in smtp-sink's dumps (the
+# sink adds a Received field of its own with an "ESMTP id" of its own: not
+# counted).
 # Exit status 1 if lost > 0. The short form runs in CI (e2e TestCrashSoak).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +77,7 @@ done
 grep -o 'msg=mail id=[0-9A-Z]* .*status=queued' "$WORK/relayd.log" | sed 's/msg=mail id=\([0-9A-Z]*\).*/\1/' | sort -u >"$WORK/accepted"
 deadline=$((SECONDS + 600))
 while :; do
-	{ grep -rhoE 'with ESMTP id [0-9A-Z]+' "$WORK/sink" 2>/dev/null || true; } | awk '{print $4}' >"$WORK/delivered.all"
+	{ grep -rhoE '\(relayd\) with ESMTP id [0-9A-Z]{18}' "$WORK/sink" 2>/dev/null || true; } | awk '{print $5}' >"$WORK/delivered.all"
 	sort -u "$WORK/delivered.all" >"$WORK/delivered"
 	lost=$(comm -23 "$WORK/accepted" "$WORK/delivered" | wc -l)
 	[ "$lost" = 0 ] || [ $SECONDS -gt $deadline ] && break

@@ -42,6 +42,16 @@ func (c *Client) dial(ctx context.Context, addr string) (*session, *Error) {
 	if err != nil {
 		return nil, c.ctxErr(ctx, sessionError(StageConnect, addr, err))
 	}
+	if cfg.TLS == TLSNone {
+		// Plain text is allowed to loopback only: check the address
+		// actually dialled, not just the configured name ("localhost"
+		// could resolve elsewhere).
+		if ip := net.ParseIP(remoteIP(raw)); ip == nil || !ip.IsLoopback() {
+			raw.Close()
+			return nil, &Error{Stage: StageConnect, Addr: addr, Temporary: false,
+				Err: errors.New("tls = \"none\" but the peer " + remoteIP(raw) + " is not a loopback address: refusing to send in clear")}
+		}
+	}
 	s := &session{conn: raw, addr: addr, relay: host + "[" + remoteIP(raw) + "]:" + port}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	e := c.setup(ctx, s, host)

@@ -194,8 +194,7 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		}
 	}
 
-	size, err := writeMessage(sink, h, br, c.MaxMessageBytes)
-	if err != nil {
+	if err := writeMessage(sink, h, br, c.MaxMessageBytes); err != nil {
 		return id, err
 	}
 	if finish != nil {
@@ -209,7 +208,6 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		return id, storageError(err)
 	}
 	committed = true
-	_ = size
 	return id, nil
 }
 
@@ -241,8 +239,10 @@ func fromAllowed(h *header, allowed func(string) bool) bool {
 }
 
 // writeMessage writes the header block (minus Bcc and Return-Path), the
-// separator and the normalised body.
-func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) (int64, error) {
+// separator and the normalised body. A failure to write (the spool, the
+// signer) comes back as a writeError; anything else is the client's side.
+func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) error {
+	w = errWriter{w}
 	var buf bytes.Buffer
 	for _, f := range h.fields {
 		switch f.name {
@@ -255,28 +255,36 @@ func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) (int64,
 	buf.Write(h.firstBody)
 	n := int64(buf.Len())
 	if n > limit {
-		return n, ErrTooBig
+		return ErrTooBig
 	}
 	if _, err := w.Write(buf.Bytes()); err != nil {
-		return n, err
+		return err
 	}
-	m, err := copyBody(w, br, limit-n)
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) || errors.Is(err, ErrTooBig) {
-			return n + m, err
-		}
-		if isReadError(err) {
-			return n + m, errorOf(err)
-		}
+	_, err := copyBody(w, br, limit-n)
+	var se *smtp.SMTPError
+	var we writeError
+	switch {
+	case err == nil, errors.As(err, &se), errors.As(err, &we):
+		return err
 	}
-	return n + m, err
+	return errorOf(err) // reading from the client failed (timeout, size limit, hang-up)
 }
 
-// isReadError tells client read failures (timeouts, size limit) from spool
-// write failures; the spool's are wrapped by queue with its package name.
-func isReadError(err error) bool {
-	return !strings.Contains(err.Error(), "queue:")
+// writeError marks a failure to write the message out, as opposed to a
+// failure to read it from the client.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+type errWriter struct{ w io.Writer }
+
+func (e errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		err = writeError{err}
+	}
+	return n, err
 }
 
 // completions returns the fields a submission agent adds when missing

@@ -81,7 +81,11 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 			q.expire(m, now)
 		} else {
 			var ok bool
-			tr, ok = q.deliver(ctx, m, d, now)
+			q.s.mu.Lock()
+			fresh := e.fresh
+			e.fresh = false
+			q.s.mu.Unlock()
+			tr, ok = q.deliver(ctx, m, d, now, fresh)
 			if !ok {
 				q.settle(e, nil, now.Add(q.cfg.MinBackoff))
 				return tr
@@ -115,13 +119,16 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 // deliver persists the attempt, calls the Deliverer and applies the
 // outcome to m. ok is false when the attempt could not be persisted (and
 // so was not made).
-func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time) (tr transport, ok bool) {
+func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time, fresh bool) (tr transport, ok bool) {
 	// Invariant 4: attempts and the retry time reach the disk first. The
 	// first attempt's retry time was persisted by Commit; its count is
 	// written with the outcome (a crash during it retries after the
 	// persisted backoff, never at once, so a message that crashes relayd
 	// cannot make it loop).
-	if m.Attempts == 0 {
+	// Only for a message this process committed (fresh): after a restart
+	// even the first attempt is written first, so a message that crashes
+	// relayd cannot make it loop.
+	if m.Attempts == 0 && fresh {
 		m.Attempts = 1
 		m.LastAttempt = now
 		m.NextAttempt = now.Add(q.backoff(1))

@@ -25,7 +25,8 @@ type Draft struct {
 	f    *os.File
 	w    *bufio.Writer
 	size int64
-	done bool // committed or aborted
+	done bool   // committed or aborted
+	errs uint64 // q.syncErrs at Create, see commitReq.errs
 }
 
 // Create starts a new message. It refuses (ErrNoSpace) when the spool's
@@ -58,7 +59,7 @@ func (q *Queue) Create() (*Draft, error) {
 		if err != nil {
 			return nil, noSpace(fmt.Errorf("queue: create message file: %w", err))
 		}
-		return &Draft{q: q, id: id, path: p, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+		return &Draft{q: q, id: id, path: p, f: f, w: bufio.NewWriterSize(f, 64<<10), errs: q.syncErrs.Load()}, nil
 	}
 	return nil, errors.New("queue: could not allocate a unique message ID")
 }
@@ -105,8 +106,13 @@ type commitReq struct {
 	// update: a state change of a queued message; a failed batch must
 	// leave the old meta in place.
 	update bool
-	err    error
-	done   chan struct{}
+	// errs is q.syncErrs when the file started to be written; a syncfs
+	// failure since then may have been the loss of this file's own pages
+	// (syncfs reports a writeback error once, to whichever batch asks), so
+	// the request fails even if its own batch's syncfs succeeds.
+	errs uint64
+	err  error
+	done chan struct{}
 }
 
 // Commit appends the meta and its trailer to the draft's file, makes it
@@ -174,7 +180,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	if err != nil {
 		return noSpace(fmt.Errorf("queue: close message %s: %w", d.id, err))
 	}
-	req := &commitReq{id: d.id, tmp: d.path, dst: q.bodyPath(d.id), done: make(chan struct{})}
+	req := &commitReq{id: d.id, tmp: d.path, dst: q.bodyPath(d.id), errs: d.errs, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:
@@ -197,7 +203,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		maillog.Log(q.log, maillog.Event{ID: d.id, Status: maillog.Held,
 			Reply: "no smarthost configured (upstream.address)"})
 	}
-	q.s.add(d.id, now, false) // due now; the meta says when to retry
+	q.s.addFresh(d.id, now) // due now; the meta says when to retry
 	q.s.kick()
 	return nil
 }
@@ -256,9 +262,24 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 	}
 	if q.useSyncfs {
 		if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
+			q.syncErrs.Add(1)
 			fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
 			return
 		}
+		// A writeback error is reported once: if an earlier batch's
+		// syncfs failed after one of these files was written, that error
+		// may have been this file's pages. Fail it (451) rather than
+		// answer 250 for data that may not be on disk.
+		cur := q.syncErrs.Load()
+		kept := batch[:0:0]
+		for _, r := range batch {
+			if r.errs != cur {
+				fail(fmt.Errorf("queue: %s: a flush failed while it was being written, its data may not be on disk", r.id), []*commitReq{r})
+				continue
+			}
+			kept = append(kept, r)
+		}
+		batch = kept
 	}
 	var msgs, metas []*commitReq
 	for _, r := range batch {

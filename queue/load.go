@@ -103,7 +103,33 @@ func openMessage(path string, prefix []byte, bodyLen int64) (io.ReadCloser, erro
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(prefix), io.LimitReader(f, bodyLen)), f}, nil
+	}{io.MultiReader(bytes.NewReader(prefix), &exactReader{r: f, n: bodyLen}), f}, nil
+}
+
+// exactReader yields exactly n bytes of r: a file that ends early is
+// io.ErrUnexpectedEOF, never a silently short message (a delivery would
+// then send it truncated).
+type exactReader struct {
+	r io.Reader
+	n int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.n {
+		p = p[:e.n]
+	}
+	n, err := e.r.Read(p)
+	e.n -= int64(n)
+	if err == io.EOF && e.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if e.n <= 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // forEachName calls fn for each name in dir, reading the directory in

@@ -25,6 +25,11 @@ func (q *Queue) recover() error {
 	if err := q.cleanTmp(); err != nil {
 		return err
 	}
+	// A tombstone seen now may not be durable yet (the previous process
+	// was killed): make it so before unlinking the bodies it stands for.
+	if err := syncDir(q.path("meta")); err != nil {
+		return err
+	}
 	var tombs []string // interrupted removals: few, bounded by the janitor's backlog
 	err := forEachName(q.path("meta"), func(name string) error {
 		if id, ok := strings.CutSuffix(name, ".gone"); ok && validID(id) {
@@ -79,9 +84,12 @@ func (q *Queue) recover() error {
 // exist) into corrupt/. Nothing there is ever deleted by relayd.
 func (q *Queue) quarantine(id string, why error) {
 	q.log.Error("queue: quarantining broken message", "id", id, "to", q.path("corrupt"), "err", why)
+	// The body first: if a crash stops us halfway, the meta left behind is
+	// quarantined at the next Open (meta without body), whereas a body
+	// left alone would be delivered again from its committed trailer.
 	for _, f := range []struct{ from, to string }{
-		{q.metaPath(id), q.path("corrupt", id+".json")},
 		{q.bodyPath(id), q.path("corrupt", id)},
+		{q.metaPath(id), q.path("corrupt", id+".json")},
 	} {
 		if err := os.Rename(f.from, f.to); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			q.log.Error("queue: quarantine failed", "file", f.from, "err", err)

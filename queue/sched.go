@@ -19,6 +19,10 @@ type entry struct {
 	flush bool
 	busy  bool // claimed: being delivered or updated; not in the heap
 	probe bool // this attempt is the single probe of a down transport
+	// fresh: committed by this process and never attempted; only then may
+	// the first attempt run without writing its count first (Commit
+	// persisted its retry time). Read and cleared by the claim holder.
+	fresh bool
 }
 
 // entryHeap is a min-heap on next.
@@ -94,6 +98,17 @@ func (s *sched) add(id string, next time.Time, held bool) {
 	if !held {
 		heap.Push(&s.h, e)
 	}
+}
+
+// addFresh adds a message that this process just committed: due at next,
+// its first attempt runs from memory (see entry.fresh).
+func (s *sched) addFresh(id string, next time.Time) {
+	s.add(id, next, false)
+	s.mu.Lock()
+	if e := s.byID[id]; e != nil {
+		e.fresh = true
+	}
+	s.mu.Unlock()
 }
 
 // claim marks e busy and takes it out of the heap. Caller holds s.mu.

@@ -80,6 +80,9 @@ type Queue struct {
 	closeOnce sync.Once
 	committer sync.WaitGroup // the committer and the janitor
 
+	// syncErrs counts failed syncfs calls (see commitReq.errs).
+	syncErrs atomic.Uint64
+
 	gcMu     sync.Mutex
 	gcBodies []string // removed messages (tombstoned) whose bodies wait for the janitor
 	// syncfs flushes the spool filesystem; tests swap it to count or fail.
@@ -239,6 +242,7 @@ func (q *Queue) writeMeta(m *Meta) error {
 	// handed to the committer, whose batch flush (one syncfs, renames, one
 	// fsync of meta/) it shares with concurrent commits and updates. The
 	// per-attempt write before each delivery costs no flush of its own.
+	errs := q.syncErrs.Load() // see commitReq.errs
 	f, err := os.CreateTemp(q.path("tmp"), m.ID+".json.*.upd")
 	if err != nil {
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
@@ -252,7 +256,7 @@ func (q *Queue) writeMeta(m *Meta) error {
 		_ = os.Remove(tmp)
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
 	}
-	req := &commitReq{id: m.ID, tmp: tmp, dst: q.metaPath(m.ID), update: true, done: make(chan struct{})}
+	req := &commitReq{id: m.ID, tmp: tmp, dst: q.metaPath(m.ID), update: true, errs: errs, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:

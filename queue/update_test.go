@@ -1,10 +1,12 @@
 package queue
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,5 +43,68 @@ func TestFailedUpdateKeepsMeta(t *testing.T) {
 	}
 	if got, _ := h.q.Get(id); got.Attempts != 3 {
 		t.Errorf("update lost: attempts = %d", got.Attempts)
+	}
+}
+
+// syncfs reports a writeback error once, to whichever batch asks. A
+// message written before a failed flush must not be acknowledged by a
+// later, successful one: its own pages may have been the ones lost.
+func TestFlushFailureFailsEarlierWrittenMessages(t *testing.T) {
+	h := newHarness(t, nil)
+	h.q.useSyncfs = true
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	early, err := h.q.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	early.Write([]byte("Subject: early\r\n\r\nwritten before the failure\r\n"))
+
+	h.q.syncfs = func(int) error { return syscall.EIO }
+	other, _ := h.q.Create()
+	other.Write([]byte("Subject: x\r\n\r\nx\r\n"))
+	if err := other.Commit(context.Background(), env, nil, FromSMTP); err == nil {
+		t.Fatal("commit succeeded although syncfs failed")
+	}
+	h.q.syncfs = unix.Syncfs
+
+	if err := early.Commit(context.Background(), env, nil, FromSMTP); err == nil {
+		t.Fatal("a message written before a failed flush was acknowledged by a later flush")
+	}
+	late, _ := h.q.Create()
+	late.Write([]byte("Subject: late\r\n\r\nwritten after\r\n"))
+	if err := late.Commit(context.Background(), env, nil, FromSMTP); err != nil {
+		t.Fatalf("a message written after the failure: %v", err)
+	}
+	if n := h.q.Len(); n != 1 {
+		t.Errorf("%d messages queued, want 1", n)
+	}
+}
+
+// After a restart even the first attempt is persisted before Deliver: a
+// message whose first attempt crashed relayd cannot make it loop.
+func TestFirstAttemptAfterRestartIsPersisted(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, func(c *Config) { c.Dir = dir; c.Deliverer = nil })
+	id := h.commit(Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, FromSMTP)
+	h.q.Close()
+
+	seen := make(chan int, 1)
+	h2 := newHarness(t, func(c *Config) { c.Dir = dir })
+	h2.del.set(func(d *Delivery) (Outcome, error) {
+		m, err := loadMessage(h2.q.dir, d.ID)
+		if err == nil {
+			seen <- m.Attempts
+		}
+		return allOK(d)
+	})
+	h2.q.Flush(id)
+	h2.run()
+	select {
+	case n := <-seen:
+		if n != 1 {
+			t.Errorf("attempts on disk inside the first Deliver after a restart: %d, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery after the restart")
 	}
 }

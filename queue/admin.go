@@ -21,10 +21,16 @@ func (q *Queue) settle(e *entry, m *Meta, next time.Time) {
 		s.mu.Unlock()
 		if del {
 			if err := q.removeMessage(e.id); err != nil {
-				q.log.Error("queue: delete failed", "id", e.id, "err", err)
-			} else {
-				maillog.Log(q.log, maillog.Event{ID: e.id, Status: maillog.Deleted})
+				// Keep the entry (still marked deleted) and try again:
+				// dropping it would leave the files, and the message
+				// would come back at the next start.
+				q.log.Error("queue: delete failed, will retry", "id", e.id, "err", err)
+				s.mu.Lock()
+				s.releaseLocked(e, q.now().Add(q.cfg.MinBackoff), q.now())
+				s.mu.Unlock()
+				return
 			}
+			maillog.Log(q.log, maillog.Event{ID: e.id, Status: maillog.Deleted})
 			s.mu.Lock()
 			s.dropLocked(e)
 			s.mu.Unlock()

@@ -55,7 +55,14 @@ func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool, 
 // work does one pass: expire or deliver, then notices, then persist and
 // reschedule or remove. It always ends the claim on e.
 func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
-	m, err := q.readMetaID(e.id)
+	q.s.mu.Lock()
+	m := e.unsaved
+	e.unsaved = nil
+	q.s.mu.Unlock()
+	var err error
+	if m == nil {
+		m, err = q.readMetaID(e.id)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			q.s.mu.Lock()
@@ -96,6 +103,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	if !hasPending(m) && !outstanding {
 		if err := q.removeMessage(m.ID); err != nil {
 			q.log.Error("queue: cannot remove finished message", "id", m.ID, "err", err)
+			q.keepUnsaved(e, m)
 			q.settle(e, m, now.Add(q.cfg.MinBackoff))
 			return tr
 		}
@@ -234,9 +242,17 @@ func hasPending(m *Meta) bool {
 // persist writes m (with the admin's desired state) and ends the claim.
 func (q *Queue) persist(e *entry, m *Meta, next time.Time) {
 	if err := q.writeMeta(m); err != nil {
-		q.log.Error("queue: cannot persist delivery state", "id", m.ID, "err", err)
+		q.log.Error("queue: cannot persist delivery state, keeping it in memory", "id", m.ID, "err", err)
+		q.keepUnsaved(e, m)
 	}
 	q.settle(e, m, next)
+}
+
+// keepUnsaved remembers state that could not be written, see entry.unsaved.
+func (q *Queue) keepUnsaved(e *entry, m *Meta) {
+	q.s.mu.Lock()
+	e.unsaved = m
+	q.s.mu.Unlock()
 }
 
 // formatReply renders an SMTP error as "550 5.1.1 text" on one line.

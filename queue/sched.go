@@ -23,6 +23,11 @@ type entry struct {
 	// the first attempt run without writing its count first (Commit
 	// persisted its retry time). Read and cleared by the claim holder.
 	fresh bool
+	// unsaved is delivery state that could not be written (disk full, I/O
+	// error): the next pass starts from it instead of the older state on
+	// disk, so recipients already sent are not sent again. Only failures
+	// keep one, so memory does not grow with the queue.
+	unsaved *Meta
 }
 
 // entryHeap is a min-heap on next.

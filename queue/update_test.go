@@ -1,7 +1,12 @@
 package queue
 
 import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
 	"context"
+	"github.com/emersion/go-smtp"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -106,5 +111,51 @@ func TestFirstAttemptAfterRestartIsPersisted(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no delivery after the restart")
+	}
+}
+
+// When the outcome of an attempt cannot be written (disk full), the next
+// attempt starts from the outcome kept in memory: a recipient already sent
+// is not sent again.
+func TestUnsavedOutcomeIsNotRedelivered(t *testing.T) {
+	h := newHarness(t, nil)
+	h.q.useSyncfs = true
+	var failing atomic.Bool
+	h.q.syncfs = func(fd int) error {
+		if failing.Load() {
+			return syscall.ENOSPC
+		}
+		return unix.Syncfs(fd)
+	}
+	var mu sync.Mutex
+	var offered [][]string
+	h.del.set(func(d *Delivery) (Outcome, error) {
+		mu.Lock()
+		var addrs []string
+		for _, r := range d.Rcpts {
+			addrs = append(addrs, r.Addr)
+		}
+		offered = append(offered, addrs)
+		first := len(offered) == 1
+		mu.Unlock()
+		if first {
+			failing.Store(true) // the outcome write after this attempt fails
+			return Outcome{Rcpts: []*smtp.SMTPError{nil, {Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}}}, nil
+		}
+		return allOK(d)
+	})
+	h.commit(Envelope{From: "a@x.example", Rcpts: rcpts("sent@y.example", "later@y.example")}, FromSMTP)
+	h.run()
+	waitFor(t, "first attempt", func() bool { return h.del.count() == 1 })
+	waitFor(t, "failed persist logged", func() bool {
+		return strings.Contains(h.logs.String(), "cannot persist delivery state")
+	})
+	failing.Store(false)
+	h.advance(10 * time.Minute)
+	waitFor(t, "second attempt", func() bool { return h.del.count() == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(offered[1]) != 1 || offered[1][0] != "later@y.example" {
+		t.Errorf("second attempt offered %v, want only later@y.example", offered[1])
 	}
 }

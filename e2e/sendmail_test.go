@@ -540,6 +540,12 @@ func TestSendmailBadInput(t *testing.T) {
 		smSpoolEmpty(t, e.spool)
 	}
 	t.Run("daemon up", check)
+	// Bad content, which only the daemon's intake checks: with it running,
+	// the shim says so with 65 (bad message data) and the daemon's reason.
+	if res := e.shim(t, "Subject: nul\n\nab\x00cd\n", "-i", "r@example.org"); res.code != 65 || !strings.Contains(res.stderr, "NUL") {
+		t.Errorf("NUL byte: exit %d, stderr %q; want 65 naming the NUL", res.code, res.stderr)
+	}
+	smSpoolEmpty(t, e.spool)
 	e.r.stop()
 	t.Run("daemon down", check)
 	if n := len(e.sh.Messages()); n != 0 {

@@ -164,8 +164,9 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 }
 
 // smtpExit maps a daemon reply or a transport error to an exit code:
-// 4xx and network trouble are temporary (75); 5xx to RCPT is an unknown
-// addressee (67); other 5xx are permanent refusals (69).
+// 4xx and network trouble are temporary (75); 5.6.x (bad content) is bad
+// message data (65); 5xx to RCPT is an unknown addressee (67); other 5xx
+// are permanent refusals (69).
 func smtpExit(err error, cmd string) *ExitError {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
@@ -177,6 +178,10 @@ func smtpExit(err error, cmd string) *ExitError {
 		code = ExTempFail
 	case se.Code == 552 || se.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
 		code = ExUnavailable
+	case se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 6:
+		// RFC 3463 5.6.x: the content itself (bare CR, NUL, a line too
+		// long): bad message data, and the text says which.
+		code = ExDataErr
 	case strings.HasPrefix(cmd, "RCPT"):
 		code = ExNoUser
 	}

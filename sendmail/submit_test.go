@@ -177,7 +177,8 @@ func TestSubmitDaemonErrors(t *testing.T) {
 		{"4xx at RCPT", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, nil, ExTempFail},
 		{"4xx at DATA", nil, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "disk full"}, ExTempFail},
 		{"5xx at RCPT", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, nil, ExNoUser},
-		{"5xx at DATA", nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bad"}, ExUnavailable},
+		{"5xx at DATA", nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy"}, ExUnavailable},
+		{"bad content at DATA", nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bare CR"}, ExDataErr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

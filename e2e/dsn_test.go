@@ -648,3 +648,44 @@ func TestDSNNoticeIsDKIMSigned(t *testing.T) {
 		t.Fatalf("dkimpy rejects the notice's signature: %v\n%s\n%s", err, out, n.Data)
 	}
 }
+
+// TestDSNQueueBounce: `relayd queue bounce ID` returns a deferred message to
+// its sender at once: one failure notice with Status 5.0.0, no further
+// attempt, and the message leaves the queue.
+func TestDSNQueueBounce(t *testing.T) {
+	t.Parallel()
+	var tries atomic.Int64
+	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, sh, adminTOML, "")
+	r := start(t, dir, cfg)
+	if err := r.send(t, dsnSender, []string{"bob@example.org"}, plainMsg); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog(t, `to=bob@example.org .*status=deferred`, 20*time.Second)
+	mm := queuedIDRE.FindStringSubmatch(r.logs())
+	if mm == nil {
+		t.Fatalf("no queued line:\n%s", r.logs())
+	}
+	out, err := exec.Command(binary, "queue", "bounce", "--config", cfg, mm[1]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("relayd queue bounce: %v\n%s", err, out)
+	}
+	sh.WaitMessages(t, 1, 20*time.Second)
+	before := tries.Load()
+	all := settleMessages(sh, 3*time.Second)
+	if len(all) != 1 || all[0].From != "" || strings.Join(all[0].To, ",") != dsnSender {
+		t.Fatalf("want exactly one notice to %s, got %d messages:\n%s", dsnSender, len(all), r.logs())
+	}
+	n := parseNotice(t, all[0].Data)
+	if len(n.Recipients) != 1 || n.Recipients[0]["action"] != "failed" || n.Recipients[0]["status"] != "5.0.0" {
+		t.Errorf("notice recipients: %+v", n.Recipients)
+	}
+	if tries.Load() != before {
+		t.Errorf("the bounced message was tried again")
+	}
+	list, err := exec.Command(binary, "queue", "list", "--config", cfg).CombinedOutput()
+	if err != nil || bytes.Contains(list, []byte(mm[1])) {
+		t.Errorf("queue list after bounce (%v):\n%s", err, list)
+	}
+}

@@ -115,6 +115,21 @@ func (q *Queue) Delete(ids ...string) error {
 	return q.adminOp(ids, func(e *entry) { e.del = true })
 }
 
+// Bounce returns messages to their senders now: every pending recipient
+// fails with a 5.0.0 "returned by the administrator" reply, a failure
+// notice goes out as for any failure (NOTIFY and the null-sender rule
+// apply), and the message leaves the queue. Held messages are released for
+// it.
+func (q *Queue) Bounce(ids ...string) error {
+	if len(ids) == 0 {
+		return errors.New("queue: bounce needs at least one message ID")
+	}
+	if err := q.adminOp(ids, func(e *entry) { e.held, e.bounce = false, true }); err != nil {
+		return err
+	}
+	return q.Flush(ids...)
+}
+
 // Flush makes the messages (all when none are given) due now. Held messages
 // stay held. An explicit flush also ends the "transport down" state, so
 // every due message is tried, as the admin asked.

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"github.com/emersion/go-smtp"
 	"os"
 	"runtime"
 	"strings"
@@ -225,4 +226,38 @@ func benchCommit(b *testing.B, syncfs bool) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/float64(q.batches.Load()), "msgs/flush")
+}
+
+// relayd queue bounce: pending recipients fail at once with a 5.0.0 reply,
+// the sender gets one failure notice, and the message leaves the queue.
+func TestBounceReturnsToSender(t *testing.T) {
+	h := newHarness(t, nil)
+	h.del.set(func(d *Delivery) (Outcome, error) {
+		rs := make([]*smtp.SMTPError, len(d.Rcpts))
+		for i := range rs {
+			rs[i] = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+		}
+		return Outcome{Rcpts: rs}, nil
+	})
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example", "b@y.example")}, FromSMTP)
+	h.run()
+	waitFor(t, "first attempt", func() bool { return h.del.count() == 1 })
+	h.idle()
+	if err := h.q.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.q.Bounce(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "message removed", func() bool { return h.q.Len() == 0 })
+	failed := h.notif.kinds(NoticeFailed)
+	if len(failed) != 1 || len(failed[0].Rcpts) != 2 || !strings.Contains(failed[0].Rcpts[0].LastReply, "550 5.0.0 returned to the sender") {
+		t.Fatalf("notices: %+v", failed)
+	}
+	if h.del.count() != 1 {
+		t.Errorf("a bounced message was attempted again")
+	}
+	if err := h.q.Bounce(); err == nil {
+		t.Error("bounce without IDs accepted")
+	}
 }

@@ -83,6 +83,13 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	}
 	now := q.now()
 	tr := transportUnknown
+	q.s.mu.Lock()
+	bounce := e.bounce
+	e.bounce = false
+	q.s.mu.Unlock()
+	if bounce {
+		q.returnToSender(m, now)
+	}
 	if hasPending(m) {
 		if now.Sub(m.Arrival) >= q.cfg.MaxAge {
 			q.expire(m, now)
@@ -203,6 +210,21 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 		maillog.Log(q.log, ev)
 	}
 	return transportUp, true
+}
+
+// returnToSender fails every pending recipient on the admin's order
+// (relayd queue bounce); the failure notice follows as for any failure.
+func (q *Queue) returnToSender(m *Meta, now time.Time) {
+	const reply = "550 5.0.0 returned to the sender by the mail administrator (relayd queue bounce)"
+	for i := range m.Rcpts {
+		r := &m.Rcpts[i]
+		if r.State != Pending {
+			continue
+		}
+		r.State, r.Updated, r.LastReply = Failed, now, reply
+		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Failed,
+			Delay: now.Sub(m.Arrival), DSN: "5.0.0", Reply: reply})
+	}
 }
 
 // expire fails every pending recipient with its last reply.

@@ -14,11 +14,12 @@ type entry struct {
 	idx  int32 // position in the heap, -1 when not in it
 	// Desired state, set by admin operations; the goroutine holding the
 	// claim (busy) writes it to disk before releasing.
-	held  bool
-	del   bool
-	flush bool
-	busy  bool // claimed: being delivered or updated; not in the heap
-	probe bool // this attempt is the single probe of a down transport
+	held   bool
+	del    bool
+	flush  bool
+	bounce bool // return to the sender now (relayd queue bounce)
+	busy   bool // claimed: being delivered or updated; not in the heap
+	probe  bool // this attempt is the single probe of a down transport
 	// fresh: committed by this process and never attempted; only then may
 	// the first attempt run without writing its count first (Commit
 	// persisted its retry time). Read and cleared by the claim holder.

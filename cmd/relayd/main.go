@@ -28,7 +28,7 @@ commands:
   serve [--config FILE]          run the daemon
   sendmail [FLAGS] [RCPT...]     sendmail-compatible submission (also argv[0] "sendmail")
   queue list [--json]            list the queue (also "mailq")
-  queue show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID...
+  queue show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID... | bounce ID...
   reload                         make the running daemon re-read its config
   check [--config FILE] [--resolver HOST:PORT] [--no-dns] [--no-smarthost] [--json]
                                  check config, smarthost and DNS; exit 1 on any FAIL

@@ -25,7 +25,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "JSON output (list)")
 	all := fs.Bool("all", false, "every message (delete)")
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID...")
+		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID... | bounce ID...")
 		return exitUsage
 	}
 	cmd := args[0]
@@ -46,7 +46,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return showMessage(cfg.StateDir, ids[0], stdout, stderr)
-	case "flush", "delete", "hold", "release":
+	case "flush", "delete", "hold", "release", "bounce":
 		if cmd != "flush" && len(ids) == 0 && !(cmd == "delete" && *all) {
 			fmt.Fprintf(stderr, "usage: relayd queue %s ID...\n", cmd)
 			return exitUsage
@@ -236,6 +236,8 @@ func (h controlHandler) Handle(ctx context.Context, req control.Request) (int, e
 		err = q.Hold(ids...)
 	case "release":
 		err = q.Release(ids...)
+	case "bounce":
+		err = q.Bounce(ids...)
 	case "reload":
 		return 0, h.d.reload()
 	default:

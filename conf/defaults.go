@@ -22,6 +22,8 @@ type env struct {
 	readFile func(string) ([]byte, error)
 	hostname func() (string, error)
 	resolver resolver
+	// noSecrets: do not read the smarthost password (LoadClient).
+	noSecrets bool
 }
 
 func osEnv() env {

@@ -17,6 +17,17 @@ import (
 // is always of type Errors and lists every problem found.
 func Load(path string) (*Config, error) { return osEnv().load(path) }
 
+// LoadClient is Load for the commands that talk to a running daemon or read
+// the spool (relayd queue, mailq, reload, dkim dns, sendmail): they never
+// need the smarthost password, which under systemd exists only inside the
+// service (the credential "smarthost"), so it is neither read nor required.
+// Upstream.Password stays empty.
+func LoadClient(path string) (*Config, error) {
+	e := osEnv()
+	e.noSecrets = true
+	return e.load(path)
+}
+
 // Parse decodes TOML data over the built-in defaults and validates the
 // result; source names the data in errors and becomes Config.Source.
 // A non-nil error is always of type Errors.

@@ -206,6 +206,9 @@ func (u *Upstream) check(errs *Errors, e env) {
 // resolvePassword fills u.Password from password_file, else from the
 // systemd credential "smarthost", removing one trailing newline.
 func (u *Upstream) resolvePassword(errs *Errors, e env) {
+	if e.noSecrets {
+		return
+	}
 	if u.Username == "" {
 		if u.PasswordFile != "" {
 			errs.add("upstream.password_file", "is set but upstream.username is empty")

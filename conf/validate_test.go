@@ -14,3 +14,18 @@ func TestRelayNetworksRefuseEverything(t *testing.T) {
 		}
 	}
 }
+
+// Client commands load the config without the smarthost password, which
+// under systemd exists only inside the service.
+func TestLoadClientNeedsNoSecret(t *testing.T) {
+	src := "[upstream]\naddress = \"smtp.example.net:587\"\nusername = \"me\"\n"
+	if errs := parseErrs(t, testEnv(nil), src); len(errs) != 1 || !strings.Contains(errs[0], "no password") {
+		t.Fatalf("the daemon's load must require the password: %q", errs)
+	}
+	e := testEnv(nil)
+	e.noSecrets = true
+	c, err := e.parse([]byte(src), "/etc/relayd/relayd.toml")
+	if err != nil || c.Upstream.Password != "" {
+		t.Fatalf("client load: %v (password %q)", err, c.Upstream.Password)
+	}
+}

@@ -70,6 +70,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		noSmarthost: *noSmarthost,
 		now:         time.Now,
 		euid:        os.Geteuid(),
+
+		credentialSource: credentialSource,
 	}
 	findings := c.run(context.Background())
 	if *asJSON {
@@ -94,6 +96,9 @@ type checker struct {
 	noSmarthost bool
 	now         func() time.Time
 	euid        int
+	// credentialSource is read when the config's only problem is the
+	// smarthost password missing outside the service.
+	credentialSource string
 
 	out []dnscheck.Finding
 }
@@ -112,6 +117,16 @@ func (c *checker) fail(what, fix, format string, a ...any) {
 
 func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 	cfg, err := conf.Load(c.path)
+	if err != nil && onlyMissingPassword(err) {
+		// Outside the service the systemd credential does not exist; the
+		// packaged unit loads it from credentialSource, which root can read.
+		if pw := readSecret(c.credentialSource); pw != "" {
+			if cfg, err = conf.LoadClient(c.path); err == nil {
+				cfg.Upstream.Password = pw
+				c.ok("smarthost password", "read from %s, the source of the service's credential \"smarthost\"", c.credentialSource)
+			}
+		}
+	}
 	if err != nil {
 		// Nothing else can be checked without a configuration: list every
 		// problem, as `relayd serve` would refuse to start with them.
@@ -631,4 +646,28 @@ func (c *checker) dns(ctx context.Context, cfg *conf.Config, sign *signer.Signer
 	defer cancel()
 	ch := &dnscheck.Checker{Resolver: c.resolver, Timeout: checkStepTimeout / 3}
 	c.out = append(c.out, ch.Run(ctx, in)...)
+}
+
+// credentialSource is where the packaged unit's LoadCredential=smarthost
+// reads the smarthost password from.
+const credentialSource = "/etc/relayd/smarthost.secret"
+
+// onlyMissingPassword reports whether the config's only problem is that the
+// smarthost password is not available here (no password_file and no
+// $CREDENTIALS_DIRECTORY: relayd check runs outside the service).
+func onlyMissingPassword(err error) bool {
+	var errs conf.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		return false
+	}
+	var p *conf.Problem
+	return errors.As(errs[0], &p) && p.Key == "upstream.username" && strings.Contains(p.Err.Error(), "no password")
+}
+
+func readSecret(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 }

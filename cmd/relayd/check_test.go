@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"relayd/dnscheck"
 	"relayd/internal/dnstest"
 	"relayd/internal/smtptest"
 	"relayd/signer"
@@ -487,5 +489,37 @@ func TestCheckStateDirFreeSpace(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("relayd check left files behind in %s: %v", dir, entries)
+	}
+}
+
+// Outside the service the systemd credential does not exist: check reads
+// the smarthost password from the credential's source file instead of
+// failing on a config that is right for the service.
+func TestCheckReadsCredentialSource(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "relayd.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("hostname = \"relay.example.com\"\nstate_dir = %q\n[listen]\nsmtp = [\"127.0.0.1:0\"]\n[upstream]\naddress = \"127.0.0.1:2525\"\nusername = \"relayuser\"\n",
+		filepath.Join(dir, "spool"))), 0o644)
+	secret := filepath.Join(dir, "smarthost.secret")
+	c := &checker{path: cfg, noDNS: true, noSmarthost: true, now: time.Now, euid: os.Geteuid(), credentialSource: secret}
+	findings := c.run(context.Background())
+	if !dnscheck.Failed(findings) {
+		t.Fatalf("no password anywhere must FAIL: %v", findings)
+	}
+	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
+	c = &checker{path: cfg, noDNS: true, noSmarthost: true, now: time.Now, euid: os.Geteuid(), credentialSource: secret}
+	findings = c.run(context.Background())
+	var sawOK bool
+	for _, f := range findings {
+		if f.Level == dnscheck.Fail {
+			t.Errorf("FAIL with the credential source present: %v", f)
+		}
+		if f.What == "smarthost password" && f.Level == dnscheck.OK {
+			sawOK = true
+		}
+	}
+	if !sawOK {
+		t.Errorf("no finding says where the password came from: %v", findings)
 	}
 }

@@ -40,6 +40,18 @@ func loadConfig(path string, stderr io.Writer) (*conf.Config, bool) {
 	return cfg, true
 }
 
+// loadClientConfig is loadConfig for commands that only talk to the daemon
+// or read the spool: the smarthost password is not needed (and under
+// systemd exists only inside the service).
+func loadClientConfig(path string, stderr io.Writer) (*conf.Config, bool) {
+	cfg, err := conf.LoadClient(path)
+	if err != nil {
+		printProblems(stderr, path, err)
+		return nil, false
+	}
+	return cfg, true
+}
+
 func printProblems(w io.Writer, path string, err error) {
 	where := path
 	if where == "" {

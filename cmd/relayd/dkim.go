@@ -143,7 +143,7 @@ func dkimDNS(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	path := configPath(*cfgFlag)
-	cfg, ok := loadConfig(path, stderr)
+	cfg, ok := loadClientConfig(path, stderr)
 	if !ok {
 		return exitConfig
 	}

@@ -32,7 +32,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
 	}
-	cfg, ok := loadConfig(configPath(*cfgFlag), stderr)
+	cfg, ok := loadClientConfig(configPath(*cfgFlag), stderr)
 	if !ok {
 		return exitConfig
 	}
@@ -89,7 +89,7 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	cfg, ok := loadConfig(configPath(*cfgFlag), stderr)
+	cfg, ok := loadClientConfig(configPath(*cfgFlag), stderr)
 	if !ok {
 		return exitConfig
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,6 +136,9 @@ func listQueue(stateDir string, asJSON bool, stdout, stderr io.Writer) int {
 		printEntry(w, e)
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil // no spool yet: the daemon never ran, the queue is empty
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "relayd queue list: %v\n", err)
 		if os.IsPermission(err) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/fuzz.sh: run every fuzz target with -fuzz for longer than CI does.
-# CI (go test ./...) runs only the seed corpora in testdata/fuzz.
+# go test ./... runs only the seed corpora in testdata/fuzz; .ci/run also
+# runs this script with FUZZTIME=3s, a short real fuzzing pass per target.
 #   FUZZTIME=5m bench/fuzz.sh      # per target (default 60s)
 # New failing inputs are written by Go into PKG/testdata/fuzz/TARGET/;
 # commit them as regression seeds after fixing the bug.
@@ -15,6 +16,7 @@ targets=(
 	"./sendmail FuzzParseArgs"
 	"./sendmail FuzzReadDrop"
 	"./dsn FuzzCompose"
+	"./upstream FuzzDataWriter"
 )
 fail=0
 for t in "${targets[@]}"; do

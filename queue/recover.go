@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // recover scans the spool at Open:
@@ -72,6 +73,11 @@ func (q *Queue) recover() error {
 		}
 		m, err := loadMessage(q.dir, name)
 		if err != nil {
+			if passingFault(err) {
+				// Setting a good message aside for a fault of the moment
+				// would be worse than not starting: refuse, say why.
+				return fmt.Errorf("queue: cannot read message %s, not quarantining it for a passing fault (fix it and start again): %w", name, err)
+			}
 			q.quarantine(name, err)
 			return nil
 		}
@@ -133,3 +139,15 @@ func (q *Queue) cleanTmp() error {
 // readMetaID reads the current meta of a valid ID; a message that does not
 // exist (or is being removed) is ErrNotFound.
 func (q *Queue) readMetaID(id string) (*Meta, error) { return loadMessage(q.dir, id) }
+
+// passingFault reports errors that say nothing about the message itself:
+// out of file descriptors or memory, or no permission (relayd started as
+// the wrong user). Recovery stops on them instead of quarantining.
+func passingFault(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EACCES, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

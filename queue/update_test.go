@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,5 +158,32 @@ func TestUnsavedOutcomeIsNotRedelivered(t *testing.T) {
 	defer mu.Unlock()
 	if len(offered[1]) != 1 || offered[1][0] != "later@y.example" {
 		t.Errorf("second attempt offered %v, want only later@y.example", offered[1])
+	}
+}
+
+// A fault of the moment (here: no permission to read a message) stops Open
+// instead of quarantining a good message.
+func TestRecoveryStopsOnPassingFault(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files whatever their mode")
+	}
+	dir := t.TempDir()
+	h := newHarness(t, func(c *Config) { c.Dir = dir; c.Deliverer = nil })
+	id := h.commit(Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, FromSMTP)
+	h.q.Close()
+	body := filepath.Join(dir, "msg", id)
+	os.Chmod(body, 0)
+	defer os.Chmod(body, 0o600)
+	if _, err := Open(Config{Dir: dir}); err == nil || !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("Open with an unreadable message: %v, want a refusal naming EACCES", err)
+	}
+	if _, err := os.Stat(body); err != nil {
+		t.Fatalf("the message was moved: %v", err)
+	}
+}
+
+func TestPassingFaultClassifier(t *testing.T) {
+	if !passingFault(&os.PathError{Op: "open", Path: "x", Err: syscall.EMFILE}) || passingFault(errors.New("bad trailer")) {
+		t.Fatal("passingFault misclassifies")
 	}
 }

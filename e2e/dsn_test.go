@@ -516,13 +516,16 @@ func TestDSNParametersPassedToDSNSmarthost(t *testing.T) {
 
 var queuedIDRE = regexp.MustCompile(`msg=mail id=(\S+) from=<app@example.com> .*status=queued`)
 
-func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
-	t.Parallel()
-	var tries atomic.Int64
-	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
+// deferredMessage starts relayd with a smarthost that refuses mail from
+// dsnSender (451, counted in tries) and queues one such message; it
+// returns once the message is deferred, with its queue ID.
+func deferredMessage(t *testing.T) (r *relayd, sh *smtptest.Server, cfg, id string, tries *atomic.Int64) {
+	t.Helper()
+	tries = new(atomic.Int64)
+	sh = smarthost(t, smtptest.Faults{MessageReply: refuseFrom(tries)})
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, sh, adminTOML, "")
-	r := start(t, dir, cfg)
+	cfg = writeConfig(t, dir, sh, adminTOML, "")
+	r = start(t, dir, cfg)
 	if err := r.send(t, dsnSender, []string{"bob@example.org"}, plainMsg); err != nil {
 		t.Fatal(err)
 	}
@@ -531,11 +534,17 @@ func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
 	if mm == nil {
 		t.Fatalf("no queued line:\n%s", r.logs())
 	}
-	out, err := exec.Command(binary, "queue", "delete", "--config", cfg, mm[1]).CombinedOutput()
+	return r, sh, cfg, mm[1], tries
+}
+
+func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
+	t.Parallel()
+	r, sh, cfg, id, tries := deferredMessage(t)
+	out, err := exec.Command(binary, "queue", "delete", "--config", cfg, id).CombinedOutput()
 	if err != nil {
 		t.Fatalf("relayd queue delete: %v\n%s", err, out)
 	}
-	r.waitLog(t, `id=`+regexp.QuoteMeta(mm[1])+` .*status=deleted`, 10*time.Second)
+	r.waitLog(t, `id=`+regexp.QuoteMeta(id)+` .*status=deleted`, 10*time.Second)
 	before := tries.Load()
 	if all := settleMessages(sh, 4*time.Second); len(all) != 0 {
 		t.Fatalf("delete produced %d messages (to %v)", len(all), all[0].To)
@@ -547,7 +556,7 @@ func TestDSNQueueDeleteSendsNoNotice(t *testing.T) {
 		t.Errorf("a notice was generated for a deleted message:\n%s", r.logs())
 	}
 	list, err := exec.Command(binary, "queue", "list", "--config", cfg).CombinedOutput()
-	if err != nil || bytes.Contains(list, []byte(mm[1])) {
+	if err != nil || bytes.Contains(list, []byte(id)) {
 		t.Errorf("queue list after delete (%v):\n%s", err, list)
 	}
 }
@@ -654,20 +663,8 @@ func TestDSNNoticeIsDKIMSigned(t *testing.T) {
 // attempt, and the message leaves the queue.
 func TestDSNQueueBounce(t *testing.T) {
 	t.Parallel()
-	var tries atomic.Int64
-	sh := smarthost(t, smtptest.Faults{MessageReply: refuseFrom(&tries)})
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, sh, adminTOML, "")
-	r := start(t, dir, cfg)
-	if err := r.send(t, dsnSender, []string{"bob@example.org"}, plainMsg); err != nil {
-		t.Fatal(err)
-	}
-	r.waitLog(t, `to=bob@example.org .*status=deferred`, 20*time.Second)
-	mm := queuedIDRE.FindStringSubmatch(r.logs())
-	if mm == nil {
-		t.Fatalf("no queued line:\n%s", r.logs())
-	}
-	out, err := exec.Command(binary, "queue", "bounce", "--config", cfg, mm[1]).CombinedOutput()
+	r, sh, cfg, id, tries := deferredMessage(t)
+	out, err := exec.Command(binary, "queue", "bounce", "--config", cfg, id).CombinedOutput()
 	if err != nil {
 		t.Fatalf("relayd queue bounce: %v\n%s", err, out)
 	}
@@ -685,7 +682,7 @@ func TestDSNQueueBounce(t *testing.T) {
 		t.Errorf("the bounced message was tried again")
 	}
 	list, err := exec.Command(binary, "queue", "list", "--config", cfg).CombinedOutput()
-	if err != nil || bytes.Contains(list, []byte(mm[1])) {
+	if err != nil || bytes.Contains(list, []byte(id)) {
 		t.Errorf("queue list after bounce (%v):\n%s", err, list)
 	}
 }

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -431,4 +432,78 @@ func TestOpenFailureSendsNothing(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	_ = queue.Outcome{}
+}
+
+// recordingDialer keeps every byte the client writes (cleartext only).
+type recordingDialer struct {
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (r *recordingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, r: r}, nil
+}
+
+func (r *recordingDialer) commands() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var cmds []string
+	for _, l := range strings.Split(r.out.String(), "\r\n") {
+		if verb, _, _ := strings.Cut(l, " "); verb == "EHLO" || verb == "RSET" || verb == "MAIL" || verb == "DATA" {
+			cmds = append(cmds, verb)
+		}
+	}
+	return cmds
+}
+
+type recordingConn struct {
+	net.Conn
+	r *recordingDialer
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.r.mu.Lock()
+	c.r.out.Write(p)
+	c.r.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestRSETOnlyAfterOpenTransaction: on a reused connection, a transaction
+// that ended with a reply to the final dot is followed directly by MAIL
+// (RFC 5321 §4.1.1.4: that reply clears the server's buffers); one left
+// open (no recipient accepted) is followed by RSET, and go-smtp then
+// re-sends EHLO.
+func TestRSETOnlyAfterOpenTransaction(t *testing.T) {
+	s := smtptest.New(t, smtptest.Options{NoSTARTTLS: true, Faults: smtptest.Faults{
+		RcptReply: func(rcpt string) *smtp.SMTPError {
+			if strings.HasPrefix(rcpt, "bad") {
+				return smtptest.Reply550()
+			}
+			return nil
+		},
+	}})
+	rec := &recordingDialer{}
+	c, _ := newClient(t, s, func(cfg *Config) {
+		cfg.TLS = TLSNone
+		cfg.Username, cfg.Password = "", ""
+		cfg.MaxConns = 1
+		cfg.Dialer = rec
+	})
+	for i, rcpt := range []string{"a@example.net", "b@example.net", "bad@example.net", "c@example.net"} {
+		if _, err := c.Deliver(context.Background(), delivery("m", rcpt)); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
+	got := strings.Join(rec.commands(), " ")
+	want := "EHLO MAIL DATA MAIL DATA MAIL RSET EHLO MAIL DATA"
+	if got != want {
+		t.Errorf("commands on the wire:\n got %s\nwant %s", got, want)
+	}
+	if s.Conns() != 1 {
+		t.Errorf("Conns = %d, want 1", s.Conns())
+	}
 }

@@ -23,6 +23,9 @@ type session struct {
 	addr  string   // configured host:port
 	relay string   // "host[ip]:port", for Outcome.Relay and logs
 	used  int      // transactions completed on this connection
+	// open: a transaction was started (MAIL sent) and not ended by a
+	// reply to the final dot, so the next one needs RSET first.
+	open bool
 
 	idleAt    time.Time
 	idleTimer *time.Timer

@@ -20,7 +20,7 @@ func (q *Queue) settle(e *entry, m *Meta, next time.Time) {
 		held, del := e.held, e.del
 		s.mu.Unlock()
 		if del {
-			if err := q.removeMessage(e.id); err != nil {
+			if err := q.removeMessage(e.id, metaSize(m)); err != nil {
 				// Keep the entry (still marked deleted) and try again:
 				// dropping it would leave the files, and the message
 				// would come back at the next start.
@@ -181,8 +181,8 @@ func (q *Queue) OpenMessage(id string) (io.ReadCloser, error) {
 // opener returns a function yielding prefix + body of m (the body ends
 // where the meta trailer begins).
 func (q *Queue) opener(m *Meta) func() (io.ReadCloser, error) {
-	prefix, path, n := m.Prefix, q.bodyPath(m.ID), m.Size-int64(len(m.Prefix))
-	return func() (io.ReadCloser, error) { return openMessage(path, prefix, n) }
+	id, prefix, n := m.ID, m.Prefix, m.Size-int64(len(m.Prefix))
+	return func() (io.ReadCloser, error) { return q.openTracked(id, prefix, n) }
 }
 
 // List calls fn for each message, reading one at a time (directory in

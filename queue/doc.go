@@ -17,6 +17,9 @@
 //	                      (attempts, recipient state, hold); it overrides the
 //	                      trailer; replaced atomically
 //	  meta/ID.gone  0700  tombstone of a message being removed
+//	  spare/        0700  files of finished messages, overwritten by new
+//	                      ones instead of creating files (spare.go); no
+//	                      mail, emptied at Open
 //	  corrupt/      0700  quarantine: unreadable messages, meta without its
 //	                      body; never deleted by relayd
 //	  maildrop/     1733  the sendmail command drops files here while the
@@ -25,7 +28,8 @@
 //
 // Permissions are set with Chmod after Mkdir, so the umask does not matter.
 // A message that is delivered at its first attempt never has more than one
-// file (one inode: creating files is what costs most on ext4). Spools of the
+// file, and usually reuses the file of one delivered before it (creating
+// files is what costs most on ext4). Spools of the
 // earlier two-file layout (bare body in msg/ID, meta in meta/ID.json) are
 // read as they are: meta/ID.json takes precedence and the reader stops at
 // the body's end, Meta.Size - len(Meta.Prefix).
@@ -57,8 +61,10 @@
 //     a crash interrupted is retried after that backoff.
 //  5. Removal never leaves a meta without its body, and never brings a
 //     message back in its committed state once its state changed. A message
-//     without meta/ID.json is removed by unlinking msg/ID (atomic; a crash
-//     may undo it: a duplicate). Otherwise meta/ID.json is renamed to the
+//     without meta/ID.json is removed by renaming msg/ID into spare/, or
+//     unlinking it (atomic; a crash may undo it: a duplicate). A spare file
+//     becomes a message again only through invariant 1, and never while a
+//     reader in the process has it open (see spare.go). Otherwise meta/ID.json is renamed to the
 //     tombstone meta/ID.gone (readers then see the message as gone), msg/ID
 //     is unlinked once the tombstone is durable, and the tombstone once that
 //     unlink is durable (the janitor does both for all removals since its

@@ -15,18 +15,19 @@ import (
 	"relayd/maillog"
 )
 
-// Draft is a message being received: its body goes straight to tmp/ID,
-// which Commit completes with the meta trailer and renames to msg/ID.
-// A Draft is used by one goroutine.
+// Draft is a message being received: its body goes straight to tmp/ID (or
+// over a spare file, spare/NAME), which Commit completes with the meta
+// trailer and renames to msg/ID. A Draft is used by one goroutine.
 type Draft struct {
-	q    *Queue
-	id   string
-	path string // tmp/ID
-	f    *os.File
-	w    *bufio.Writer
-	size int64
-	done bool   // committed or aborted
-	errs uint64 // q.syncErrs at Create, see commitReq.errs
+	q      *Queue
+	id     string
+	path   string // tmp/ID, or spare/NAME when reused
+	reused bool   // path is a spare file: Commit truncates it to what was written
+	f      *os.File
+	w      *bufio.Writer
+	size   int64
+	done   bool   // committed or aborted
+	errs   uint64 // q.syncErrs at Create, see commitReq.errs
 }
 
 // Create starts a new message. It refuses (ErrNoSpace) when the spool's
@@ -46,6 +47,17 @@ func (q *Queue) Create() (*Draft, error) {
 			return nil, fmt.Errorf("%w: %d bytes free in %s, queue.min_free_bytes is %d",
 				ErrNoSpace, free, q.dir, q.cfg.MinFreeBytes)
 		}
+	}
+	if sp, ok := q.spares.take(); ok {
+		p := q.path("spare", sp.name)
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			// A collision of the new ID with a committed msg/ID is caught
+			// by the commit's rename, which never replaces.
+			return &Draft{q: q, id: newID(q.now()), path: p, reused: true, f: f,
+				w: bufio.NewWriterSize(f, 64<<10), errs: q.syncErrs.Load()}, nil
+		}
+		_ = os.Remove(p) // unusable: fall back to a new file
 	}
 	for range 8 { // an ID collision needs the same microsecond and 30 random bits
 		// A collision with a committed msg/ID is caught by the commit's
@@ -160,11 +172,19 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	}
 	// The meta goes into the same file, after the body: one inode per
 	// message (creating files is what costs on ext4), see trailer.go.
-	if _, err := d.w.Write(appendTrailer(make([]byte, 0, len(b)+trailerLen), b)); err != nil {
+	tr := appendTrailer(make([]byte, 0, len(b)+trailerLen), b)
+	if _, err := d.w.Write(tr); err != nil {
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", d.id, err))
 	}
 	if err := d.w.Flush(); err != nil {
 		return noSpace(fmt.Errorf("queue: write message %s: %w", d.id, err))
+	}
+	if d.reused {
+		// Cut what is left of the file's previous message: the trailer
+		// must be the last bytes (readTrailer reads the file's end).
+		if err := d.f.Truncate(d.size + int64(len(tr))); err != nil {
+			return noSpace(fmt.Errorf("queue: truncate message %s: %w", d.id, err))
+		}
 	}
 	// Closing does not flush to disk: this session's fdatasync does (run in
 	// parallel with other sessions), or the committer's syncfs.

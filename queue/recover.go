@@ -11,7 +11,8 @@ import (
 
 // recover scans the spool at Open:
 //
-//   - tmp/ leftovers are deleted: they were never acknowledged.
+//   - tmp/ leftovers are deleted: they were never acknowledged. So are
+//     spare/ files (finished messages kept for reuse, see spare.go).
 //   - meta/ID.gone (a removal a crash interrupted) finishes: msg/ID is
 //     unlinked, that is made durable, then the tombstone goes.
 //   - meta/ID.json without msg/ID is quarantined: a committed message lost
@@ -24,6 +25,9 @@ import (
 // Directories are read in chunks: memory does not grow with the queue.
 func (q *Queue) recover() error {
 	if err := q.cleanTmp(); err != nil {
+		return err
+	}
+	if err := q.cleanSpare(); err != nil {
 		return err
 	}
 	// A tombstone seen now may not be durable yet (the previous process

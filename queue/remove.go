@@ -11,9 +11,10 @@ import (
 // removeMessage removes a finished message.
 //
 // A message that never changed state after its commit (no meta/ID.json, the
-// common case) is the single file msg/ID: unlinking it is atomic. A crash
-// that undoes the unlink brings the message back as committed: a duplicate,
-// never a loss.
+// common case) is the single file msg/ID: renaming it into spare/ for reuse
+// (retire, spare.go), or unlinking it, is atomic. A crash that undoes that
+// brings the message back as committed: a duplicate, never a loss. size is
+// the message's size from its meta (the pool's accounting).
 //
 // A message with a meta/ID.json must never come back from its trailer (its
 // state at commit: recipients since sent would get it again, every time).
@@ -24,13 +25,10 @@ import (
 // pass with one fsync of meta/ and one of msg/. A crash at any point either
 // undoes the removal (duplicate) or leaves a tombstone that the next Open
 // completes.
-func (q *Queue) removeMessage(id string) error {
+func (q *Queue) removeMessage(id string, size int64) error {
 	err := os.Rename(q.metaPath(id), q.gonePath(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("queue: remove message %s: %w", id, err)
-		}
-		return nil
+		return q.retire(id, size)
 	}
 	if err != nil {
 		return fmt.Errorf("queue: remove meta %s: %w", id, err)
@@ -100,4 +98,12 @@ func (q *Queue) collectBodies() {
 		q.gcBodies = append(q.gcBodies, ids...) // every step is idempotent
 		q.gcMu.Unlock()
 	}
+}
+
+// metaSize is m.Size, or -1 (unknown: never recycled) without a meta.
+func metaSize(m *Meta) int64 {
+	if m == nil {
+		return -1
+	}
+	return m.Size
 }

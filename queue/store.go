@@ -97,8 +97,9 @@ type Queue struct {
 	deliverer atomic.Pointer[delivererBox]
 	notifier  Notifier
 
-	s     sched
-	limit limiter
+	s      sched
+	limit  limiter
+	spares spares // recycled message files, see spare.go
 }
 
 type delivererBox struct{ d Deliverer }
@@ -186,7 +187,7 @@ func (q *Queue) mkdirs() error {
 		name string
 		mode fs.FileMode
 	}{
-		{"", 0o711}, {"tmp", 0o700}, {"msg", 0o700}, {"meta", 0o700},
+		{"", 0o711}, {"tmp", 0o700}, {"msg", 0o700}, {"meta", 0o700}, {"spare", 0o700},
 		{"corrupt", 0o700}, {"maildrop", 0o733 | fs.ModeSticky}, {"public", 0o755},
 	}
 	for _, d := range dirs {

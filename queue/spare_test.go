@@ -1,0 +1,188 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// A removed message's file goes to spare/ and the next message is written
+// over it (same inode): the new message reads back exactly, with nothing of
+// the longer old one after its trailer, also after a reopen. Both flush
+// modes.
+func TestSpareFileReused(t *testing.T) {
+	for _, syncfs := range []bool{true, false} {
+		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.q.useSyncfs = syncfs
+			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+			prefix := []byte("Received: by test\r\n")
+			old := commitBody(t, h.q, env, prefix, bytes.Repeat([]byte("old message line\r\n"), 500), FromSMTP)
+			if err := h.q.Delete(old); err != nil {
+				t.Fatal(err)
+			}
+			if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 1 || got[0] != old {
+				t.Fatalf("spare/ = %v, want [%s]", got, old)
+			}
+			if _, err := os.Stat(h.q.bodyPath(old)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("msg/%s after Delete: %v", old, err)
+			}
+			oldInfo, err := os.Stat(filepath.Join(h.q.dir, "spare", old))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			body := []byte("Subject: short\r\n\r\nnew\r\n")
+			id := commitBody(t, h.q, env, prefix, body, FromSMTP)
+			if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 0 {
+				t.Errorf("spare/ = %v after a Create, want it taken", got)
+			}
+			newInfo, err := os.Stat(h.q.bodyPath(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(oldInfo, newInfo) {
+				t.Error("the new message did not reuse the spare file")
+			}
+			if newInfo.Size() >= oldInfo.Size() {
+				t.Errorf("reused file is %d bytes, not cut below the old %d", newInfo.Size(), oldInfo.Size())
+			}
+			want := append(append([]byte(nil), prefix...), body...)
+			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
+				t.Errorf("OpenMessage = %q, want %q", got, want)
+			}
+			if m := h.meta(id); m.ID != id || m.Size != int64(len(want)) {
+				t.Errorf("meta %+v", m)
+			}
+
+			dir := h.q.dir
+			h.q.Close()
+			q, err := Open(Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if q.Len() != 1 {
+				t.Errorf("after reopen: %d messages, want 1", q.Len())
+			}
+			if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
+				t.Errorf("after reopen: %q", got)
+			}
+			if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
+				t.Errorf("corrupt/ = %v", got)
+			}
+		})
+	}
+}
+
+// A message file someone is reading is unlinked, never recycled: the
+// reader keeps reading its own message while new ones are written.
+func TestSpareNotWhileRead(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	body := bytes.Repeat([]byte("being read\r\n"), 100)
+	id := commitBody(t, h.q, env, nil, body, FromSMTP)
+	rc, err := h.q.OpenMessage(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.q.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 0 {
+		t.Fatalf("spare/ = %v: a file being read was recycled", got)
+	}
+	for range 3 {
+		commitBody(t, h.q, env, nil, bytes.Repeat([]byte("other message\r\n"), 100), FromSMTP)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("reader got %d bytes (err %v), want its own %d", len(got), err, len(body))
+	}
+	if n := len(h.q.spares.readers); n != 0 {
+		t.Errorf("%d readers still counted after Close", n)
+	}
+	// Closed: the next removal recycles again.
+	id2 := commitBody(t, h.q, env, nil, body, FromSMTP)
+	if err := h.q.Delete(id2); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 1 {
+		t.Errorf("spare/ = %v, want the removed message's file", got)
+	}
+}
+
+// spare/ holds no mail: a spare file a crash left half overwritten is
+// removed at Open, never read or quarantined as a message.
+func TestSpareEmptiedAtOpen(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	id := commitBody(t, h.q, env, nil, []byte("Subject: x\r\n\r\nx\r\n"), FromSMTP)
+	if err := h.q.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	dir := h.q.dir
+	h.q.Close()
+	if err := os.WriteFile(filepath.Join(dir, "spare", id), []byte("half a new messa"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Len() != 0 {
+		t.Errorf("%d messages, want 0", q.Len())
+	}
+	for _, sub := range []string{"spare", "msg", "corrupt"} {
+		if got := dirNames(t, filepath.Join(dir, sub)); len(got) != 0 {
+			t.Errorf("%s/ = %v, want empty", sub, got)
+		}
+	}
+}
+
+// The pool is bounded: a file over maxSpareFile, or beyond maxSpares
+// files, is unlinked.
+func TestSpareBounds(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	big := commitBody(t, h.q, env, nil, bytes.Repeat([]byte("x"), maxSpareFile+1), FromSMTP)
+	if err := h.q.Delete(big); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 0 {
+		t.Errorf("spare/ = %v: a file over maxSpareFile was kept", got)
+	}
+	var ids []string
+	for range maxSpares + 3 {
+		ids = append(ids, commitBody(t, h.q, env, nil, []byte("Subject: x\r\n\r\nx\r\n"), FromSMTP))
+	}
+	if err := h.q.Delete(ids...); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != maxSpares {
+		t.Errorf("spare/ has %d files, want the bound %d", len(got), maxSpares)
+	}
+	if got := dirNames(t, filepath.Join(h.q.dir, "msg")); len(got) != 0 {
+		t.Errorf("msg/ = %v after deleting everything", got)
+	}
+}

@@ -12,12 +12,15 @@ import (
 // ends with CRLF (or is empty). It returns the number of bytes written;
 // it stops with ErrTooBig once more than limit bytes would be written.
 func copyBody(w io.Writer, br *bufio.Reader, limit int64) (int64, error) {
+	buf := getOut()
+	defer putOut(buf)
 	var (
 		n      int64
-		out    = make([]byte, 0, 64<<10)
+		out    = *buf
 		lastLF = true // at start of a line
 		cr     bool   // previous chunk ended in CR
 	)
+	defer func() { *buf = out }() // keep what append grew, for the pool
 	flush := func() error {
 		if n += int64(len(out)); n > limit {
 			return ErrTooBig

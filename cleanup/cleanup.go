@@ -142,7 +142,8 @@ func (c *Config) Submit(ctx context.Context, sub *Submission, r io.Reader) (stri
 }
 
 func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id string, err error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := getReader(r)
+	defer putReader(br)
 	h, err := readHeader(br, c.MaxHeaderBytes)
 	if err != nil {
 		return "", errorOf(err)

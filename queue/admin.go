@@ -80,6 +80,7 @@ func (q *Queue) adminOp(ids []string, set func(e *entry)) error {
 			continue
 		}
 		set(e)
+		s.takeCommittedLocked(e) // the disk is the truth from now on
 		if e.busy {
 			s.mu.Unlock()
 			continue

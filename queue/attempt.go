@@ -58,6 +58,9 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	q.s.mu.Lock()
 	m := e.unsaved
 	e.unsaved = nil
+	if c := q.s.takeCommittedLocked(e); m == nil {
+		m = c
+	}
 	q.s.mu.Unlock()
 	var err error
 	if m == nil {

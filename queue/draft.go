@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -55,7 +56,7 @@ func (q *Queue) Create() (*Draft, error) {
 			// A collision of the new ID with a committed msg/ID is caught
 			// by the commit's rename, which never replaces.
 			return &Draft{q: q, id: newID(q.now()), path: p, reused: true, f: f,
-				w: bufio.NewWriterSize(f, 64<<10), errs: q.syncErrs.Load()}, nil
+				w: getWriter(f), errs: q.syncErrs.Load()}, nil
 		}
 		_ = os.Remove(p) // unusable: fall back to a new file
 	}
@@ -71,9 +72,29 @@ func (q *Queue) Create() (*Draft, error) {
 		if err != nil {
 			return nil, noSpace(fmt.Errorf("queue: create message file: %w", err))
 		}
-		return &Draft{q: q, id: id, path: p, f: f, w: bufio.NewWriterSize(f, 64<<10), errs: q.syncErrs.Load()}, nil
+		return &Draft{q: q, id: id, path: p, f: f, w: getWriter(f), errs: q.syncErrs.Load()}, nil
 	}
 	return nil, errors.New("queue: could not allocate a unique message ID")
+}
+
+// writerPool recycles the drafts' 64 KiB write buffers: one per message
+// was most of relayd's garbage under a load of small messages.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+func getWriter(f *os.File) *bufio.Writer {
+	w := writerPool.Get().(*bufio.Writer)
+	w.Reset(f)
+	return w
+}
+
+// release returns the write buffer to the pool (idempotent). Nothing may
+// be written after it.
+func (d *Draft) release() {
+	if d.w != nil {
+		d.w.Reset(nil)
+		writerPool.Put(d.w)
+		d.w = nil
+	}
 }
 
 // ID is the queue ID, for "250 2.0.0 Ok: queued as ID".
@@ -102,6 +123,7 @@ func (d *Draft) Abort() {
 		return
 	}
 	d.done = true
+	d.release()
 	if d.f != nil {
 		d.f.Close()
 	}
@@ -195,6 +217,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 			return noSpace(fmt.Errorf("queue: fdatasync message %s: %w", d.id, err))
 		}
 	}
+	d.release() // flushed: the buffer is not needed any more
 	err = d.f.Close()
 	d.f = nil
 	if err != nil {
@@ -223,7 +246,13 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		maillog.Log(q.log, maillog.Event{ID: d.id, Status: maillog.Held,
 			Reply: "no smarthost configured (upstream.address)"})
 	}
-	q.s.addFresh(d.id, now) // due now; the meta says when to retry
+	// Due now; the meta says when to retry. The first attempt starts from
+	// m, which nothing else holds from here on.
+	var keep *Meta
+	if q.getDeliverer() != nil {
+		keep = m
+	}
+	q.s.addFresh(d.id, now, keep)
 	q.s.kick()
 	return nil
 }

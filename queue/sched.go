@@ -29,7 +29,16 @@ type entry struct {
 	// disk, so recipients already sent are not sent again. Only failures
 	// keep one, so memory does not grow with the queue.
 	unsaved *Meta
+	// committed is the meta as Commit wrote it, for the first attempt of a
+	// fresh message, which then needs no read of the file it was just
+	// written to. Any admin operation drops it (the disk is then the
+	// truth); at most maxCommitted entries hold one, so memory does not
+	// grow with a queue that is not being delivered.
+	committed *Meta
 }
+
+// maxCommitted bounds the entries holding their committed meta in memory.
+const maxCommitted = 256
 
 // entryHeap is a min-heap on next.
 type entryHeap []*entry
@@ -57,13 +66,14 @@ func (h *entryHeap) Pop() any {
 // sched is the in-memory schedule: a map for lookups, a heap of the entries
 // that may be attempted (not held, not busy), and the transport state.
 type sched struct {
-	mu       sync.Mutex
-	byID     map[string]*entry
-	h        entryHeap
-	wake     chan struct{}
-	inflight int
-	down     bool // the last transport-level attempt failed
-	probing  bool // a probe attempt is in flight while down
+	mu         sync.Mutex
+	byID       map[string]*entry
+	h          entryHeap
+	wake       chan struct{}
+	inflight   int
+	nCommitted int  // entries with a committed meta (maxCommitted)
+	down       bool // the last transport-level attempt failed
+	probing    bool // a probe attempt is in flight while down
 }
 
 func (s *sched) init() {
@@ -108,13 +118,30 @@ func (s *sched) add(id string, next time.Time, held bool) {
 
 // addFresh adds a message that this process just committed: due at next,
 // its first attempt runs from memory (see entry.fresh).
-func (s *sched) addFresh(id string, next time.Time) {
+// m, when not nil, is its meta as committed, kept for that attempt while
+// fewer than maxCommitted entries hold one.
+func (s *sched) addFresh(id string, next time.Time, m *Meta) {
 	s.add(id, next, false)
 	s.mu.Lock()
 	if e := s.byID[id]; e != nil {
 		e.fresh = true
+		if m != nil && s.nCommitted < maxCommitted {
+			e.committed = m
+			s.nCommitted++
+		}
 	}
 	s.mu.Unlock()
+}
+
+// takeCommittedLocked returns and forgets e's committed meta (nil when it
+// has none). Caller holds s.mu.
+func (s *sched) takeCommittedLocked(e *entry) *Meta {
+	m := e.committed
+	if m != nil {
+		e.committed = nil
+		s.nCommitted--
+	}
+	return m
 }
 
 // claim marks e busy and takes it out of the heap. Caller holds s.mu.
@@ -149,6 +176,7 @@ func (s *sched) dropLocked(e *entry) {
 	if e.idx >= 0 {
 		heap.Remove(&s.h, int(e.idx))
 	}
+	s.takeCommittedLocked(e)
 	e.busy = false
 	delete(s.byID, e.id)
 }

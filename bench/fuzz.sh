@@ -21,6 +21,7 @@ targets=(
 	"./sendmail FuzzReadDrop"
 	"./dsn FuzzCompose"
 	"./upstream FuzzDataWriter"
+	"./smtpd FuzzDotDecoder"
 )
 fail=0
 for t in "${targets[@]}"; do

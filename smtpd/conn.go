@@ -19,9 +19,50 @@ type idleConn struct {
 	release func()
 	once    sync.Once
 	uid     int // peer uid on a Unix socket, -1 otherwise
+
+	// The DATA fast path (bulk.go); only the session's goroutine reads.
+	lineLimit int // go-smtp's MaxLineLength
+	trk       tracker
+	armed     bool   // Data waits for the hand-over
+	armedAt   int64  // trk.handed when armed
+	feed      []byte // bytes for go-smtp before the socket's
+	sticky    error  // returned by every read once set
 }
 
+func newIdleConn(c net.Conn, idle time.Duration, uid int, release func()) *idleConn {
+	return &idleConn{Conn: c, idle: idle, uid: uid, release: release, trk: tracker{lastOrd: -1}}
+}
+
+// Read is go-smtp's source: the queued feed, else the socket. It answers
+// errSwitch instead when armed and the hand-over is possible (bulk.go).
 func (c *idleConn) Read(p []byte) (int, error) {
+	if c.sticky != nil {
+		return 0, c.sticky
+	}
+	if c.armed && c.handOver(c.lineLimit) {
+		c.armed = false
+		return 0, errSwitch
+	}
+	n, err := c.next(p)
+	c.trk.note(p[:n])
+	return n, err
+}
+
+// next fills p for the fast path: the queued feed first (content a
+// previous message's fast path read ahead), then the socket.
+func (c *idleConn) next(p []byte) (int, error) {
+	if len(c.feed) > 0 {
+		n := copy(p, c.feed)
+		if c.feed = c.feed[n:]; len(c.feed) == 0 {
+			c.feed = nil
+		}
+		return n, nil
+	}
+	return c.readRaw(p)
+}
+
+// readRaw reads the socket under the idle deadline.
+func (c *idleConn) readRaw(p []byte) (int, error) {
 	if c.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
@@ -50,6 +91,7 @@ func (c *idleConn) Close() error {
 type limitListener struct {
 	net.Listener
 	idle      time.Duration
+	lineLimit int // go-smtp's MaxLineLength, for the DATA fast path
 	max       int
 	maxPerIP  int
 	peerUID   func(net.Conn) int
@@ -80,7 +122,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.peerUID != nil {
 			uid = l.peerUID(c)
 		}
-		return &idleConn{Conn: c, idle: l.idle, uid: uid, release: func() { l.release(ip) }}, nil
+		ic := newIdleConn(c, l.idle, uid, func() { l.release(ip) })
+		ic.lineLimit = l.lineLimit
+		return ic, nil
 	}
 }
 

@@ -98,6 +98,8 @@ type Server struct {
 	settings atomic.Pointer[Settings]
 	smtp     *smtp.Server
 	limiter  *ipLimiter
+	slowData bool         // tests: go-smtp's DATA reader only, no fast path (bulk.go)
+	switches atomic.Int64 // DATA hand-overs to the fast path (tests)
 }
 
 // New returns a server; call Serve for each listener.
@@ -136,7 +138,7 @@ func (s *Server) Update(st Settings) {
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{
-		Listener: l, idle: s.cfg.IdleTimeout,
+		Listener: l, idle: s.cfg.IdleTimeout, lineLimit: s.smtp.MaxLineLength,
 		max: s.cfg.MaxConns, maxPerIP: s.cfg.MaxConnsPerIP,
 		perIP: map[netip.Addr]int{},
 		onRefused: func(ip netip.Addr, reason string) {

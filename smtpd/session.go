@@ -231,6 +231,14 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
+	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
+		if _, bdat := r.(*io.PipeReader); !bdat {
+			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes, ss.s.smtp.MaxLineLength)
+			fd.switched = &ss.s.switches
+			defer fd.finish()
+			r = fd
+		}
+	}
 	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
 	if err != nil {
 		var se *smtp.SMTPError

@@ -291,3 +291,50 @@ func TestFastDataLongLine(t *testing.T) {
 		}
 	}
 }
+
+type countingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Conn.Write(p)
+}
+
+// Replies are held until the server reads the socket (the client may be
+// waiting for them) or closes: one system call for a multi-line reply, and
+// for the replies to pipelined commands.
+func TestRepliesHeldUntilRead(t *testing.T) {
+	server, client := net.Pipe()
+	cc := &countingConn{Conn: server}
+	c := newIdleConn(cc, 5*time.Second, -1, nil)
+	io.WriteString(c, "250-first\r\n")
+	io.WriteString(c, "250 second\r\n")
+	if cc.writes != 0 {
+		t.Fatalf("%d writes before the server reads, want 0", cc.writes)
+	}
+	got := make(chan string, 1)
+	go func() {
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 64)
+		n, _ := io.ReadAtLeast(client, b, len("250-first\r\n250 second\r\n"))
+		got <- string(b[:n])
+		io.WriteString(client, "QUIT\r\n")
+		n, _ = io.ReadAtLeast(client, b, len("221 bye\r\n"))
+		got <- string(b[:n])
+	}()
+	b := make([]byte, 64)
+	n, err := c.Read(b)
+	if err != nil || string(b[:n]) != "QUIT\r\n" {
+		t.Fatalf("Read = %q, %v", b[:n], err)
+	}
+	if s := <-got; s != "250-first\r\n250 second\r\n" || cc.writes != 1 {
+		t.Errorf("client got %q in %d writes, want both lines in 1", s, cc.writes)
+	}
+	io.WriteString(c, "221 bye\r\n")
+	c.Close()
+	if s := <-got; s != "221 bye\r\n" {
+		t.Errorf("after Close the client got %q, want the held 221", s)
+	}
+}

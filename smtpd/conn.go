@@ -13,6 +13,12 @@ import (
 // any sane speed is never cut off. go-smtp's own ReadTimeout is set once per
 // command line and not refreshed during DATA, which cuts slow large
 // uploads; this wrapper replaces it.
+//
+// It also holds replies until the server is about to wait for the client
+// (a read of the socket) or closes: go-smtp flushes every line, so a
+// 10-line EHLO reply was 10 system calls and 10 wakeups of the client.
+// That is RFC 2920 §3's rule for a server (batch replies, flush before
+// blocking on input), applied to every connection.
 type idleConn struct {
 	net.Conn
 	idle    time.Duration
@@ -27,7 +33,17 @@ type idleConn struct {
 	armedAt   int64  // trk.handed when armed
 	feed      []byte // bytes for go-smtp before the socket's
 	sticky    error  // returned by every read once set
+
+	wmu  sync.Mutex // Close may come from another goroutine
+	wbuf []byte     // replies not sent yet
+	werr error      // the first failed send
 }
+
+// maxHeld bounds the replies held back; more is sent at once.
+const maxHeld = 16 << 10
+
+// closeFlush bounds sending the held replies at Close.
+const closeFlush = 2 * time.Second
 
 func newIdleConn(c net.Conn, idle time.Duration, uid int, release func()) *idleConn {
 	return &idleConn{Conn: c, idle: idle, uid: uid, release: release, trk: tracker{lastOrd: -1}}
@@ -61,22 +77,75 @@ func (c *idleConn) next(p []byte) (int, error) {
 	return c.readRaw(p)
 }
 
-// readRaw reads the socket under the idle deadline.
+// readRaw reads the socket under the idle deadline, after sending the
+// held replies: the client may be waiting for them.
 func (c *idleConn) readRaw(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
 	if c.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
 	}
 	return c.Conn.Read(p)
 }
 
+// Write holds p until the next read of the socket, Close, or maxHeld.
 func (c *idleConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if len(c.wbuf)+len(p) > maxHeld {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxHeld {
+			return c.send(p)
+		}
+	}
+	c.wbuf = append(c.wbuf, p...)
+	return len(p), nil
+}
+
+// flush sends the held replies.
+func (c *idleConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *idleConn) flushLocked() error {
+	if c.werr != nil || len(c.wbuf) == 0 {
+		return c.werr
+	}
+	_, err := c.send(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	return err
+}
+
+// send writes to the socket under the idle deadline; c.wmu is held.
+func (c *idleConn) send(p []byte) (int, error) {
 	if c.idle > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.werr = err
+	}
+	return n, err
 }
 
 func (c *idleConn) Close() error {
+	// The last reply (221, 421) still goes out, but a client that does not
+	// read cannot hold Close (a shutdown) for the idle timeout.
+	c.wmu.Lock()
+	if c.werr == nil && len(c.wbuf) > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+		c.Conn.Write(c.wbuf)
+		c.wbuf = nil
+	}
+	c.wmu.Unlock()
 	c.once.Do(func() {
 		if c.release != nil {
 			c.release()

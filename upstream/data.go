@@ -97,6 +97,23 @@ func (d *dataWriter) flush(keep int) error {
 	return nil
 }
 
+// end ends the content with CRLF, adds the terminating ".\r\n" and writes
+// everything: the end of DATA on the pipelined path, in one write with the
+// rest of a small message.
+func (d *dataWriter) end() error {
+	if d.err != nil {
+		return d.err
+	}
+	if !d.bol {
+		if !d.cr {
+			d.buf = append(d.buf, '\r')
+		}
+		d.buf = append(d.buf, '\n')
+	}
+	d.buf = append(d.buf, ".\r\n"...)
+	return d.flush(0)
+}
+
 // finish ends the content with CRLF, writes everything but that final CRLF
 // and returns it (empty when nothing at all was written: an empty body).
 func (d *dataWriter) finish() ([]byte, error) {

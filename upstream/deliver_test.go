@@ -434,10 +434,28 @@ func TestOpenFailureSendsNothing(t *testing.T) {
 	_ = queue.Outcome{}
 }
 
-// recordingDialer keeps every byte the client writes (cleartext only).
+// recordingDialer keeps every byte the client writes (cleartext only),
+// and each write.
 type recordingDialer struct {
-	mu  sync.Mutex
-	out bytes.Buffer
+	mu     sync.Mutex
+	out    bytes.Buffer
+	writes []string
+}
+
+// wrote reports whether one write carried all of parts.
+func (r *recordingDialer) wrote(parts ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.writes {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(w, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *recordingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -468,6 +486,7 @@ type recordingConn struct {
 func (c *recordingConn) Write(p []byte) (int, error) {
 	c.r.mu.Lock()
 	c.r.out.Write(p)
+	c.r.writes = append(c.r.writes, string(p))
 	c.r.mu.Unlock()
 	return c.Conn.Write(p)
 }
@@ -476,7 +495,8 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 // that ended with a reply to the final dot is followed directly by MAIL
 // (RFC 5321 §4.1.1.4: that reply clears the server's buffers); one left
 // open (no recipient accepted) is followed by RSET, and go-smtp then
-// re-sends EHLO.
+// re-sends EHLO. The server offers PIPELINING: MAIL, RCPT and DATA go in
+// one write (RFC 2920), and DATA is sent even when the RCPT is refused.
 func TestRSETOnlyAfterOpenTransaction(t *testing.T) {
 	s := smtptest.New(t, smtptest.Options{NoSTARTTLS: true, Faults: smtptest.Faults{
 		RcptReply: func(rcpt string) *smtp.SMTPError {
@@ -499,9 +519,15 @@ func TestRSETOnlyAfterOpenTransaction(t *testing.T) {
 		}
 	}
 	got := strings.Join(rec.commands(), " ")
-	want := "EHLO MAIL DATA MAIL DATA MAIL RSET EHLO MAIL DATA"
+	want := "EHLO MAIL DATA MAIL DATA MAIL DATA RSET EHLO MAIL DATA"
 	if got != want {
 		t.Errorf("commands on the wire:\n got %s\nwant %s", got, want)
+	}
+	if !rec.wrote("MAIL FROM:<", "RCPT TO:<a@example.net>", "DATA\r\n") {
+		t.Error("MAIL, RCPT and DATA were not pipelined in one write")
+	}
+	if !rec.wrote("0123456789abcdef\r\n.\r\n") {
+		t.Error("the body and the final dot were not sent in one write")
 	}
 	if s.Conns() != 1 {
 		t.Errorf("Conns = %d, want 1", s.Conns())

@@ -22,5 +22,12 @@
 //     to the same deadline-wrapped connection go-smtp uses, between the 354
 //     and go-smtp's own final ".\r\n", so the Client's state stays valid for
 //     the next transaction; a failed body write never sends the final dot.
+//   - With a server that offers PIPELINING (RFC 2920), a transaction whose
+//     envelope needs only BODY and SIZE goes in two writes: MAIL, every RCPT
+//     and DATA, then body and final dot (pipeline.go). Every reply is read,
+//     in order, before anything else is sent; DSN and SMTPUTF8 envelopes use
+//     go-smtp's command-by-command path.
+//   - A reused connection gets RSET only when its previous transaction was
+//     left open; a reply to the final dot ends one (RFC 5321 §4.1.1.4).
 //   - At most Config.MaxConns connections exist at once, idle ones included.
 package upstream

@@ -26,6 +26,8 @@ type session struct {
 	// open: a transaction was started (MAIL sent) and not ended by a
 	// reply to the final dot, so the next one needs RSET first.
 	open bool
+	// rd reads the replies of pipelined transactions (pipeline.go).
+	rd *textproto.Reader
 
 	idleAt    time.Time
 	idleTimer *time.Timer

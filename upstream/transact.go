@@ -59,6 +59,11 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 	if se != nil {
 		return all(se)
 	}
+	dsn, _ := s.c.Extension("DSN")
+	out.DSNPassed = dsn
+	if pipelinable(s, d, opts, dsn) {
+		return c.transactPipelined(s, d, opts, body, out)
+	}
 	s.open = true
 	if err := s.c.Mail(d.From, opts); err != nil {
 		if se, ok := serverReply(err); ok {
@@ -67,8 +72,6 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 		return out, sessionError(StageMail, s.addr, err)
 	}
 
-	dsn, _ := s.c.Extension("DSN")
-	out.DSNPassed = dsn
 	accepted := 0
 	for i, r := range d.Rcpts {
 		if badLine(r.Addr) {

@@ -333,7 +333,7 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 	var msgs, metas []*commitReq
 	for _, r := range batch {
 		if r.update {
-			if err := os.Rename(r.tmp, r.dst); err != nil {
+			if err := rename(r.tmp, r.dst); err != nil {
 				fail(noSpace(fmt.Errorf("queue: update meta %s: %w", r.id, err)), []*commitReq{r})
 				continue
 			}

@@ -78,3 +78,13 @@ func atomicWrite(tmpDir, dst string, data []byte) (err error) {
 	}
 	return syncDir(filepath.Dir(dst))
 }
+
+// rename is os.Rename for files, without the Lstat of newpath that
+// os.Rename makes first (to refuse replacing a directory): one system call
+// fewer on the per-message paths, where newpath is never a directory.
+func rename(oldpath, newpath string) error {
+	if err := unix.Rename(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}

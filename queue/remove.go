@@ -26,7 +26,7 @@ import (
 // undoes the removal (duplicate) or leaves a tombstone that the next Open
 // completes.
 func (q *Queue) removeMessage(id string, size int64) error {
-	err := os.Rename(q.metaPath(id), q.gonePath(id))
+	err := rename(q.metaPath(id), q.gonePath(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return q.retire(id, size)
 	}

@@ -74,7 +74,7 @@ func (q *Queue) retire(id string, size int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.readers[id] == 0 && len(s.free) < maxSpares && size >= 0 && size <= maxSpareFile && s.bytes+size <= maxSpareBytes {
-		err := os.Rename(q.bodyPath(id), q.path("spare", id))
+		err := rename(q.bodyPath(id), q.path("spare", id))
 		if err == nil {
 			s.free = append(s.free, spare{name: id, size: size})
 			s.bytes += size

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-msgauth/dkim"
 )
@@ -111,9 +113,12 @@ type message struct {
 	keys    []*Key
 	hdr     []byte
 	signers []*dkim.Signer // nil until the header is complete
-	w       io.Writer      // the signers, as one writer
-	err     error
-	done    bool
+	// w gathers writes for the signers: each write to a go-msgauth signer
+	// is a hand-over to its goroutine through a pipe, so a small message
+	// goes to them in one write instead of one per caller's write.
+	w    *bufio.Writer
+	err  error
+	done bool
 }
 
 func (m *message) Write(p []byte) (int, error) {
@@ -199,9 +204,22 @@ func (m *message) start(block []byte) error {
 		m.signers = append(m.signers, s)
 		ws = append(ws, s)
 	}
-	m.w = io.MultiWriter(ws...)
+	m.w = writerPool.Get().(*bufio.Writer)
+	m.w.Reset(io.MultiWriter(ws...))
 	_, err := m.body(block)
 	return err
+}
+
+// writerPool holds the buffers of message.w.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// release returns m.w to the pool; nothing may be written afterwards.
+func (m *message) release() {
+	if m.w != nil {
+		m.w.Reset(nil)
+		writerPool.Put(m.w)
+		m.w = nil
+	}
 }
 
 // closeAll ends every started signer (and so its goroutine) and returns the
@@ -226,7 +244,8 @@ func (m *message) Close() error {
 	m.done = true
 	m.err = errAborted
 	m.closeAll()
-	m.signers, m.w, m.hdr = nil, nil, nil
+	m.release()
+	m.signers, m.hdr = nil, nil
 	return nil
 }
 
@@ -246,6 +265,12 @@ func (m *message) finish() ([]byte, error) {
 		m.hdr = nil
 	}
 	m.done = true
+	if m.err == nil && m.w != nil {
+		if err := m.w.Flush(); err != nil {
+			m.err = fmt.Errorf("dkim: %w", err)
+		}
+	}
+	m.release()
 	cerr := m.closeAll()
 	if m.err != nil {
 		return nil, m.err

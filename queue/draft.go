@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -40,7 +41,7 @@ func (q *Queue) Create() (*Draft, error) {
 	default:
 	}
 	if q.cfg.MinFreeBytes > 0 {
-		free, err := freeBytes(q.dir)
+		free, err := q.free.bytes(q)
 		if err != nil {
 			return nil, err
 		}
@@ -95,6 +96,36 @@ func (d *Draft) release() {
 		writerPool.Put(d.w)
 		d.w = nil
 	}
+}
+
+// freeCache spares a statfs(2) per message: a result well above the
+// threshold (freeSlack) is reused for freeTTL. Near the threshold, every
+// Create asks the filesystem.
+type freeCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	free int64
+}
+
+const (
+	freeTTL   = 100 * time.Millisecond
+	freeSlack = 256 << 20
+)
+
+func (c *freeCache) bytes(q *Queue) (int64, error) {
+	now := q.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && now.Sub(c.at) < freeTTL && now.Sub(c.at) >= 0 && c.free >= q.cfg.MinFreeBytes+freeSlack {
+		return c.free, nil
+	}
+	free, err := q.freeBytes(q.dir)
+	if err != nil {
+		c.at = time.Time{}
+		return 0, err
+	}
+	c.at, c.free = now, free
+	return free, nil
 }
 
 // ID is the queue ID, for "250 2.0.0 Ok: queued as ID".

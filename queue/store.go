@@ -86,8 +86,11 @@ type Queue struct {
 	gcMu     sync.Mutex
 	gcBodies []string // removed messages (tombstoned) whose bodies wait for the janitor
 	// syncfs flushes the spool filesystem; tests swap it to count or fail.
-	syncfs  func(fd int) error
-	batches atomic.Int64 // number of group-commit flushes (observability, tests)
+	syncfs func(fd int) error
+	// freeBytes reports the space available in a directory's filesystem;
+	// tests swap it.
+	freeBytes func(dir string) (int64, error)
+	batches   atomic.Int64 // number of group-commit flushes (observability, tests)
 	// useSyncfs selects the batch flush: true (set by Open) = one syncfs(2)
 	// per batch; false = every session fdatasyncs its own body and tmp meta
 	// in parallel, the committer batches renames and directory fsyncs.
@@ -99,7 +102,8 @@ type Queue struct {
 
 	s      sched
 	limit  limiter
-	spares spares // recycled message files, see spare.go
+	spares spares    // recycled message files, see spare.go
+	free   freeCache // recent free space of the spool's filesystem
 }
 
 type delivererBox struct{ d Deliverer }
@@ -123,7 +127,7 @@ func Open(cfg Config) (*Queue, error) {
 	q := &Queue{
 		cfg: cfg, dir: cfg.Dir, log: cfg.Logger, now: cfg.Clock, rand: cfg.Rand,
 		commits: make(chan *commitReq), closing: make(chan struct{}),
-		syncfs: unix.Syncfs, useSyncfs: true, notifier: cfg.Notifier,
+		syncfs: unix.Syncfs, useSyncfs: true, notifier: cfg.Notifier, freeBytes: freeBytes,
 	}
 	q.deliverer.Store(&delivererBox{cfg.Deliverer})
 	q.limit.set(cfg.RateLimit)

@@ -374,3 +374,42 @@ func TestListAndReadOnlyList(t *testing.T) {
 		t.Errorf("OpenMessage(unknown) = %v", err)
 	}
 }
+
+// The free-space check asks the filesystem at most every freeTTL while the
+// space is well above queue.min_free_bytes, and at every Create near it.
+func TestFreeSpaceCheckCached(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MinFreeBytes = 1 << 20 })
+	calls, free := 0, int64(10<<30)
+	h.q.freeBytes = func(string) (int64, error) { calls++; return free, nil }
+	create := func() error {
+		d, err := h.q.Create()
+		if err == nil {
+			d.Abort()
+		}
+		return err
+	}
+	for range 3 {
+		if err := create(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d statfs for 3 messages within %v, want 1", calls, freeTTL)
+	}
+	h.clock.Advance(freeTTL)
+	create()
+	if calls != 2 {
+		t.Errorf("%d statfs after %v, want 2", calls, freeTTL)
+	}
+	h.clock.Advance(freeTTL)
+	free = 1<<20 + 1<<10 // just above the threshold: no caching
+	create()
+	create()
+	if calls != 4 {
+		t.Errorf("%d statfs, want 4 (every Create near the threshold)", calls)
+	}
+	free = 1 << 19
+	if err := create(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("below the threshold: %v, want ErrNoSpace at once", err)
+	}
+}

@@ -78,13 +78,23 @@ func (t *tracker) note(b []byte) {
 	t.handed += int64(len(b))
 }
 
-// handOver reports whether the armed conn may switch now: an ordinary byte
-// was handed out since arming (so it belongs to this message's content and
-// the tracked state is the DATA reader's), the content has not ended, and
-// the current line leaves room for endOf's bytes under go-smtp's limit.
+// handOver reports whether the armed conn may switch now, that is whether
+// the tracked state is the DATA reader's: go-smtp's buffer is empty (it
+// is reading), so the DATA reader has consumed every byte handed out after
+// the DATA command line. Either an ordinary byte was handed out since
+// arming (it belongs to this content, and every state after it is the
+// same for both), or the tracked state is stBOL, stDot or stDotCR: the
+// DATA reader starts at stBOL where the tracker, after the command line's
+// LF, is at stBOL or stData, and the two agree from the first byte on
+// except after "." (stDot against stData) and ".\r" (stDotCR against
+// stCR), see TestHandOverStates. The latter is what makes a message that
+// the client sends after the 354, the normal case, take the fast path from
+// its first byte. Also, the content has not ended, and the current line
+// leaves room for endOf's bytes under go-smtp's limit.
 func (c *idleConn) handOver(limit int) bool {
 	t := &c.trk
-	return t.lastOrd >= c.armedAt && t.st != stEOF && (limit <= 0 || t.lineLen+8 <= limit)
+	known := t.lastOrd >= c.armedAt || t.st == stBOL || t.st == stDot || t.st == stDotCR
+	return known && t.st != stEOF && (limit <= 0 || t.lineLen+8 <= limit)
 }
 
 // rawPool holds fastData's socket buffers.
@@ -163,7 +173,11 @@ func (f *fastData) decode(p []byte) (int, error) {
 					continue
 				}
 				// go-smtp's next read (its drain, then the next
-				// command) gets the socket's error, like its own path.
+				// command) gets the socket's error. Unlike go-smtp's
+				// own path, which reads on after a timeout in DATA and
+				// takes the rest of the content for commands, the
+				// session then ends (421 on a timeout): where the
+				// content stopped is unknown.
 				f.c.sticky = err
 				if errors.Is(err, io.EOF) {
 					err = io.ErrUnexpectedEOF

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -159,28 +160,66 @@ func randomContent(rnd *rand.Rand, long bool) string {
 }
 
 // transcript sends script to addr in random pieces and returns everything
-// the server answered until it closed the connection.
-func transcript(t *testing.T, addr, script string, rnd *rand.Rand) string {
+// the server answered until it closed the connection. With waitData, the
+// client waits for each 354 before it sends what follows "DATA\r\n", as
+// clients do (else it sends everything at once, as a pipelining client
+// that does not wait would).
+func transcript(t *testing.T, addr, script string, rnd *rand.Rand, waitData bool) string {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	var (
+		mu  sync.Mutex
+		out []byte
+	)
+	replies := func() string { mu.Lock(); defer mu.Unlock(); return string(out) }
 	pieces := []int{}
 	for rest := len(script); rest > 0; {
 		n := min(rest, 1+rnd.IntN(9000))
 		pieces = append(pieces, n)
 		rest -= n
 	}
-	go func() {
+	if waitData { // cut the pieces right after every DATA command line
+		var cut []int
 		pos := 0
+		for _, n := range pieces {
+			seg := script[pos : pos+n]
+			for {
+				i := strings.Index(seg, "DATA\r\n")
+				if i < 0 {
+					break
+				}
+				cut = append(cut, i+6)
+				seg = seg[i+6:]
+			}
+			if len(seg) > 0 {
+				cut = append(cut, len(seg))
+			}
+			pos += n
+		}
+		pieces = cut
+	}
+	go func() {
+		pos, datas := 0, 0
 		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
 		for i, n := range pieces {
 			if _, err := io.WriteString(conn, script[pos:pos+n]); err != nil {
 				return
 			}
 			pos += n
+			if waitData && strings.HasSuffix(script[:pos], "DATA\r\n") {
+				datas++
+				// Not for long: a "DATA" inside content that never ended
+				// gets no 354, and the server must not time out meanwhile
+				// (after a timeout in DATA, go-smtp's path reads on while
+				// the fast path closes, see fastData.decode).
+				for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline) && strings.Count(replies(), "354 ") < datas; {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
 			if i%3 == 0 {
 				time.Sleep(time.Duration(rnd.IntN(300)) * time.Microsecond)
 			}
@@ -188,8 +227,16 @@ func transcript(t *testing.T, addr, script string, rnd *rand.Rand) string {
 		conn.(*net.TCPConn).CloseWrite() // a script without its QUIT ends in EOF, not a timeout
 	}()
 	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	out, _ := io.ReadAll(conn)
-	return string(out)
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		mu.Lock()
+		out = append(out, buf[:n]...)
+		mu.Unlock()
+		if err != nil {
+			return replies()
+		}
+	}
 }
 
 // TestFastDataMatchesGoSMTP: the same random sessions (several messages,
@@ -216,8 +263,9 @@ func TestFastDataMatchesGoSMTP(t *testing.T) {
 		}
 		sb.WriteString("QUIT\r\n")
 		script := sb.String()
-		a := transcript(t, slow.addr, script, rand.New(rand.NewPCG(seed, uint64(i))))
-		b := transcript(t, fast.addr, script, rand.New(rand.NewPCG(seed, uint64(i))))
+		waitData := i%2 == 0
+		a := transcript(t, slow.addr, script, rand.New(rand.NewPCG(seed, uint64(i))), waitData)
+		b := transcript(t, fast.addr, script, rand.New(rand.NewPCG(seed, uint64(i))), waitData)
 		// A server that closes with input unread (too many bad commands)
 		// makes the kernel reset the connection, which can cut the last
 		// replies on the client's side whatever the path: the shorter
@@ -336,5 +384,44 @@ func TestRepliesHeldUntilRead(t *testing.T) {
 	c.Close()
 	if s := <-got; s != "221 bye\r\n" {
 		t.Errorf("after Close the client got %q, want the held 221", s)
+	}
+}
+
+// TestHandOverStates checks handOver's claim exhaustively: from the
+// tracker's state after the DATA command line's LF (stBOL or stData) and
+// the DATA reader's (stBOL), any run of CR, LF and '.' that leaves the
+// tracker in stBOL, stDot or stDotCR leaves the DATA reader in the same
+// state (unless the DATA reader has ended).
+func TestHandOverStates(t *testing.T) {
+	specials := []byte("\r\n.")
+	var walk func(l []byte)
+	checked := 0
+	walk = func(l []byte) {
+		for _, from := range []dotState{stBOL, stData} {
+			tr, dr := from, stBOL
+			ended := false
+			for _, c := range l {
+				tr, _ = step(tr, c)
+				if dr, _ = step(dr, c); dr == stEOF {
+					ended = true
+					break
+				}
+			}
+			if !ended && (tr == stBOL || tr == stDot || tr == stDotCR) {
+				checked++
+				if tr != dr {
+					t.Fatalf("after %q from %d: tracker %d, DATA reader %d", l, from, tr, dr)
+				}
+			}
+		}
+		if len(l) < 9 {
+			for _, c := range specials {
+				walk(append(l[:len(l):len(l)], c))
+			}
+		}
+	}
+	walk(nil)
+	if checked < 1000 {
+		t.Fatalf("only %d cases checked", checked)
 	}
 }

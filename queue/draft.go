@@ -386,9 +386,9 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		if len(g.reqs) == 0 {
 			continue
 		}
-		if err := syncDir(q.path(g.dir)); err != nil {
+		if err := q.syncSub(g.dir); err != nil {
 			fail(noSpace(err), g.reqs)
-			_ = syncDir(q.path(g.dir)) // try to make the removals durable too
+			_ = q.syncSub(g.dir) // try to make the removals durable too
 		}
 	}
 }

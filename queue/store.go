@@ -74,6 +74,9 @@ type Queue struct {
 
 	lock   *os.File
 	rootFD *os.File // the spool dir, for syncfs
+	// subFDs are msg/ and meta/, open for the committer's fsyncs (an
+	// open and a close fewer per batch).
+	subFDs map[string]*os.File
 
 	commits   chan *commitReq
 	closing   chan struct{}
@@ -148,6 +151,15 @@ func Open(cfg Config) (*Queue, error) {
 		q.rootFD.Close()
 		q.lock.Close()
 		return nil, err
+	}
+	q.subFDs = map[string]*os.File{}
+	for _, sub := range []string{"msg", "meta"} {
+		f, err := os.Open(q.path(sub))
+		if err != nil {
+			q.closeFiles()
+			return nil, fmt.Errorf("queue: open %s: %w", q.path(sub), err)
+		}
+		q.subFDs[sub] = f
 	}
 	q.committer.Add(2)
 	go q.commitLoop()
@@ -229,9 +241,28 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.closing)
 		q.committer.Wait()
-		q.rootFD.Close()
-		q.lock.Close() // closing the descriptor releases the flock
+		q.closeFiles()
 	})
+	return nil
+}
+
+func (q *Queue) closeFiles() {
+	for _, f := range q.subFDs {
+		f.Close()
+	}
+	q.rootFD.Close()
+	q.lock.Close() // closing the descriptor releases the flock
+}
+
+// syncSub fsyncs the spool's subdirectory sub (msg or meta).
+func (q *Queue) syncSub(sub string) error {
+	f := q.subFDs[sub]
+	if f == nil {
+		return syncDir(q.path(sub))
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("queue: fsync dir %s: %w", f.Name(), err)
+	}
 	return nil
 }
 

@@ -34,6 +34,18 @@ var oversigned = [...]string{
 // signedIfPresent fields are signed as often as they occur (RFC 6376 §5.4.1
 // recommends them; RFC 8058 §4 requires List-Unsubscribe(-Post) be signed).
 // Trace fields (Received, Return-Path) and DKIM-Signature are never signed.
+// lowerNames maps the names above to lower case (fieldName's form).
+var lowerNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range oversigned {
+		m[n] = strings.ToLower(n)
+	}
+	for _, n := range signedIfPresent {
+		m[n] = strings.ToLower(n)
+	}
+	return m
+}()
+
 var signedIfPresent = [...]string{
 	"Sender", "Resent-Date", "Resent-From", "Resent-Sender", "Resent-To",
 	"Resent-Cc", "Resent-Message-ID", "List-Id", "List-Help",
@@ -357,6 +369,9 @@ func headerList(fields []string) []string {
 		count[n]++
 		most = max(most, count[n])
 	}
+	if hLen(count, most+1) <= maxHList {
+		return listUpTo(count, most+1) // the usual case: no limit needed
+	}
 	// The largest perName in [2, most+1] that fits; length grows with it.
 	lo, hi := 2, most+1
 	for lo < hi {
@@ -373,7 +388,7 @@ func headerList(fields []string) []string {
 // want is how often name goes into h= when no name may appear more than
 // perName times.
 func want(count map[string]int, name string, over bool, perName int) int {
-	c := count[strings.ToLower(name)]
+	c := count[lowerNames[name]]
 	if over {
 		c++
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,11 +34,23 @@ import (
 // finish after SIGTERM before their connections are closed.
 const stopGrace = 20 * time.Second
 
+// gcPercent is the garbage collector's target (GOGC) unless set in the
+// environment; see runServe.
+const gcPercent = 200
+
 func runServe(args []string, stderr io.Writer) int {
 	fs := flagSet("serve", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
+	}
+	if os.Getenv("GOGC") == "" {
+		// relayd's live heap is a few MB and does not grow with the load
+		// or the queue; at the default of 100 the collector ran about
+		// 40 times a second under small messages. 200 gave about 5 %
+		// more messages per second for about 3 MB more resident memory.
+		// GOGC in the environment still decides.
+		debug.SetGCPercent(gcPercent)
 	}
 	path := configPath(*cfgFlag)
 	d, err := newDaemon(path, stderr)

@@ -58,8 +58,14 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	q.s.mu.Lock()
 	m := e.unsaved
 	e.unsaved = nil
-	if c := q.s.takeCommittedLocked(e); m == nil {
-		m = c
+	// noMeta: nothing has written meta/ID.json, so a removal needs no
+	// tombstone. True while m is the meta as committed (any admin
+	// operation since would have dropped it) and this pass writes none:
+	// a first attempt from Commit's persisted retry time, no bounce, no
+	// expiry.
+	noMeta := false
+	if c := q.s.takeCommittedLocked(e); m == nil && c != nil {
+		m, noMeta = c, true
 	}
 	q.s.mu.Unlock()
 	var err error
@@ -91,10 +97,12 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	e.bounce = false
 	q.s.mu.Unlock()
 	if bounce {
+		noMeta = false
 		q.returnToSender(m, now)
 	}
 	if hasPending(m) {
 		if now.Sub(m.Arrival) >= q.cfg.MaxAge {
+			noMeta = false
 			q.expire(m, now)
 		} else {
 			var ok bool
@@ -102,6 +110,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 			fresh := e.fresh
 			e.fresh = false
 			q.s.mu.Unlock()
+			noMeta = noMeta && fresh && m.Attempts == 0 // deliver writes no meta then
 			tr, ok = q.deliver(ctx, m, d, now, fresh)
 			if !ok {
 				q.settle(e, nil, now.Add(q.cfg.MinBackoff))
@@ -111,7 +120,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	}
 	outstanding := q.notices(ctx, m, now)
 	if !hasPending(m) && !outstanding {
-		if err := q.removeMessage(m.ID, metaSize(m)); err != nil {
+		if err := q.removeMessage(m.ID, metaSize(m), noMeta); err != nil {
 			q.log.Error("queue: cannot remove finished message", "id", m.ID, "err", err)
 			q.keepUnsaved(e, m)
 			q.settle(e, m, now.Add(q.cfg.MinBackoff))

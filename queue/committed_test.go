@@ -2,6 +2,7 @@ package queue
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -63,4 +64,29 @@ func TestCommittedMetaBounds(t *testing.T) {
 	if n := held.q.s.nCommitted; n != 0 {
 		t.Errorf("without a deliverer: nCommitted = %d, want 0", n)
 	}
+}
+
+// A message whose meta/ID.json was written before its first attempt (an
+// admin hold and release) leaves nothing behind once delivered: only the
+// meta as committed lets the removal skip the tombstone.
+func TestCommittedMetaDroppedRemovesMetaFile(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("r@y.example")}, FromSMTP)
+	if err := h.q.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.q.Release(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.q.metaPath(id)); err != nil {
+		t.Fatalf("hold and release wrote no meta/ID.json: %v", err)
+	}
+	h.run()
+	waitFor(t, "delivery", func() bool { return h.del.count() == 1 })
+	h.idle()
+	waitFor(t, "removal complete", func() bool {
+		a, _ := os.ReadDir(filepath.Join(h.q.dir, "msg"))
+		b, _ := os.ReadDir(filepath.Join(h.q.dir, "meta"))
+		return len(a)+len(b) == 0
+	})
 }

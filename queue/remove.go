@@ -14,7 +14,8 @@ import (
 // common case) is the single file msg/ID: renaming it into spare/ for reuse
 // (retire, spare.go), or unlinking it, is atomic. A crash that undoes that
 // brings the message back as committed: a duplicate, never a loss. size is
-// the message's size from its meta (the pool's accounting).
+// the message's size from its meta (the pool's accounting). noMeta says the
+// caller knows there is no meta/ID.json (see work).
 //
 // A message with a meta/ID.json must never come back from its trailer (its
 // state at commit: recipients since sent would get it again, every time).
@@ -25,7 +26,10 @@ import (
 // pass with one fsync of meta/ and one of msg/. A crash at any point either
 // undoes the removal (duplicate) or leaves a tombstone that the next Open
 // completes.
-func (q *Queue) removeMessage(id string, size int64) error {
+func (q *Queue) removeMessage(id string, size int64, noMeta bool) error {
+	if noMeta {
+		return q.retire(id, size) // no meta/ID.json: no tombstone to try
+	}
 	err := rename(q.metaPath(id), q.gonePath(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return q.retire(id, size)

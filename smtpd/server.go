@@ -12,6 +12,12 @@
 //     go-smtp turns anything else into a permanent 554.
 //   - Every read and write is under an idle deadline (idleConn); DATA is
 //     streamed, never held in memory.
+//   - On cleartext connections DATA content is read from the socket a
+//     buffer at a time (bulk.go) and decoded exactly as go-smtp's own
+//     reader would: same end of content, dot removal, line and size limits;
+//     the bytes read past the end go back to go-smtp.
+//   - Replies are sent when the server is about to wait for the client, or
+//     closes (RFC 2920 §3), never later.
 package smtpd
 
 import (

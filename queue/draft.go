@@ -50,7 +50,7 @@ func (q *Queue) Create() (*Draft, error) {
 				ErrNoSpace, free, q.dir, q.cfg.MinFreeBytes)
 		}
 	}
-	if sp, ok := q.spares.take(); ok {
+	if sp, ok := q.spares.take(q.flushDurable.Load()); ok {
 		p := q.path("spare", sp.name)
 		f, err := os.OpenFile(p, os.O_WRONLY, 0)
 		if err == nil {
@@ -331,6 +331,7 @@ func (q *Queue) commitLoop() {
 // meta).
 func (q *Queue) flushBatch(batch []*commitReq) {
 	q.batches.Add(1)
+	gen := q.flushStarted.Add(1)
 	fail := func(err error, reqs []*commitReq) {
 		for _, r := range reqs {
 			r.err = err
@@ -346,6 +347,7 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
 			return
 		}
+		q.flushDurable.Store(gen) // every rename out of msg/ before it is on disk
 		// A writeback error is reported once: if an earlier batch's
 		// syncfs failed after one of these files was written, that error
 		// may have been this file's pages. Fail it (451) rather than
@@ -389,6 +391,8 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		if err := q.syncSub(g.dir); err != nil {
 			fail(noSpace(err), g.reqs)
 			_ = q.syncSub(g.dir) // try to make the removals durable too
+		} else if g.dir == "msg" && !q.useSyncfs {
+			q.flushDurable.Store(gen)
 		}
 	}
 }

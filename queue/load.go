@@ -171,3 +171,23 @@ func listMessages(dir string, fn func(*Meta) error) error {
 		return fn(m)
 	})
 }
+
+// FileID returns the ID in the meta trailer of an open message file, for a
+// reader outside the daemon (relayd queue show): the daemon recycles the
+// files of delivered messages (spare.go), so such a reader checks, before
+// and after reading, that the file still holds the message it opened.
+func FileID(f *os.File) (string, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	raw, _, err := readTrailer(f, st.Size())
+	if err != nil {
+		return "", err
+	}
+	m, err := decodeMeta(raw, f.Name()+" (trailer)")
+	if err != nil {
+		return "", err
+	}
+	return m.ID, nil
+}

@@ -24,10 +24,14 @@ import (
 //
 // Directories are read in chunks: memory does not grow with the queue.
 func (q *Queue) recover() error {
-	if err := q.cleanTmp(); err != nil {
+	linked, err := q.linkedFromMsg()
+	if err != nil {
 		return err
 	}
-	if err := q.cleanSpare(); err != nil {
+	if err := q.cleanTmp(linked); err != nil {
+		return err
+	}
+	if err := q.cleanSpare(linked); err != nil {
 		return err
 	}
 	// A tombstone seen now may not be durable yet (the previous process
@@ -36,7 +40,7 @@ func (q *Queue) recover() error {
 		return err
 	}
 	var tombs []string // interrupted removals: few, bounded by the janitor's backlog
-	err := forEachName(q.path("meta"), func(name string) error {
+	err = forEachName(q.path("meta"), func(name string) error {
 		if id, ok := strings.CutSuffix(name, ".gone"); ok && validID(id) {
 			if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("queue: finish removal of %s: %w", id, err)
@@ -125,13 +129,70 @@ func (q *Queue) syncQuarantine() {
 	}
 }
 
-func (q *Queue) cleanTmp() error {
+// linkedFromMsg returns the inode numbers of the files in msg/ when tmp/ or
+// spare/ has anything to clean, else nil. On a filesystem without a
+// journal, a crash can leave a file under both its old name (tmp/ or
+// spare/) and its committed one (msg/ID) with a link count of 1 on disk:
+// unlinking the old name would free the message's inode. Such a name is
+// left alone (fsck repairs the count) rather than risk an acknowledged
+// message.
+func (q *Queue) linkedFromMsg() (map[uint64]bool, error) {
+	dirty := false
+	for _, d := range []string{"tmp", "spare"} {
+		if err := forEachName(q.path(d), func(string) error { dirty = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+			return nil, err
+		}
+	}
+	if !dirty {
+		return nil, nil
+	}
+	inodes := map[uint64]bool{}
+	err := forEachName(q.path("msg"), func(name string) error {
+		if ino, ok := inode(q.path("msg", name)); ok {
+			inodes[ino] = true
+		}
+		return nil
+	})
+	return inodes, err
+}
+
+var errStop = errors.New("stop")
+
+// inode returns path's inode number.
+func inode(path string) (uint64, bool) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Ino, true
+}
+
+// keepLinked reports (and logs) whether path is also a file in msg/.
+func (q *Queue) keepLinked(path string, linked map[uint64]bool) bool {
+	if linked == nil {
+		return false
+	}
+	if ino, ok := inode(path); ok && linked[ino] {
+		q.log.Warn("queue: leftover is also a committed message (a crash on a filesystem without a journal): left in place, run fsck", "file", path)
+		return true
+	}
+	return false
+}
+
+func (q *Queue) cleanTmp(linked map[uint64]bool) error {
 	ents, err := os.ReadDir(q.path("tmp"))
 	if err != nil {
 		return fmt.Errorf("queue: read tmp: %w", err)
 	}
 	for _, e := range ents {
 		p := q.path("tmp", e.Name())
+		if q.keepLinked(p, linked) {
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("queue: remove leftover %s: %w", p, err)
 		}

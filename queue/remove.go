@@ -104,10 +104,17 @@ func (q *Queue) collectBodies() {
 	}
 }
 
-// metaSize is m.Size, or -1 (unknown: never recycled) without a meta.
+// metaSize estimates the size of m's file from above, for the spare pool's
+// bounds: the body, then the meta JSON (the prefix in base64, each
+// recipient with its state, a fixed part) and the trailer. -1 without a
+// meta: never recycled.
 func metaSize(m *Meta) int64 {
 	if m == nil {
 		return -1
 	}
-	return m.Size
+	n := m.Size + int64(len(m.Prefix))/2 + 1024
+	for _, r := range m.Rcpts {
+		n += int64(len(r.Addr)+len(r.ORcpt)+len(r.LastReply)) + 256
+	}
+	return n
 }

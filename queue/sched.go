@@ -106,14 +106,21 @@ func (s *sched) len() int {
 func (s *sched) add(id string, next time.Time, held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addLocked(id, next, held)
+}
+
+// addLocked is add with s.mu held; it returns the new entry, or nil if id
+// is already scheduled.
+func (s *sched) addLocked(id string, next time.Time, held bool) *entry {
 	if _, ok := s.byID[id]; ok {
-		return
+		return nil
 	}
 	e := &entry{id: id, next: next.UnixNano(), idx: -1, held: held}
 	s.byID[id] = e
 	if !held {
 		heap.Push(&s.h, e)
 	}
+	return e
 }
 
 // addFresh adds a message that this process just committed: due at next,
@@ -121,16 +128,21 @@ func (s *sched) add(id string, next time.Time, held bool) {
 // m, when not nil, is its meta as committed, kept for that attempt while
 // fewer than maxCommitted entries hold one.
 func (s *sched) addFresh(id string, next time.Time, m *Meta) {
-	s.add(id, next, false)
+	// One critical section: the dispatcher must never see the entry
+	// without fresh and committed set (it would run an ordinary first
+	// pass, write meta/ID.json, and a later pass would start from the
+	// stale committed meta).
 	s.mu.Lock()
-	if e := s.byID[id]; e != nil {
-		e.fresh = true
-		if m != nil && s.nCommitted < maxCommitted {
-			e.committed = m
-			s.nCommitted++
-		}
+	defer s.mu.Unlock()
+	e := s.addLocked(id, next, false)
+	if e == nil {
+		return
 	}
-	s.mu.Unlock()
+	e.fresh = true
+	if m != nil && s.nCommitted < maxCommitted {
+		e.committed = m
+		s.nCommitted++
+	}
 }
 
 // takeCommittedLocked returns and forgets e's committed meta (nil when it

@@ -28,6 +28,10 @@ import (
 //     duplicate) and comes back to msg/ only as a new message, by the
 //     committer's rename after its new content was flushed and the file
 //     truncated to it (invariant 1 is unchanged).
+//   - A retired file is overwritten only after a flush that started after
+//     its rename out of msg/ has completed: until that rename is on disk, a
+//     power loss could bring msg/OLD back with the start of another
+//     message written over its body and its own trailer intact.
 //   - A file is recycled only while no reader in this process has it open
 //     (spares.readers, checked and renamed under the same lock that
 //     opener takes to open): a reader never sees another message's bytes.
@@ -43,7 +47,7 @@ const (
 
 type spares struct {
 	mu      sync.Mutex
-	free    []spare        // LIFO: the most recently written file is likeliest cached
+	free    []spare        // oldest first: taken once the rename out of msg/ is durable
 	bytes   int64          // sum of free[i].size
 	readers map[string]int // message ID -> open readers (opener)
 }
@@ -51,18 +55,20 @@ type spares struct {
 type spare struct {
 	name string // file name in spare/ (the ID of the message it held)
 	size int64
+	gen  uint64 // Queue.flushStarted when it was retired
 }
 
-// take removes a spare from the pool.
-func (s *spares) take() (spare, bool) {
+// take removes from the pool the oldest spare whose rename out of msg/ is
+// durable: one retired before a flush that has completed since
+// (durable is Queue.flushDurable).
+func (s *spares) take(durable uint64) (spare, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := len(s.free)
-	if n == 0 {
-		return spare{}, false
+	if len(s.free) == 0 || s.free[0].gen >= durable {
+		return spare{}, false // gens only grow along the slice
 	}
-	sp := s.free[n-1]
-	s.free = s.free[:n-1]
+	sp := s.free[0]
+	s.free = s.free[1:]
 	s.bytes -= sp.size
 	return sp, true
 }
@@ -76,7 +82,7 @@ func (q *Queue) retire(id string, size int64) error {
 	if s.readers[id] == 0 && len(s.free) < maxSpares && size >= 0 && size <= maxSpareFile && s.bytes+size <= maxSpareBytes {
 		err := rename(q.bodyPath(id), q.path("spare", id))
 		if err == nil {
-			s.free = append(s.free, spare{name: id, size: size})
+			s.free = append(s.free, spare{name: id, size: size, gen: q.flushStarted.Load()})
 			s.bytes += size
 			return nil
 		}
@@ -126,10 +132,19 @@ func (t *trackedReader) Close() error {
 	return err
 }
 
-// cleanSpare empties spare/ at Open: its files are finished messages.
-func (q *Queue) cleanSpare() error {
+// cleanSpare empties spare/ (at Open and Close): its files are finished
+// messages. At Open, a file also linked as msg/ID is left (see
+// linkedFromMsg).
+func (q *Queue) cleanSpare(linked map[uint64]bool) error {
+	q.spares.mu.Lock()
+	q.spares.free, q.spares.bytes = nil, 0
+	q.spares.mu.Unlock()
 	return forEachName(q.path("spare"), func(name string) error {
-		if err := os.Remove(q.path("spare", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p := q.path("spare", name)
+		if q.keepLinked(p, linked) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("queue: remove spare file: %w", err)
 		}
 		return nil

@@ -24,10 +24,12 @@ func dirNames(t *testing.T, dir string) []string {
 	return names
 }
 
-// A removed message's file goes to spare/ and the next message is written
-// over it (same inode): the new message reads back exactly, with nothing of
-// the longer old one after its trailer, also after a reopen. Both flush
-// modes.
+// A removed message's file goes to spare/ and, once a flush that started
+// after that removal has completed, the next message is written over it
+// (same inode): the new message reads back exactly, with nothing of the
+// longer old one after its trailer, also after a reopen. Before that flush
+// it is not reused: the rename out of msg/ may not be on disk yet. Both
+// flush modes.
 func TestSpareFileReused(t *testing.T) {
 	for _, syncfs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
@@ -48,6 +50,11 @@ func TestSpareFileReused(t *testing.T) {
 			oldInfo, err := os.Stat(filepath.Join(h.q.dir, "spare", old))
 			if err != nil {
 				t.Fatal(err)
+			}
+			// No flush since the removal: a new file, the spare waits.
+			between := commitBody(t, h.q, env, prefix, []byte("Subject: between\r\n\r\nx\r\n"), FromSMTP)
+			if st, err := os.Stat(h.q.bodyPath(between)); err != nil || os.SameFile(st, oldInfo) {
+				t.Fatalf("a spare was reused before a flush made its removal durable (%v)", err)
 			}
 
 			body := []byte("Subject: short\r\n\r\nnew\r\n")
@@ -80,8 +87,8 @@ func TestSpareFileReused(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer q.Close()
-			if q.Len() != 1 {
-				t.Errorf("after reopen: %d messages, want 1", q.Len())
+			if q.Len() != 2 {
+				t.Errorf("after reopen: %d messages, want 2", q.Len())
 			}
 			if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
 				t.Errorf("after reopen: %q", got)
@@ -184,5 +191,45 @@ func TestSpareBounds(t *testing.T) {
 	}
 	if got := dirNames(t, filepath.Join(h.q.dir, "msg")); len(got) != 0 {
 		t.Errorf("msg/ = %v after deleting everything", got)
+	}
+}
+
+// After a crash on a filesystem without a journal a file can be under its
+// old name (tmp/ or spare/) and its committed one: Open leaves such a name
+// alone instead of unlinking it, and says so. Close empties spare/.
+func TestOpenKeepsLeftoverLinkedFromMsg(t *testing.T) {
+	h := newHarness(t, nil)
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	body := []byte("Subject: x\r\n\r\nkept\r\n")
+	gone := commitBody(t, h.q, env, nil, body, FromSMTP)
+	if err := h.q.Delete(gone); err != nil {
+		t.Fatal(err)
+	}
+	id := commitBody(t, h.q, env, nil, body, FromSMTP)
+	dir := h.q.dir
+	h.q.Close()
+	if got := dirNames(t, filepath.Join(dir, "spare")); len(got) != 0 {
+		t.Fatalf("spare/ = %v after Close, want empty", got)
+	}
+	// The crash state, made with hard links (same inode under two names).
+	for _, p := range []string{filepath.Join(dir, "tmp", id), filepath.Join(dir, "spare", "01JBYMTTY400AAAAAA")} {
+		if err := os.Link(filepath.Join(dir, "msg", id), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &logBuf{}
+	q, err := Open(Config{Dir: dir, Logger: slogTo(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got := readAllMessage(t, q, id); !bytes.Equal(got, body) {
+		t.Fatalf("message after reopen: %q", got)
+	}
+	if n := logs.Count("also a committed message"); n != 2 {
+		t.Errorf("%d warnings, want 2 (tmp/ and spare/):\n%s", n, logs)
+	}
+	if len(dirNames(t, filepath.Join(dir, "tmp"))) != 1 || len(dirNames(t, filepath.Join(dir, "spare"))) != 1 {
+		t.Error("a leftover linked from msg/ was unlinked")
 	}
 }

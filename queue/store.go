@@ -94,6 +94,11 @@ type Queue struct {
 	// tests swap it.
 	freeBytes func(dir string) (int64, error)
 	batches   atomic.Int64 // number of group-commit flushes (observability, tests)
+	// flushStarted counts the committer's flushes as they start;
+	// flushDurable is the count of the last one that made msg/ durable
+	// (syncfs, or the fsync of msg/ in per-file mode). See spare.go.
+	flushStarted atomic.Uint64
+	flushDurable atomic.Uint64
 	// useSyncfs selects the batch flush: true (set by Open) = one syncfs(2)
 	// per batch; false = every session fdatasyncs its own body and tmp meta
 	// in parallel, the committer batches renames and directory fsyncs.
@@ -241,6 +246,11 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.closing)
 		q.committer.Wait()
+		// Delivered mail does not outlive the daemon in spare/, and the
+		// next Open has nothing to check.
+		if err := q.cleanSpare(nil); err != nil {
+			q.log.Warn("queue: cannot empty spare/", "err", err)
+		}
 		q.closeFiles()
 	})
 	return nil

@@ -197,27 +197,49 @@ func showMessage(stateDir, id string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relayd queue show: %s: no such message\n", id)
 		return exitFailure
 	}
-	meta := *found
-	meta.Prefix = nil
-	b, _ := json.MarshalIndent(meta, "", "  ")
-	fmt.Fprintf(stdout, "%s\n\n", b)
-	stdout.Write(found.Prefix)
 	f, err := os.Open(filepath.Join(stateDir, "msg", id))
 	if err != nil {
 		fmt.Fprintf(stderr, "relayd queue show: %v\n", err)
 		return exitFailure
 	}
 	defer f.Close()
+	// The running daemon recycles a delivered message's file for a new
+	// one: the file must hold this message before and after the read (a
+	// file of the older layout has no trailer: it must still have none).
+	fileID := func() string {
+		got, err := queue.FileID(f)
+		if err != nil {
+			return "(no trailer)"
+		}
+		return got
+	}
+	before := fileID()
+	gone := func() bool { now := fileID(); return now != before || now != id && now != "(no trailer)" }
+	if gone() {
+		fmt.Fprintf(stderr, "relayd queue show: %s: no such message (it left the queue)\n", id)
+		return exitFailure
+	}
 	// The file is the body, then the message's meta (a trailer): stop at
 	// the body's end even when the body has no blank line.
+	var hdr strings.Builder
 	br := bufio.NewReader(io.LimitReader(f, found.Size-int64(len(found.Prefix))))
 	for {
 		line, err := br.ReadString('\n')
-		stdout.Write([]byte(line))
+		hdr.WriteString(line)
 		if err != nil || strings.TrimRight(line, "\r\n") == "" {
 			break
 		}
 	}
+	if gone() {
+		fmt.Fprintf(stderr, "relayd queue show: %s: no such message (it left the queue)\n", id)
+		return exitFailure
+	}
+	meta := *found
+	meta.Prefix = nil
+	b, _ := json.MarshalIndent(meta, "", "  ")
+	fmt.Fprintf(stdout, "%s\n\n", b)
+	stdout.Write(found.Prefix)
+	io.WriteString(stdout, hdr.String())
 	return exitOK
 }
 

@@ -41,7 +41,13 @@ import (
 // read, as it would have from the socket or its line limit.
 //
 // TLS sessions (go-smtp then reads from a tls.Conn, not from the idleConn)
-// and BDAT keep go-smtp's path. All of this runs on the session's
+// and BDAT keep go-smtp's path, and so does DATA after BDAT in a session.
+//
+// One difference remains, by design: a line over the limit in pipelined
+// commands read in the same buffer as the end of the content makes go-smtp
+// refuse the message, while here the message is taken and go-smtp refuses
+// the commands after it (500, and it closes). go-smtp's own path does the
+// same when its read happens to end with the content. All of this runs on the session's
 // goroutine: go-smtp reads the connection only from there.
 
 // errSwitch is what the armed conn answers go-smtp's reader with.
@@ -118,9 +124,9 @@ type fastData struct {
 	err      error // sticky read error after the switch
 }
 
-func newFastData(r io.Reader, c *idleConn, maxBytes int64, lineLimit int) *fastData {
+func newFastData(r io.Reader, c *idleConn, maxBytes int64) *fastData {
 	c.armed, c.armedAt = true, c.trk.handed
-	return &fastData{r: r, c: c, lineLimit: lineLimit, limited: maxBytes > 0, left: maxBytes}
+	return &fastData{r: r, c: c, lineLimit: c.lineLimit, limited: maxBytes > 0, left: maxBytes}
 }
 
 func (f *fastData) Read(p []byte) (int, error) {

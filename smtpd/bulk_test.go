@@ -425,3 +425,44 @@ func TestHandOverStates(t *testing.T) {
 		t.Fatalf("only %d cases checked", checked)
 	}
 }
+
+// A client that never reads cannot hold Close (a shutdown) for the idle
+// timeout while a held reply is being sent to it.
+func TestCloseNotHeldBySlowReader(t *testing.T) {
+	server, client := net.Pipe() // nobody reads client
+	defer client.Close()
+	c := newIdleConn(server, 30*time.Second, -1, nil)
+	go io.WriteString(c, strings.Repeat("250 ok\r\n", 4<<10)) // over maxHeld: sent at once, blocks
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a blocked send", d)
+	}
+}
+
+// After BDAT, DATA in the same session keeps go-smtp's path: go-smtp does
+// not count line lengths while it copies a chunk, so the tracker's count
+// could differ from its own.
+func TestNoFastPathAfterBDAT(t *testing.T) {
+	e := serve(t, Relay, nil)
+	conn, br, _ := rawEHLO(t, e.addr)
+	fmt.Fprintf(conn, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT 18 LAST\r\nSubject: x\r\n\r\nhi\r\n")
+	for range 3 {
+		readReply(t, conn, br)
+	}
+	fmt.Fprintf(conn, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+	for range 3 {
+		readReply(t, conn, br)
+	}
+	fmt.Fprintf(conn, "Subject: y\r\n\r\n%s.\r\n", strings.Repeat("line of text\r\n", 2000))
+	if n, text := readReply(t, conn, br); n != 250 {
+		t.Fatalf("DATA after BDAT: %q", text)
+	}
+	if e.in.count() != 2 {
+		t.Errorf("%d messages, want 2", e.in.count())
+	}
+	if n := e.srv.switches.Load(); n != 0 {
+		t.Errorf("the fast path took over %d times after BDAT", n)
+	}
+}

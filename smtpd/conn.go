@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,16 +28,18 @@ type idleConn struct {
 	uid     int // peer uid on a Unix socket, -1 otherwise
 
 	// The DATA fast path (bulk.go); only the session's goroutine reads.
-	lineLimit int // go-smtp's MaxLineLength
+	lineLimit int  // go-smtp's MaxLineLength
+	noFast    bool // BDAT was used: go-smtp's DATA path for the rest of the session
 	trk       tracker
 	armed     bool   // Data waits for the hand-over
 	armedAt   int64  // trk.handed when armed
 	feed      []byte // bytes for go-smtp before the socket's
 	sticky    error  // returned by every read once set
 
-	wmu  sync.Mutex // Close may come from another goroutine
-	wbuf []byte     // replies not sent yet
-	werr error      // the first failed send
+	wmu     sync.Mutex // Close may come from another goroutine
+	closing atomic.Bool
+	wbuf    []byte // replies not sent yet
+	werr    error  // the first failed send
 }
 
 // maxHeld bounds the replies held back; more is sent at once.
@@ -120,13 +123,20 @@ func (c *idleConn) flushLocked() error {
 		return c.werr
 	}
 	_, err := c.send(c.wbuf)
-	c.wbuf = c.wbuf[:0]
+	if cap(c.wbuf) > 4<<10 {
+		c.wbuf = nil // a burst of replies does not keep its buffer
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
 	return err
 }
 
-// send writes to the socket under the idle deadline; c.wmu is held.
+// send writes to the socket under the idle deadline (closeFlush once
+// Close has begun); c.wmu is held.
 func (c *idleConn) send(p []byte) (int, error) {
-	if c.idle > 0 {
+	if c.closing.Load() {
+		c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+	} else if c.idle > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	}
 	n, err := c.Conn.Write(p)
@@ -138,8 +148,14 @@ func (c *idleConn) send(p []byte) (int, error) {
 
 func (c *idleConn) Close() error {
 	// The last reply (221, 421) still goes out, but a client that does not
-	// read cannot hold Close (a shutdown) for the idle timeout.
-	c.wmu.Lock()
+	// read cannot hold Close (a shutdown) for the idle timeout: a send
+	// blocked on it now (holding wmu) fails at once, a later one has
+	// closeFlush.
+	c.closing.Store(true)
+	for !c.wmu.TryLock() {
+		c.Conn.SetWriteDeadline(time.Now())
+		time.Sleep(time.Millisecond)
+	}
 	if c.werr == nil && len(c.wbuf) > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
 		c.Conn.Write(c.wbuf)

@@ -232,8 +232,12 @@ func (ss *session) Data(r io.Reader) error {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
 	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
-		if _, bdat := r.(*io.PipeReader); !bdat {
-			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes, ss.s.smtp.MaxLineLength)
+		if _, bdat := r.(*io.PipeReader); bdat {
+			// go-smtp stops counting line lengths while it copies a BDAT
+			// chunk: from here on the tracker's count may differ from its.
+			ic.noFast = true
+		} else if !ic.noFast {
+			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes)
 			fd.switched = &ss.s.switches
 			defer fd.finish()
 			r = fd

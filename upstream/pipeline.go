@@ -29,8 +29,16 @@ import (
 // transactions: a server sends nothing that was not asked for, and each
 // reader consumes exactly the replies to the commands sent through it.
 
+// maxPipelined bounds the recipients sent in one pipelined write: with
+// thousands, both sides could fill their socket buffers before either reads
+// (RFC 2920 §3.1 warns of this). More take go-smtp's path.
+const maxPipelined = 100
+
 // pipelinable reports whether d can take the pipelined path on s.
 func pipelinable(s *session, d *queue.Delivery, opts *smtp.MailOptions, dsn bool) bool {
+	if len(d.Rcpts) > maxPipelined {
+		return false
+	}
 	if ok, _ := s.c.Extension("PIPELINING"); !ok {
 		return false
 	}
@@ -98,7 +106,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 			out.Rcpts[i] = se
 		}
 	}
-	data, e := s.replyCode(StageData, 354)
+	data, e := s.replyData()
 	if e != nil {
 		return out, e
 	}
@@ -165,16 +173,22 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 // reply reads one reply: nil for 2xx, the reply for 4xx and 5xx (but 421,
 // which ends the session and is a session *Error, like a broken read).
 func (s *session) reply(stage Stage) (*smtp.SMTPError, *Error) {
-	return s.replyCode(stage, 0)
+	return s.replyWant(stage, 2)
 }
 
-// replyCode is reply where code (354) also counts as success.
-func (s *session) replyCode(stage Stage, code int) (*smtp.SMTPError, *Error) {
+// replyData reads the reply to DATA: only 354 lets the content go (a
+// server answering 2xx would take the content for commands).
+func (s *session) replyData() (*smtp.SMTPError, *Error) {
+	return s.replyWant(StageData, 3)
+}
+
+// replyWant reads one reply; class (2 or 3) is the success class.
+func (s *session) replyWant(stage Stage, class int) (*smtp.SMTPError, *Error) {
 	got, msg, err := s.rd.ReadResponse(0)
 	if err != nil {
 		return nil, sessionError(stage, s.addr, err)
 	}
-	if got/100 == 2 || got == code && code != 0 {
+	if got/100 == class && (class != 3 || got == 354) {
 		return nil, nil
 	}
 	se := replyError(got, msg)

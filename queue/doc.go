@@ -19,7 +19,7 @@
 //	  meta/ID.gone  0700  tombstone of a message being removed
 //	  spare/        0700  files of finished messages, overwritten by new
 //	                      ones instead of creating files (spare.go); no
-//	                      mail, emptied at Open
+//	                      mail, emptied at Close and Open
 //	  corrupt/      0700  quarantine: unreadable messages, meta without its
 //	                      body; never deleted by relayd
 //	  maildrop/     1733  the sendmail command drops files here while the
@@ -63,8 +63,9 @@
 //     message back in its committed state once its state changed. A message
 //     without meta/ID.json is removed by renaming msg/ID into spare/, or
 //     unlinking it (atomic; a crash may undo it: a duplicate). A spare file
-//     becomes a message again only through invariant 1, and never while a
-//     reader in the process has it open (see spare.go). Otherwise meta/ID.json is renamed to the
+//     becomes a message again only through invariant 1, only after a flush
+//     made its removal from msg/ durable, and never while a reader in the
+//     process has it open (see spare.go). Otherwise meta/ID.json is renamed to the
 //     tombstone meta/ID.gone (readers then see the message as gone), msg/ID
 //     is unlinked once the tombstone is durable, and the tombstone once that
 //     unlink is durable (the janitor does both for all removals since its

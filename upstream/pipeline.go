@@ -68,7 +68,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 	sent := make([]bool, len(d.Rcpts))
 	for i, r := range d.Rcpts {
 		if badLine(r.Addr) {
-			out.Rcpts[i] = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address contains CR or LF"}
+			out.Rcpts[i] = errRcptLine
 			continue
 		}
 		sent[i] = true
@@ -96,14 +96,10 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		if e != nil {
 			return out, e
 		}
-		switch {
-		case se == nil:
+		if se == nil {
 			accepted++
-		case se.Code == 552:
-			// RFC 5321 §4.5.3.1.10: temporary at RCPT (as in transact).
-			out.Rcpts[i] = &smtp.SMTPError{Code: 452, EnhancedCode: tempClass(se.EnhancedCode), Message: se.Message}
-		default:
-			out.Rcpts[i] = se
+		} else {
+			out.Rcpts[i] = rcptRefusal(se)
 		}
 	}
 	data, e := s.replyData()
@@ -111,14 +107,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		return out, e
 	}
 
-	all := func(se *smtp.SMTPError) (queue.Outcome, *Error) {
-		for i := range out.Rcpts {
-			if out.Rcpts[i] == nil {
-				out.Rcpts[i] = se
-			}
-		}
-		return out, nil
-	}
+	all := func(se *smtp.SMTPError) (queue.Outcome, *Error) { return fillUndecided(out, se), nil }
 	switch {
 	case mail != nil:
 		if data == nil { // a server that took DATA after refusing MAIL

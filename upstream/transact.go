@@ -43,14 +43,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 	}
 	defer body.Close()
 
-	all := func(se *smtp.SMTPError) (queue.Outcome, *Error) {
-		for i := range out.Rcpts {
-			if out.Rcpts[i] == nil {
-				out.Rcpts[i] = se
-			}
-		}
-		return out, nil
-	}
+	all := func(se *smtp.SMTPError) (queue.Outcome, *Error) { return fillUndecided(out, se), nil }
 
 	if bad := badLine(d.From); bad {
 		return all(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address contains CR or LF"})
@@ -75,7 +68,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 	accepted := 0
 	for i, r := range d.Rcpts {
 		if badLine(r.Addr) {
-			out.Rcpts[i] = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address contains CR or LF"}
+			out.Rcpts[i] = errRcptLine
 			continue
 		}
 		err := s.c.Rcpt(r.Addr, rcptOptions(r, dsn))
@@ -87,12 +80,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 		if !ok {
 			return out, sessionError(StageRcpt, s.addr, err)
 		}
-		if se.Code == 552 {
-			// RFC 5321 §4.5.3.1.10: 552 to RCPT means "too many
-			// recipients" and must be treated as temporary.
-			se = &smtp.SMTPError{Code: 452, EnhancedCode: tempClass(se.EnhancedCode), Message: se.Message}
-		}
-		out.Rcpts[i] = se
+		out.Rcpts[i] = rcptRefusal(se)
 	}
 	if accepted == 0 {
 		return out, nil // nothing to send; the connection stays usable
@@ -151,6 +139,30 @@ func serverReply(err error) (*smtp.SMTPError, bool) {
 		return nil, false
 	}
 	return se, true
+}
+
+// errRcptLine answers a recipient that cannot be put on a command line.
+var errRcptLine = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "recipient address contains CR or LF"}
+
+// rcptRefusal is a server's refusal of a RCPT as the recipient's outcome:
+// 552 there means "too many recipients" and is temporary (RFC 5321
+// §4.5.3.1.10).
+func rcptRefusal(se *smtp.SMTPError) *smtp.SMTPError {
+	if se.Code == 552 {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: tempClass(se.EnhancedCode), Message: se.Message}
+	}
+	return se
+}
+
+// fillUndecided gives se to every recipient of out without an outcome yet
+// (a reply to MAIL, DATA or the final dot) and returns out.
+func fillUndecided(out queue.Outcome, se *smtp.SMTPError) queue.Outcome {
+	for i := range out.Rcpts {
+		if out.Rcpts[i] == nil {
+			out.Rcpts[i] = se
+		}
+	}
+	return out
 }
 
 func tempClass(ec smtp.EnhancedCode) smtp.EnhancedCode {

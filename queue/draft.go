@@ -25,6 +25,7 @@ type Draft struct {
 	id     string
 	path   string // tmp/ID, or spare/NAME when reused
 	reused bool   // path is a spare file: Commit truncates it to what was written
+	prev   int64  // when reused: the spare's size at Create (-1: unknown)
 	f      *os.File
 	w      *bufio.Writer
 	size   int64
@@ -54,9 +55,16 @@ func (q *Queue) Create() (*Draft, error) {
 		p := q.path("spare", sp.name)
 		f, err := os.OpenFile(p, os.O_WRONLY, 0)
 		if err == nil {
+			// Commit truncates only a file that was longer than what it
+			// writes: ftruncate(2) to the same length still costs ext4 an
+			// inode update, and most messages of one sender are alike.
+			prev := int64(-1)
+			if fi, err := f.Stat(); err == nil {
+				prev = fi.Size()
+			}
 			// A collision of the new ID with a committed msg/ID is caught
 			// by the commit's rename, which never replaces.
-			return &Draft{q: q, id: newID(q.now()), path: p, reused: true, f: f,
+			return &Draft{q: q, id: newID(q.now()), path: p, reused: true, prev: prev, f: f,
 				w: getWriter(f), errs: q.syncErrs.Load()}, nil
 		}
 		_ = os.Remove(p) // unusable: fall back to a new file
@@ -232,10 +240,10 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	if err := d.w.Flush(); err != nil {
 		return noSpace(fmt.Errorf("queue: write message %s: %w", d.id, err))
 	}
-	if d.reused {
+	if end := d.size + int64(len(tr)); d.reused && (d.prev < 0 || d.prev > end) {
 		// Cut what is left of the file's previous message: the trailer
 		// must be the last bytes (readTrailer reads the file's end).
-		if err := d.f.Truncate(d.size + int64(len(tr))); err != nil {
+		if err := d.f.Truncate(end); err != nil {
 			return noSpace(fmt.Errorf("queue: truncate message %s: %w", d.id, err))
 		}
 	}

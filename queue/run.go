@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"relayd/internal/stack"
 )
 
 // maxWait bounds the scheduler's sleep so a wall-clock jump is noticed.
@@ -78,6 +80,7 @@ func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			stack.Grow() // the SMTP client and logging go deep
 			q.attempt(ctx, e, d, probe, stamp)
 		}()
 	}

@@ -233,3 +233,61 @@ func TestOpenKeepsLeftoverLinkedFromMsg(t *testing.T) {
 		t.Error("a leftover linked from msg/ was unlinked")
 	}
 }
+
+// A spare no longer than the new message is written over without a cut
+// (Commit skips the ftruncate): equal and longer messages read back
+// exactly, also after a reopen.
+func TestSpareReusedWithoutCut(t *testing.T) {
+	body := func(n int) []byte {
+		return append([]byte("Subject: s\r\n\r\n"), bytes.Repeat([]byte("line of the body\r\n"), n)...)
+	}
+	for _, c := range []struct {
+		name     string
+		old, new int
+	}{{"equal", 50, 50}, {"longer", 50, 80}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+			prefix := []byte("Received: by test\r\n")
+			old := commitBody(t, h.q, env, prefix, body(c.old), FromSMTP)
+			if err := h.q.Delete(old); err != nil {
+				t.Fatal(err)
+			}
+			oldInfo, err := os.Stat(filepath.Join(h.q.dir, "spare", old))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A commit flushes: the removal is durable, the spare reusable.
+			commitBody(t, h.q, env, prefix, []byte("Subject: between\r\n\r\nx\r\n"), FromSMTP)
+			b := body(c.new)
+			id := commitBody(t, h.q, env, prefix, b, FromSMTP)
+			newInfo, err := os.Stat(h.q.bodyPath(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !os.SameFile(oldInfo, newInfo) {
+				t.Fatal("the spare was not reused")
+			}
+			want := append(append([]byte(nil), prefix...), b...)
+			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
+				t.Errorf("OpenMessage = %q, want %q", got, want)
+			}
+			if m := h.meta(id); m.ID != id || m.Size != int64(len(want)) {
+				t.Errorf("meta %+v", m)
+			}
+			dir := h.q.dir
+			h.q.Close()
+			q, err := Open(Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
+				t.Errorf("after reopen: %q", got)
+			}
+			if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
+				t.Errorf("corrupt/ = %v", got)
+			}
+		})
+	}
+}

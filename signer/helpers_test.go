@@ -133,3 +133,31 @@ func pyVerify(t testing.TB, signed []byte, recs map[string]string) (bool, string
 }
 
 func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
+
+// splitFields cuts a header block into fields, each with its continuation
+// lines and final CRLF.
+func splitFields(hdr []byte) []string {
+	var fields []string
+	for len(hdr) > 0 {
+		i := bytes.Index(hdr, []byte("\r\n"))
+		line := hdr
+		if i >= 0 {
+			line = hdr[:i+2]
+		}
+		hdr = hdr[len(line):]
+		if len(fields) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			fields[len(fields)-1] += string(line)
+		} else {
+			fields = append(fields, string(line))
+		}
+	}
+	return fields
+}
+
+func fieldName(f string) string {
+	name, _, ok := strings.Cut(f, ":")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(strings.TrimRight(name, " \t"))
+}

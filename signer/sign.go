@@ -34,18 +34,6 @@ var oversigned = [...]string{
 // signedIfPresent fields are signed as often as they occur (RFC 6376 §5.4.1
 // recommends them; RFC 8058 §4 requires List-Unsubscribe(-Post) be signed).
 // Trace fields (Received, Return-Path) and DKIM-Signature are never signed.
-// lowerNames maps the names above to lower case (fieldName's form).
-var lowerNames = func() map[string]string {
-	m := map[string]string{}
-	for _, n := range oversigned {
-		m[n] = strings.ToLower(n)
-	}
-	for _, n := range signedIfPresent {
-		m[n] = strings.ToLower(n)
-	}
-	return m
-}()
-
 var signedIfPresent = [...]string{
 	"Sender", "Resent-Date", "Resent-From", "Resent-Sender", "Resent-To",
 	"Resent-Cc", "Resent-Message-ID", "List-Id", "List-Help",
@@ -53,6 +41,31 @@ var signedIfPresent = [...]string{
 	"List-Post", "List-Owner", "List-Archive", "Content-ID",
 	"Content-Description", "Content-Disposition", "Content-Language",
 }
+
+// nOver and nSignable index counts: oversigned names first, then
+// signedIfPresent.
+const (
+	nOver     = len(oversigned)
+	nSignable = nOver + len(signedIfPresent)
+)
+
+// counts holds how often each signable name occurs in a header.
+type counts [nSignable]int
+
+// signableIndex maps a lower-case signable name to its index in counts.
+var signableIndex = func() map[string]int {
+	m := make(map[string]int, nSignable)
+	for i, n := range oversigned {
+		m[strings.ToLower(n)] = i
+	}
+	for i, n := range signedIfPresent {
+		m[strings.ToLower(n)] = nOver + i
+	}
+	return m
+}()
+
+// maxName is the longest signable name ("Content-Transfer-Encoding").
+const maxName = 25
 
 // maxLine is the hard line limit of RFC 5322 §2.1.1, without the CRLF.
 const maxLine = 998
@@ -145,6 +158,11 @@ func (m *message) Write(p []byte) (int, error) {
 	}
 	start := max(len(m.hdr)-3, 0)
 	n := min(len(p), MaxHeaderBytes+4-len(m.hdr))
+	if i := bytes.Index(p[:n], []byte("\r\n\r\n")); i >= 0 {
+		// The header ends here at the latest (earlier if the end straddles
+		// the previous write): the rest of p is body, not to be copied.
+		n = i + 4
+	}
 	m.hdr = append(m.hdr, p[:n]...)
 	if end := headerEnd(m.hdr, start); end >= 0 {
 		rest := m.hdr[end:]
@@ -196,7 +214,7 @@ func headerEnd(b []byte, start int) int {
 // §3.4.4) with the h= list for this header, and writes it the header block,
 // which ends with the empty line.
 func (m *message) start(block []byte) error {
-	h := headerList(splitFields(block[:len(block)-2]))
+	h := headerList(countSignable(block[:len(block)-2]))
 	m.signers = make([]*dkim.Signer, 0, len(m.keys))
 	ws := make([]io.Writer, 0, len(m.keys))
 	for _, k := range m.keys {
@@ -326,32 +344,38 @@ func checkField(f string) error {
 	return nil
 }
 
-// splitFields cuts a header block into fields, each with its continuation
-// lines and final CRLF.
-func splitFields(hdr []byte) []string {
-	var fields []string
+// countSignable counts the signable fields of a header block (each field
+// with its continuation lines and CRLF), without copying it: this runs for
+// every message.
+func countSignable(hdr []byte) counts {
+	var c counts
+	var buf [maxName]byte
 	for len(hdr) > 0 {
-		i := bytes.Index(hdr, []byte("\r\n"))
 		line := hdr
-		if i >= 0 {
+		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
 			line = hdr[:i+2]
 		}
 		hdr = hdr[len(line):]
-		if len(fields) > 0 && (line[0] == ' ' || line[0] == '\t') {
-			fields[len(fields)-1] += string(line)
-		} else {
-			fields = append(fields, string(line))
+		if line[0] == ' ' || line[0] == '\t' {
+			continue // a continuation line (RFC 5322 §2.2.3)
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		name = bytes.TrimRight(name, " \t")
+		if !ok || len(name) > maxName {
+			continue
+		}
+		lower := buf[:len(name)]
+		for i, b := range name {
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			lower[i] = b
+		}
+		if i, ok := signableIndex[string(lower)]; ok {
+			c[i]++
 		}
 	}
-	return fields
-}
-
-func fieldName(f string) string {
-	name, _, ok := strings.Cut(f, ":")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(strings.TrimRight(name, " \t"))
+	return c
 }
 
 // headerList builds h=: each oversigned name once more than it occurs, each
@@ -361,62 +385,63 @@ func fieldName(f string) string {
 // times, perName as large as fits: the last copies of each field are still
 // signed (§5.4.2 picks from the bottom), and an oversigned name whose copies
 // were all listed keeps its extra entry.
-func headerList(fields []string) []string {
-	count := make(map[string]int)
+func headerList(c counts) []string {
 	most := 0
-	for _, f := range fields {
-		n := fieldName(f)
-		count[n]++
-		most = max(most, count[n])
+	for _, n := range c {
+		most = max(most, n)
 	}
-	if hLen(count, most+1) <= maxHList {
-		return listUpTo(count, most+1) // the usual case: no limit needed
+	if hLen(&c, most+1) <= maxHList {
+		return listUpTo(&c, most+1) // the usual case: no limit needed
 	}
 	// The largest perName in [2, most+1] that fits; length grows with it.
 	lo, hi := 2, most+1
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		if hLen(count, mid) <= maxHList {
+		if hLen(&c, mid) <= maxHList {
 			lo = mid
 		} else {
 			hi = mid - 1
 		}
 	}
-	return listUpTo(count, lo)
+	return listUpTo(&c, lo)
 }
 
-// want is how often name goes into h= when no name may appear more than
-// perName times.
-func want(count map[string]int, name string, over bool, perName int) int {
-	c := count[lowerNames[name]]
-	if over {
-		c++
+// want is how often the name at index i goes into h= when no name may
+// appear more than perName times.
+func want(c *counts, i, perName int) int {
+	n := c[i]
+	if i < nOver {
+		n++
 	}
-	return min(c, perName)
+	return min(n, perName)
 }
 
-// hLen is the length of strings.Join(listUpTo(count, perName), ":").
-func hLen(count map[string]int, perName int) int {
+// name is the signable name at index i, as written into h=.
+func name(i int) string {
+	if i < nOver {
+		return oversigned[i]
+	}
+	return signedIfPresent[i-nOver]
+}
+
+// hLen is the length of strings.Join(listUpTo(c, perName), ":").
+func hLen(c *counts, perName int) int {
 	n := -1
-	for _, name := range oversigned {
-		n += want(count, name, true, perName) * (len(name) + 1)
-	}
-	for _, name := range signedIfPresent {
-		n += want(count, name, false, perName) * (len(name) + 1)
+	for i := range nSignable {
+		n += want(c, i, perName) * (len(name(i)) + 1)
 	}
 	return n
 }
 
-func listUpTo(count map[string]int, perName int) []string {
-	var h []string
-	for _, name := range oversigned {
-		for range want(count, name, true, perName) {
-			h = append(h, name)
-		}
+func listUpTo(c *counts, perName int) []string {
+	total := 0
+	for i := range nSignable {
+		total += want(c, i, perName)
 	}
-	for _, name := range signedIfPresent {
-		for range want(count, name, false, perName) {
-			h = append(h, name)
+	h := make([]string, 0, total)
+	for i := range nSignable {
+		for range want(c, i, perName) {
+			h = append(h, name(i))
 		}
 	}
 	return h

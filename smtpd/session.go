@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/internal/stack"
 	"relayd/maillog"
 	"relayd/queue"
 )
@@ -68,6 +69,9 @@ type session struct {
 }
 
 func (s *Server) newSession(c *smtp.Conn) *session {
+	// This is the connection's goroutine, still shallow: the lookup below,
+	// logging and the DATA path go deep (see package stack).
+	stack.Grow()
 	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1}
 	nc := c.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {

@@ -53,7 +53,7 @@ func (q *Queue) Create() (*Draft, error) {
 	}
 	if sp, ok := q.spares.take(q.flushDurable.Load()); ok {
 		p := q.path("spare", sp.name)
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		f, err := openFile(p, unix.O_WRONLY, 0)
 		if err == nil {
 			// Commit truncates only a file that was longer than what it
 			// writes: ftruncate(2) to the same length still costs ext4 an
@@ -74,7 +74,7 @@ func (q *Queue) Create() (*Draft, error) {
 		// rename, which never replaces (renameNoReplace).
 		id := newID(q.now())
 		p := q.path("tmp", id)
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := openFile(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}

@@ -32,6 +32,24 @@ func freeBytes(dir string) (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
+// openFile is os.OpenFile for the spool's message files, minus the poller:
+// os.OpenFile offers every file to epoll and, as a regular file cannot be
+// polled, switches it to non-blocking mode and back, four fcntl(2) and an
+// epoll_ctl(2) per open (two opens per message). Interrupted opens are
+// retried, as os.OpenFile does.
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, flag|unix.O_CLOEXEC, perm)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+}
+
 // syncDir fsyncs a directory so that entries created, renamed or removed in
 // it are on stable storage.
 func syncDir(dir string) error {

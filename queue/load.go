@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // loadMessage reads the current meta of message id in the spool dir:
@@ -96,7 +98,7 @@ func checkMeta(m *Meta, id string) error {
 // openMessage opens msg/ID and returns prefix + body, stopping where the
 // body ends (the meta trailer follows it).
 func openMessage(path string, prefix []byte, bodyLen int64) (io.ReadCloser, error) {
-	f, err := os.Open(path)
+	f, err := openFile(path, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("queue: open body: %w", err)
 	}

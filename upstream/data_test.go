@@ -34,6 +34,9 @@ func encode(t testing.TB, body []byte, chunks ...int) []byte {
 	t.Helper()
 	var raw, dot bytes.Buffer
 	dw, _ := newDataWriter(&raw, int64(len(body)))
+	// Released at the end, as transact does: later calls reuse the
+	// buffers, stale bytes and all.
+	defer dw.release()
 	for i := 0; len(body) > 0; i++ {
 		n := len(body)
 		if len(chunks) > 0 {

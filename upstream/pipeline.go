@@ -137,6 +137,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 
 	src := &readErr{r: body}
 	dw, rbuf := newDataWriter(s.wire, d.Size)
+	defer dw.release()
 	_, err := io.CopyBuffer(dw, src, rbuf)
 	if err == nil {
 		err = dw.end()

@@ -99,6 +99,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 	// through w, so w's Close adds just ".\r\n" and reads the reply.
 	src := &readErr{r: body}
 	dw, rbuf := newDataWriter(s.wire, d.Size)
+	defer dw.release()
 	_, err = io.CopyBuffer(dw, src, rbuf)
 	var tail []byte
 	if err == nil {

@@ -83,11 +83,13 @@ func (q *Queue) adminOp(ids []string, set func(e *entry)) error {
 		s.takeCommittedLocked(e) // the disk is the truth from now on
 		if e.busy {
 			s.mu.Unlock()
+			q.spares.dropKept(id)
 			continue
 		}
 		s.claimLocked(e)
 		next := time.Unix(0, e.next)
 		s.mu.Unlock()
+		q.spares.dropKept(id)
 		m, err := q.readMetaID(id)
 		if err != nil {
 			errs = append(errs, err)

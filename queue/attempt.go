@@ -55,6 +55,9 @@ func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool, 
 // work does one pass: expire or deliver, then notices, then persist and
 // reschedule or remove. It always ends the claim on e.
 func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
+	// The descriptor Commit kept serves the first pass only; retire has
+	// taken it if the message is finished.
+	defer q.spares.dropKept(e.id)
 	q.s.mu.Lock()
 	m := e.unsaved
 	e.unsaved = nil

@@ -65,7 +65,9 @@
 //     unlinking it (atomic; a crash may undo it: a duplicate). A spare file
 //     becomes a message again only through invariant 1, only after a flush
 //     made its removal from msg/ durable, and never while a reader in the
-//     process has it open (see spare.go). Otherwise meta/ID.json is renamed to the
+//     process has it open (see spare.go; a descriptor kept from Commit
+//     for the first attempt travels with its file and serves no other
+//     message). Otherwise meta/ID.json is renamed to the
 //     tombstone meta/ID.gone (readers then see the message as gone), msg/ID
 //     is unlinked once the tombstone is durable, and the tombstone once that
 //     unlink is durable (the janitor does both for all removals since its

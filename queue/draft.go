@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -53,15 +54,22 @@ func (q *Queue) Create() (*Draft, error) {
 	}
 	if sp, ok := q.spares.take(q.flushDurable.Load()); ok {
 		p := q.path("spare", sp.name)
-		f, err := openFile(p, unix.O_WRONLY, 0)
-		if err == nil {
-			// Commit truncates only a file that was longer than what it
-			// writes: ftruncate(2) to the same length still costs ext4 an
-			// inode update, and most messages of one sender are alike.
-			prev := int64(-1)
-			if fi, err := f.Stat(); err == nil {
-				prev = fi.Size()
+		f, prev := sp.f, sp.fsize
+		var err error
+		if f == nil {
+			f, err = openFile(p, unix.O_RDWR, 0)
+			// Commit truncates only a file that was longer than what
+			// it writes: ftruncate(2) to the same length still costs
+			// ext4 an inode update, and most messages of one sender
+			// are alike.
+			prev = -1
+			if err == nil {
+				if fi, err := f.Stat(); err == nil {
+					prev = fi.Size()
+				}
 			}
+		}
+		if err == nil {
 			// A collision of the new ID with a committed msg/ID is caught
 			// by the commit's rename, which never replaces.
 			return &Draft{q: q, id: newID(q.now()), path: p, reused: true, prev: prev, f: f,
@@ -74,7 +82,7 @@ func (q *Queue) Create() (*Draft, error) {
 		// rename, which never replaces (renameNoReplace).
 		id := newID(q.now())
 		p := q.path("tmp", id)
-		f, err := openFile(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+		f, err := openFile(p, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -90,9 +98,11 @@ func (q *Queue) Create() (*Draft, error) {
 // was most of relayd's garbage under a load of small messages.
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
+// getWriter returns a pooled buffer writing f from its start (pwrite: a
+// reused descriptor's offset is wherever its last message left it).
 func getWriter(f *os.File) *bufio.Writer {
 	w := writerPool.Get().(*bufio.Writer)
-	w.Reset(f)
+	w.Reset(io.NewOffsetWriter(f, 0))
 	return w
 }
 
@@ -240,15 +250,17 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	if err := d.w.Flush(); err != nil {
 		return noSpace(fmt.Errorf("queue: write message %s: %w", d.id, err))
 	}
-	if end := d.size + int64(len(tr)); d.reused && (d.prev < 0 || d.prev > end) {
+	size := d.size + int64(len(tr))
+	if d.reused && (d.prev < 0 || d.prev > size) {
 		// Cut what is left of the file's previous message: the trailer
 		// must be the last bytes (readTrailer reads the file's end).
-		if err := d.f.Truncate(end); err != nil {
+		if err := d.f.Truncate(size); err != nil {
 			return noSpace(fmt.Errorf("queue: truncate message %s: %w", d.id, err))
 		}
 	}
-	// Closing does not flush to disk: this session's fdatasync does (run in
-	// parallel with other sessions), or the committer's syncfs.
+	// The file stays open (for the first attempt, see spares.keep); to
+	// disk it goes by this session's fdatasync (run in parallel with other
+	// sessions), or the committer's syncfs.
 	if !q.useSyncfs {
 		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
 			d.f.Close()
@@ -257,11 +269,6 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		}
 	}
 	d.release() // flushed: the buffer is not needed any more
-	err = d.f.Close()
-	d.f = nil
-	if err != nil {
-		return noSpace(fmt.Errorf("queue: close message %s: %w", d.id, err))
-	}
 	req := &commitReq{id: d.id, tmp: d.path, dst: q.bodyPath(d.id), errs: d.errs, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
@@ -272,7 +279,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	}
 	<-req.done
 	if req.err != nil {
-		return req.err
+		return req.err // Abort closes the file
 	}
 	d.done = true
 	rcpts := make([]string, len(m.Rcpts))
@@ -290,7 +297,11 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	var keep *Meta
 	if q.getDeliverer() != nil {
 		keep = m
+		q.spares.keep(d.id, d.f, size) // for the first attempt's read
+	} else {
+		d.f.Close()
 	}
+	d.f = nil
 	q.s.addFresh(d.id, now, keep)
 	q.s.kick()
 	return nil

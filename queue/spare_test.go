@@ -2,13 +2,19 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 func dirNames(t *testing.T, dir string) []string {
@@ -127,6 +133,9 @@ func TestSpareNotWhileRead(t *testing.T) {
 	}
 	if n := len(h.q.spares.readers); n != 0 {
 		t.Errorf("%d readers still counted after Close", n)
+	}
+	if _, ok := h.q.spares.kept[id]; ok {
+		t.Error("the deleted message's descriptor is still kept after its reader closed") // the last reader closes it
 	}
 	// Closed: the next removal recycles again.
 	id2 := commitBody(t, h.q, env, nil, body, FromSMTP)
@@ -289,5 +298,294 @@ func TestSpareReusedWithoutCut(t *testing.T) {
 				t.Errorf("corrupt/ = %v", got)
 			}
 		})
+	}
+}
+
+// readingDeliverer reads each message through Delivery.Open, records what
+// it read, and answers with fn.
+func readingDeliverer(t *testing.T, h *harness, fn func(*Delivery) (Outcome, error)) *[][]byte {
+	var mu sync.Mutex
+	var got [][]byte
+	h.del.set(func(d *Delivery) (Outcome, error) {
+		rc, err := d.Open()
+		if err != nil {
+			t.Errorf("Open: %v", err)
+			return Outcome{}, err
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Errorf("read: %v", err)
+		}
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+		return fn(d)
+	})
+	return &got
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// Commit keeps the message's descriptor: the first attempt reads through
+// it, retire moves it into the pool with the file, and the next Create
+// writes through it. Every message reads back as itself, a deferred first
+// attempt leaves no descriptor behind (the retry opens msg/ID), and
+// nothing stays open after Close.
+func TestKeptDescriptorTravelsWithTheFile(t *testing.T) {
+	before := openFDs(t)
+	h := newHarness(t, nil)
+	got := readingDeliverer(t, h, allOK)
+	h.run()
+	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+	prefix := []byte("Received: by test\r\n")
+	first := bytes.Repeat([]byte("first message line\r\n"), 40)
+	commitBody(t, h.q, env, prefix, first, FromSMTP)
+	h.idle()
+	sp := &h.q.spares
+	sp.mu.Lock()
+	nKept, nFree := len(sp.kept), len(sp.free)
+	var pooled *os.File
+	if nFree == 1 {
+		pooled = sp.free[0].f
+	}
+	sp.mu.Unlock()
+	if nKept != 0 || nFree != 1 || pooled == nil {
+		t.Fatalf("after delivery: %d kept, %d spares (descriptor %v), want 0, 1 with its descriptor", nKept, nFree, pooled)
+	}
+	if len(*got) != 1 || !bytes.Equal((*got)[0], append(append([]byte(nil), prefix...), first...)) {
+		t.Fatalf("first delivery read %q", *got)
+	}
+
+	// A commit flushes: the spare becomes reusable; the next Create
+	// writes through the pooled descriptor.
+	h.stopRun()
+	commitBody(t, h.q, env, prefix, []byte("Subject: flush\r\n\r\nx\r\n"), FromSMTP)
+	d, err := h.q.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.f != pooled {
+		t.Fatalf("Create did not reuse the pooled descriptor")
+	}
+	second := []byte("Subject: short\r\n\r\nsecond\r\n")
+	if _, err := d.Write(second); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(context.Background(), env, prefix, FromSMTP); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	waitFor(t, "two more deliveries", func() bool { return h.del.count() == 3 })
+	h.idle()
+	want := append(append([]byte(nil), prefix...), second...)
+	found := false
+	for _, b := range *got {
+		found = found || bytes.Equal(b, want)
+	}
+	if !found {
+		t.Fatalf("the message written through the reused descriptor read back as none of %q", *got)
+	}
+
+	// A first attempt that defers closes the descriptor; the retry opens
+	// msg/ID and reads the same bytes.
+	got = readingDeliverer(t, h, func(d *Delivery) (Outcome, error) { return Outcome{}, errors.New("smarthost down") })
+	third := bytes.Repeat([]byte("deferred once\r\n"), 30)
+	id := commitBody(t, h.q, env, prefix, third, FromSMTP)
+	waitFor(t, "the first attempt", func() bool { return h.del.countID(id) == 1 })
+	h.idle()
+	sp.mu.Lock()
+	_, still := sp.kept[id]
+	sp.mu.Unlock()
+	if still {
+		t.Fatal("the descriptor outlived the first pass")
+	}
+	got = readingDeliverer(t, h, allOK)
+	h.advance(time.Hour)
+	waitFor(t, "the retry", func() bool { return h.del.countID(id) == 2 })
+	h.idle()
+	want = append(append([]byte(nil), prefix...), third...)
+	if len(*got) != 1 || !bytes.Equal((*got)[0], want) {
+		t.Fatalf("the retry read %q, want %q", *got, want)
+	}
+
+	h.stopRun()
+	h.q.Close()
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after Close, %d before the queue", after, before)
+	}
+}
+
+// taggedBody is a message body whose every line names id: a read of
+// another message's bytes shows.
+func taggedBody(id string, n int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "X-ID: %s\r\n\r\n", id)
+	for b.Len() < n {
+		fmt.Fprintf(&b, "%s line %d\r\n", id, b.Len())
+	}
+	return b.Bytes()
+}
+
+func checkTagged(id string, b []byte) error {
+	if !bytes.HasPrefix(b, []byte("Received: by test\r\nX-ID: "+id+"\r\n")) {
+		return fmt.Errorf("%s: read %q", id, b[:min(len(b), 60)])
+	}
+	if n, own := bytes.Count(b, []byte(" line ")), bytes.Count(b, []byte(id+" line ")); n != own {
+		return fmt.Errorf("%s: %d of %d lines are another message's", id, n-own, n)
+	}
+	return nil
+}
+
+// Under concurrent commits, deliveries that fail or defer at random,
+// deletes, holds, flushes and slow readers, in both flush modes, every
+// read (delivery or OpenMessage) returns the message's own bytes, and no
+// descriptor outlives Close.
+func TestKeptDescriptorsUnderLoad(t *testing.T) {
+	for _, syncfs := range []bool{true, false} {
+		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
+			before := openFDs(t)
+			h := newHarness(t, func(c *Config) { c.Concurrency = 8 })
+			h.q.useSyncfs = syncfs
+			read := func(id string, rc io.ReadCloser) {
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err == nil {
+					err = checkTagged(id, b)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			var n atomic.Int64
+			h.del.set(func(d *Delivery) (Outcome, error) {
+				rc, err := d.Open()
+				if err != nil {
+					t.Errorf("%s: open: %v", d.ID, err)
+					return Outcome{}, err
+				}
+				read(d.ID, rc)
+				switch n.Add(1) % 4 {
+				case 0:
+					return Outcome{}, errors.New("smarthost down")
+				case 1:
+					return replyAll(451, smtp.EnhancedCode{4, 3, 0}, "later")(d)
+				}
+				return allOK(d)
+			})
+			h.run()
+			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+			ids := make(chan string, 1000)
+			var commits, admin sync.WaitGroup
+			for w := range 4 {
+				commits.Add(1)
+				go func() {
+					defer commits.Done()
+					for i := range 120 {
+						d, err := h.q.Create()
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						d.Write(taggedBody(d.ID(), 50+(w*977+i*131)%4000))
+						if err := d.Commit(context.Background(), env, []byte("Received: by test\r\n"), FromSMTP); err != nil {
+							t.Error(err)
+							return
+						}
+						ids <- d.ID()
+					}
+				}()
+			}
+			for range 2 {
+				admin.Add(1)
+				go func() {
+					defer admin.Done()
+					i := 0
+					for id := range ids {
+						switch i++; i % 5 {
+						case 0:
+							h.q.Delete(id)
+						case 1:
+							h.q.Hold(id)
+							h.q.Release(id)
+						case 2:
+							h.q.Flush(id)
+						default:
+							if rc, err := h.q.OpenMessage(id); err == nil {
+								time.Sleep(100 * time.Microsecond)
+								read(id, rc)
+							}
+						}
+					}
+				}()
+			}
+			stop := make(chan struct{})
+			ticker := time.NewTicker(5 * time.Millisecond)
+			defer ticker.Stop()
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-ticker.C:
+						h.advance(11 * time.Minute)
+					}
+				}
+			}()
+			commits.Wait()
+			close(ids)
+			admin.Wait()
+			close(stop)
+			h.del.set(allOK)
+			h.advance(2 * time.Hour)
+			h.q.Flush()
+			waitFor(t, "the queue to drain", func() bool { return h.q.Len() == 0 })
+			h.idle()
+			h.stopRun()
+			h.q.Close()
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open after Close, %d before the queue", after, before)
+			}
+		})
+	}
+}
+
+// A commit that completes while the queue closes does not keep its
+// descriptor past Close.
+func TestCloseWhileCommitting(t *testing.T) {
+	for round := range 10 {
+		before := openFDs(t)
+		h := newHarness(t, nil)
+		env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 40 {
+					d, err := h.q.Create()
+					if err != nil {
+						return
+					}
+					d.Write([]byte("Subject: x\r\n\r\nbody\r\n"))
+					if err := d.Commit(context.Background(), env, nil, FromSMTP); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round*300) * time.Microsecond)
+		h.q.Close()
+		wg.Wait()
+		if after := openFDs(t); after != before {
+			t.Fatalf("round %d: %d descriptors open after Close, %d before", round, after, before)
+		}
 	}
 }

@@ -246,6 +246,7 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.closing)
 		q.committer.Wait()
+		q.spares.shutdown()
 		// Delivered mail does not outlive the daemon in spare/, and the
 		// next Open has nothing to check.
 		if err := q.cleanSpare(nil); err != nil {

@@ -104,6 +104,7 @@ type Server struct {
 	settings atomic.Pointer[Settings]
 	smtp     *smtp.Server
 	limiter  *ipLimiter
+	rdns     rdnsCache
 	slowData bool         // tests: go-smtp's DATA reader only, no fast path (bulk.go)
 	switches atomic.Int64 // DATA hand-overs to the fast path (tests)
 }
@@ -116,7 +117,7 @@ func New(cfg Config, in Intake) *Server {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, intake: in, limiter: newIPLimiter(nil)}
+	s := &Server{cfg: cfg, intake: in, limiter: newIPLimiter(nil), rdns: rdnsCache{now: time.Now}}
 	s.settings.Store(&cfg.Settings)
 
 	srv := smtp.NewServer(backend{s})

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -59,7 +57,7 @@ type session struct {
 	st       *Settings
 	conn     *smtp.Conn
 	ip       netip.Addr
-	host     string // reverse DNS, verified forward
+	host     string // reverse DNS (rdns.go), "" if none
 	uid      int
 	tls      bool
 	authUser string
@@ -87,20 +85,6 @@ func (s *Server) newSession(c *smtp.Conn) *session {
 		ss.host = s.reverse(ss.ip)
 	}
 	return ss
-}
-
-// reverse returns the forward-confirmed reverse DNS name of ip, or "".
-func (s *Server) reverse(ip netip.Addr) string {
-	if s.cfg.Resolver == nil {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	names, err := s.cfg.Resolver.LookupAddr(ctx, ip.String())
-	if err != nil || len(names) == 0 {
-		return ""
-	}
-	return strings.TrimSuffix(names[0], ".")
 }
 
 func (ss *session) mayRelay() bool {

@@ -78,32 +78,39 @@ func TestSpareFileReused(t *testing.T) {
 			if newInfo.Size() >= oldInfo.Size() {
 				t.Errorf("reused file is %d bytes, not cut below the old %d", newInfo.Size(), oldInfo.Size())
 			}
-			want := append(append([]byte(nil), prefix...), body...)
-			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
-				t.Errorf("OpenMessage = %q, want %q", got, want)
-			}
-			if m := h.meta(id); m.ID != id || m.Size != int64(len(want)) {
-				t.Errorf("meta %+v", m)
-			}
-
-			dir := h.q.dir
-			h.q.Close()
-			q, err := Open(Config{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Close()
+			q := checkReadBack(t, h, id, append(append([]byte(nil), prefix...), body...))
 			if q.Len() != 2 {
 				t.Errorf("after reopen: %d messages, want 2", q.Len())
 			}
-			if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
-				t.Errorf("after reopen: %q", got)
-			}
-			if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
-				t.Errorf("corrupt/ = %v", got)
-			}
 		})
 	}
+}
+
+// checkReadBack checks that message id reads back as want, with a meta to
+// match, closes h's queue, reopens the spool and checks again, with
+// nothing quarantined. It returns the reopened queue (closed at cleanup).
+func checkReadBack(t *testing.T, h *harness, id string, want []byte) *Queue {
+	t.Helper()
+	if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
+		t.Errorf("OpenMessage = %q, want %q", got, want)
+	}
+	if m := h.meta(id); m.ID != id || m.Size != int64(len(want)) {
+		t.Errorf("meta %+v", m)
+	}
+	dir := h.q.dir
+	h.q.Close()
+	q, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
+		t.Errorf("after reopen: %q", got)
+	}
+	if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
+		t.Errorf("corrupt/ = %v", got)
+	}
+	return q
 }
 
 // A message file someone is reading is unlinked, never recycled: the
@@ -277,26 +284,7 @@ func TestSpareReusedWithoutCut(t *testing.T) {
 			if !os.SameFile(oldInfo, newInfo) {
 				t.Fatal("the spare was not reused")
 			}
-			want := append(append([]byte(nil), prefix...), b...)
-			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
-				t.Errorf("OpenMessage = %q, want %q", got, want)
-			}
-			if m := h.meta(id); m.ID != id || m.Size != int64(len(want)) {
-				t.Errorf("meta %+v", m)
-			}
-			dir := h.q.dir
-			h.q.Close()
-			q, err := Open(Config{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Close()
-			if got := readAllMessage(t, q, id); !bytes.Equal(got, want) {
-				t.Errorf("after reopen: %q", got)
-			}
-			if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
-				t.Errorf("corrupt/ = %v", got)
-			}
+			checkReadBack(t, h, id, append(append([]byte(nil), prefix...), b...))
 		})
 	}
 }

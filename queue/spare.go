@@ -58,9 +58,9 @@ import (
 //   - after Close nothing is kept (spares.closed): a Commit that finishes
 //     while the queue closes closes its file.
 //
-// A kept descriptor waits for the message's first pass: with no deliverer,
-// or while the smarthost is down (one probe at a time), up to maxKept stay
-// open until then.
+// A kept descriptor waits for the message's first pass: while the smarthost
+// is down (one probe at a time) or after a reload removed it, up to maxKept
+// stay open until then. Without a deliverer Commit keeps none.
 const (
 	maxSpares     = 64
 	maxSpareBytes = 32 << 20

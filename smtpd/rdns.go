@@ -2,6 +2,8 @@ package smtpd
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,7 +13,7 @@ import (
 // Reverse DNS for the Received field (RFC 5321 §4.4: the name the client's
 // address resolves to, next to the address itself).
 //
-// Answers, including "no name", are remembered for rdnsTTL: a client that
+// Answers, including "no name" (NXDOMAIN, no PTR), are remembered for rdnsTTL: a client that
 // opens a connection per message (cron, scripts, PHP mail()) would
 // otherwise cost a lookup each time, a DNS query for a LAN client when the
 // host runs no caching resolver. At most rdnsMax addresses are remembered;
@@ -53,10 +55,17 @@ func (s *Server) reverse(ip netip.Addr) string {
 	ctx, cancel := context.WithTimeout(context.Background(), rdnsTimeout)
 	defer cancel()
 	name := ""
-	if names, err := r.LookupAddr(ctx, ip.String()); err == nil && len(names) > 0 {
+	names, err := r.LookupAddr(ctx, ip.String())
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil && len(names) > 0:
 		name = strings.TrimSuffix(names[0], ".")
-	} else if err != nil && ctx.Err() != nil {
-		return "" // a timeout says nothing about the name: not remembered
+	case err == nil, errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		// No name: remembered too.
+	default:
+		// A timeout or a failing server says nothing about the name:
+		// not remembered, the next connection asks again.
+		return ""
 	}
 
 	c.mu.Lock()

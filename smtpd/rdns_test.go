@@ -2,7 +2,7 @@ package smtpd
 
 import (
 	"context"
-	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -10,9 +10,10 @@ import (
 )
 
 type countingResolver struct {
-	mu    sync.Mutex
-	calls map[string]int
-	names map[string]string
+	mu        sync.Mutex
+	calls     map[string]int
+	names     map[string]string
+	temporary map[string]int // this many temporary failures first
 }
 
 func (r *countingResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
@@ -25,7 +26,11 @@ func (r *countingResolver) LookupAddr(ctx context.Context, addr string) ([]strin
 	if n, ok := r.names[addr]; ok {
 		return []string{n}, nil
 	}
-	return nil, errors.New("no such host")
+	if r.temporary[addr] > 0 {
+		r.temporary[addr]--
+		return nil, &net.DNSError{Err: "server misbehaving", Name: addr, IsTemporary: true}
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: addr, IsNotFound: true}
 }
 
 func (r *countingResolver) count(addr string) int {
@@ -69,6 +74,23 @@ func TestReverseCached(t *testing.T) {
 	}
 	if s.reverse(known); res.count("192.0.2.1") < 2 {
 		t.Error("lookup count went down")
+	}
+}
+
+// A temporary failure (timeout, SERVFAIL) is not remembered as "no name":
+// the next connection asks again.
+func TestReverseTemporaryFailureNotCached(t *testing.T) {
+	res := &countingResolver{names: map[string]string{}, temporary: map[string]int{"192.0.2.9": 1}}
+	s := New(Config{Resolver: res}, nil)
+	ip := netip.MustParseAddr("192.0.2.9")
+	if got := s.reverse(ip); got != "" {
+		t.Fatalf("reverse during a failure = %q", got)
+	}
+	res.mu.Lock()
+	res.names["192.0.2.9"] = "back.example.net."
+	res.mu.Unlock()
+	if got := s.reverse(ip); got != "back.example.net" {
+		t.Errorf("after a temporary failure: %q after %d lookups, want the name from a new lookup", got, res.count("192.0.2.9"))
 	}
 }
 

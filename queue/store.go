@@ -90,6 +90,9 @@ type Queue struct {
 	gcBodies []string // removed messages (tombstoned) whose bodies wait for the janitor
 	// syncfs flushes the spool filesystem; tests swap it to count or fail.
 	syncfs func(fd int) error
+	// syncDirFD fsyncs msg/ or meta/ for the committer (nil: File.Sync);
+	// tests swap it to slow a flush down.
+	syncDirFD func(*os.File) error
 	// freeBytes reports the space available in a directory's filesystem;
 	// tests swap it.
 	freeBytes func(dir string) (int64, error)
@@ -271,7 +274,11 @@ func (q *Queue) syncSub(sub string) error {
 	if f == nil {
 		return syncDir(q.path(sub))
 	}
-	if err := f.Sync(); err != nil {
+	sync := q.syncDirFD
+	if sync == nil {
+		sync = (*os.File).Sync
+	}
+	if err := sync(f); err != nil {
 		return fmt.Errorf("queue: fsync dir %s: %w", f.Name(), err)
 	}
 	return nil

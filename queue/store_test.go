@@ -107,6 +107,12 @@ func testGroupCommit(t *testing.T, syncfs bool) {
 		time.Sleep(2 * time.Millisecond) // a disk flush takes time; let waiters pile up
 		return unix.Syncfs(fd)
 	}
+	// Per-file mode: the committer's flush is the fsync of msg/; slow it
+	// down too, or on a fast disk every commit may find the committer idle.
+	h.q.syncDirFD = func(f *os.File) error {
+		time.Sleep(2 * time.Millisecond)
+		return f.Sync()
+	}
 	const N = 200
 	var wg sync.WaitGroup
 	ids := make([]string, N)

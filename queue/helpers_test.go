@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -193,6 +194,19 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		q.Close()
 	})
 	return h
+}
+
+// inBothFlushModes runs fn as a subtest per flush mode (one syncfs per
+// batch; per-file fdatasync), each with a fresh harness (mod as for
+// newHarness).
+func inBothFlushModes(t *testing.T, mod func(*Config), fn func(t *testing.T, h *harness)) {
+	for _, syncfs := range []bool{true, false} {
+		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
+			h := newHarness(t, mod)
+			h.q.useSyncfs = syncfs
+			fn(t, h)
+		})
+	}
 }
 
 func (h *harness) run() {

@@ -32,84 +32,76 @@ func readAllMessage(t *testing.T, q *Queue, id string) []byte {
 // which OpenMessage never yields. A later meta/ID.json overrides the
 // trailer. Both flush modes.
 func TestOneFilePerMessage(t *testing.T) {
-	for _, syncfs := range []bool{true, false} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.q.useSyncfs = syncfs
-			prefix := []byte("Received: by test\r\n")
-			body := []byte("Subject: no blank line, no final newline") // the trailer follows at once
-			id := commitBody(t, h.q, Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, prefix, body, FromSMTP)
-			for sub, want := range map[string]int{"msg": 1, "meta": 0, "tmp": 0} {
-				if ents, _ := os.ReadDir(filepath.Join(h.q.dir, sub)); len(ents) != want {
-					t.Errorf("%s/ has %v, want %d entries", sub, ents, want)
-				}
+	inBothFlushModes(t, nil, func(t *testing.T, h *harness) {
+		prefix := []byte("Received: by test\r\n")
+		body := []byte("Subject: no blank line, no final newline") // the trailer follows at once
+		id := commitBody(t, h.q, Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, prefix, body, FromSMTP)
+		for sub, want := range map[string]int{"msg": 1, "meta": 0, "tmp": 0} {
+			if ents, _ := os.ReadDir(filepath.Join(h.q.dir, sub)); len(ents) != want {
+				t.Errorf("%s/ has %v, want %d entries", sub, ents, want)
 			}
-			raw, err := os.ReadFile(h.q.bodyPath(id))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.HasPrefix(raw, body) || !bytes.HasSuffix(raw[:len(raw)-trailerLen+len(trailerMagic)], []byte(trailerMagic)) {
-				t.Errorf("msg/ID is not body + meta + trailer: %q", raw)
-			}
-			var m Meta
-			if err := json.Unmarshal(raw[len(body):len(raw)-trailerLen], &m); err != nil || m.ID != id {
-				t.Errorf("meta between body and trailer: %v %+v", err, m)
-			}
-			want := append(append([]byte(nil), prefix...), body...)
-			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
-				t.Errorf("OpenMessage = %q, want %q", got, want)
-			}
-			m.Attempts = 2
-			if err := h.q.writeMeta(&m); err != nil {
-				t.Fatal(err)
-			}
-			if got := h.meta(id); got.Attempts != 2 {
-				t.Errorf("meta/ID.json does not override the trailer: attempts %d", got.Attempts)
-			}
-			if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
-				t.Errorf("OpenMessage after an update = %q, want %q", got, want)
-			}
-		})
-	}
+		}
+		raw, err := os.ReadFile(h.q.bodyPath(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(raw, body) || !bytes.HasSuffix(raw[:len(raw)-trailerLen+len(trailerMagic)], []byte(trailerMagic)) {
+			t.Errorf("msg/ID is not body + meta + trailer: %q", raw)
+		}
+		var m Meta
+		if err := json.Unmarshal(raw[len(body):len(raw)-trailerLen], &m); err != nil || m.ID != id {
+			t.Errorf("meta between body and trailer: %v %+v", err, m)
+		}
+		want := append(append([]byte(nil), prefix...), body...)
+		if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
+			t.Errorf("OpenMessage = %q, want %q", got, want)
+		}
+		m.Attempts = 2
+		if err := h.q.writeMeta(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.meta(id); got.Attempts != 2 {
+			t.Errorf("meta/ID.json does not override the trailer: attempts %d", got.Attempts)
+		}
+		if got := readAllMessage(t, h.q, id); !bytes.Equal(got, want) {
+			t.Errorf("OpenMessage after an update = %q, want %q", got, want)
+		}
+	})
 }
 
 // Removing a message that never changed state unlinks its one file at once;
 // one with a meta/ID.json goes through the tombstone meta/ID.gone, during
 // which readers already see it removed, and ends with nothing left.
 func TestRemoval(t *testing.T) {
-	for _, syncfs := range []bool{true, false} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.q.useSyncfs = syncfs
-			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
-			plain, changed := h.commit(env, FromSMTP), h.commit(env, FromSMTP)
-			if err := h.q.Hold(changed); err != nil { // writes meta/ID.json
-				t.Fatal(err)
+	inBothFlushModes(t, nil, func(t *testing.T, h *harness) {
+		env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+		plain, changed := h.commit(env, FromSMTP), h.commit(env, FromSMTP)
+		if err := h.q.Hold(changed); err != nil { // writes meta/ID.json
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(h.q.metaPath(changed)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.q.Delete(plain, changed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(h.q.bodyPath(plain)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("plain message's file still there after Delete: %v", err)
+		}
+		for _, id := range []string{plain, changed} {
+			if _, err := h.q.Get(id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Get(%s) after Delete: %v", id, err)
 			}
-			if _, err := os.Stat(h.q.metaPath(changed)); err != nil {
-				t.Fatal(err)
-			}
-			if err := h.q.Delete(plain, changed); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Stat(h.q.bodyPath(plain)); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("plain message's file still there after Delete: %v", err)
-			}
-			for _, id := range []string{plain, changed} {
-				if _, err := h.q.Get(id); !errors.Is(err, ErrNotFound) {
-					t.Errorf("Get(%s) after Delete: %v", id, err)
-				}
-			}
-			if err := h.q.List(func(m *Meta) error { return fmt.Errorf("listed %s", m.ID) }); err != nil {
-				t.Error(err)
-			}
-			waitFor(t, "removal complete", func() bool {
-				a, _ := os.ReadDir(filepath.Join(h.q.dir, "msg"))
-				b, _ := os.ReadDir(filepath.Join(h.q.dir, "meta"))
-				return len(a)+len(b) == 0
-			})
+		}
+		if err := h.q.List(func(m *Meta) error { return fmt.Errorf("listed %s", m.ID) }); err != nil {
+			t.Error(err)
+		}
+		waitFor(t, "removal complete", func() bool {
+			a, _ := os.ReadDir(filepath.Join(h.q.dir, "msg"))
+			b, _ := os.ReadDir(filepath.Join(h.q.dir, "meta"))
+			return len(a)+len(b) == 0
 		})
-	}
+	})
 }
 
 // A reader that finds a tombstone treats the message as removed although

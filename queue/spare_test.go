@@ -37,53 +37,49 @@ func dirNames(t *testing.T, dir string) []string {
 // it is not reused: the rename out of msg/ may not be on disk yet. Both
 // flush modes.
 func TestSpareFileReused(t *testing.T) {
-	for _, syncfs := range []bool{true, false} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.q.useSyncfs = syncfs
-			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
-			prefix := []byte("Received: by test\r\n")
-			old := commitBody(t, h.q, env, prefix, bytes.Repeat([]byte("old message line\r\n"), 500), FromSMTP)
-			if err := h.q.Delete(old); err != nil {
-				t.Fatal(err)
-			}
-			if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 1 || got[0] != old {
-				t.Fatalf("spare/ = %v, want [%s]", got, old)
-			}
-			if _, err := os.Stat(h.q.bodyPath(old)); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("msg/%s after Delete: %v", old, err)
-			}
-			oldInfo, err := os.Stat(filepath.Join(h.q.dir, "spare", old))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// No flush since the removal: a new file, the spare waits.
-			between := commitBody(t, h.q, env, prefix, []byte("Subject: between\r\n\r\nx\r\n"), FromSMTP)
-			if st, err := os.Stat(h.q.bodyPath(between)); err != nil || os.SameFile(st, oldInfo) {
-				t.Fatalf("a spare was reused before a flush made its removal durable (%v)", err)
-			}
+	inBothFlushModes(t, nil, func(t *testing.T, h *harness) {
+		env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+		prefix := []byte("Received: by test\r\n")
+		old := commitBody(t, h.q, env, prefix, bytes.Repeat([]byte("old message line\r\n"), 500), FromSMTP)
+		if err := h.q.Delete(old); err != nil {
+			t.Fatal(err)
+		}
+		if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 1 || got[0] != old {
+			t.Fatalf("spare/ = %v, want [%s]", got, old)
+		}
+		if _, err := os.Stat(h.q.bodyPath(old)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("msg/%s after Delete: %v", old, err)
+		}
+		oldInfo, err := os.Stat(filepath.Join(h.q.dir, "spare", old))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No flush since the removal: a new file, the spare waits.
+		between := commitBody(t, h.q, env, prefix, []byte("Subject: between\r\n\r\nx\r\n"), FromSMTP)
+		if st, err := os.Stat(h.q.bodyPath(between)); err != nil || os.SameFile(st, oldInfo) {
+			t.Fatalf("a spare was reused before a flush made its removal durable (%v)", err)
+		}
 
-			body := []byte("Subject: short\r\n\r\nnew\r\n")
-			id := commitBody(t, h.q, env, prefix, body, FromSMTP)
-			if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 0 {
-				t.Errorf("spare/ = %v after a Create, want it taken", got)
-			}
-			newInfo, err := os.Stat(h.q.bodyPath(id))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !os.SameFile(oldInfo, newInfo) {
-				t.Error("the new message did not reuse the spare file")
-			}
-			if newInfo.Size() >= oldInfo.Size() {
-				t.Errorf("reused file is %d bytes, not cut below the old %d", newInfo.Size(), oldInfo.Size())
-			}
-			q := checkReadBack(t, h, id, append(append([]byte(nil), prefix...), body...))
-			if q.Len() != 2 {
-				t.Errorf("after reopen: %d messages, want 2", q.Len())
-			}
-		})
-	}
+		body := []byte("Subject: short\r\n\r\nnew\r\n")
+		id := commitBody(t, h.q, env, prefix, body, FromSMTP)
+		if got := dirNames(t, filepath.Join(h.q.dir, "spare")); len(got) != 0 {
+			t.Errorf("spare/ = %v after a Create, want it taken", got)
+		}
+		newInfo, err := os.Stat(h.q.bodyPath(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !os.SameFile(oldInfo, newInfo) {
+			t.Error("the new message did not reuse the spare file")
+		}
+		if newInfo.Size() >= oldInfo.Size() {
+			t.Errorf("reused file is %d bytes, not cut below the old %d", newInfo.Size(), oldInfo.Size())
+		}
+		q := checkReadBack(t, h, id, append(append([]byte(nil), prefix...), body...))
+		if q.Len() != 2 {
+			t.Errorf("after reopen: %d messages, want 2", q.Len())
+		}
+	})
 }
 
 // checkReadBack checks that message id reads back as want, with a meta to
@@ -437,112 +433,108 @@ func checkTagged(id string, b []byte) error {
 // read (delivery or OpenMessage) returns the message's own bytes, and no
 // descriptor outlives Close.
 func TestKeptDescriptorsUnderLoad(t *testing.T) {
-	for _, syncfs := range []bool{true, false} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
-			before := openFDs(t)
-			h := newHarness(t, func(c *Config) { c.Concurrency = 8 })
-			h.q.useSyncfs = syncfs
-			read := func(id string, rc io.ReadCloser) {
-				b, err := io.ReadAll(rc)
-				rc.Close()
-				if err == nil {
-					err = checkTagged(id, b)
-				}
-				if err != nil {
-					t.Error(err)
-				}
+	before := openFDs(t)
+	inBothFlushModes(t, func(c *Config) { c.Concurrency = 8 }, func(t *testing.T, h *harness) {
+		read := func(id string, rc io.ReadCloser) {
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err == nil {
+				err = checkTagged(id, b)
 			}
-			var n atomic.Int64
-			h.del.set(func(d *Delivery) (Outcome, error) {
-				rc, err := d.Open()
-				if err != nil {
-					t.Errorf("%s: open: %v", d.ID, err)
-					return Outcome{}, err
-				}
-				read(d.ID, rc)
-				switch n.Add(1) % 4 {
-				case 0:
-					return Outcome{}, errors.New("smarthost down")
-				case 1:
-					return replyAll(451, smtp.EnhancedCode{4, 3, 0}, "later")(d)
-				}
-				return allOK(d)
-			})
-			h.run()
-			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
-			ids := make(chan string, 1000)
-			var commits, admin sync.WaitGroup
-			for w := range 4 {
-				commits.Add(1)
-				go func() {
-					defer commits.Done()
-					for i := range 120 {
-						d, err := h.q.Create()
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						d.Write(taggedBody(d.ID(), 50+(w*977+i*131)%4000))
-						if err := d.Commit(context.Background(), env, []byte("Received: by test\r\n"), FromSMTP); err != nil {
-							t.Error(err)
-							return
-						}
-						ids <- d.ID()
-					}
-				}()
+			if err != nil {
+				t.Error(err)
 			}
-			for range 2 {
-				admin.Add(1)
-				go func() {
-					defer admin.Done()
-					i := 0
-					for id := range ids {
-						switch i++; i % 5 {
-						case 0:
-							h.q.Delete(id)
-						case 1:
-							h.q.Hold(id)
-							h.q.Release(id)
-						case 2:
-							h.q.Flush(id)
-						default:
-							if rc, err := h.q.OpenMessage(id); err == nil {
-								time.Sleep(100 * time.Microsecond)
-								read(id, rc)
-							}
-						}
-					}
-				}()
+		}
+		var n atomic.Int64
+		h.del.set(func(d *Delivery) (Outcome, error) {
+			rc, err := d.Open()
+			if err != nil {
+				t.Errorf("%s: open: %v", d.ID, err)
+				return Outcome{}, err
 			}
-			stop := make(chan struct{})
-			ticker := time.NewTicker(5 * time.Millisecond)
-			defer ticker.Stop()
+			read(d.ID, rc)
+			switch n.Add(1) % 4 {
+			case 0:
+				return Outcome{}, errors.New("smarthost down")
+			case 1:
+				return replyAll(451, smtp.EnhancedCode{4, 3, 0}, "later")(d)
+			}
+			return allOK(d)
+		})
+		h.run()
+		env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+		ids := make(chan string, 1000)
+		var commits, admin sync.WaitGroup
+		for w := range 4 {
+			commits.Add(1)
 			go func() {
-				for {
-					select {
-					case <-stop:
+				defer commits.Done()
+				for i := range 120 {
+					d, err := h.q.Create()
+					if err != nil {
+						t.Error(err)
 						return
-					case <-ticker.C:
-						h.advance(11 * time.Minute)
+					}
+					d.Write(taggedBody(d.ID(), 50+(w*977+i*131)%4000))
+					if err := d.Commit(context.Background(), env, []byte("Received: by test\r\n"), FromSMTP); err != nil {
+						t.Error(err)
+						return
+					}
+					ids <- d.ID()
+				}
+			}()
+		}
+		for range 2 {
+			admin.Add(1)
+			go func() {
+				defer admin.Done()
+				i := 0
+				for id := range ids {
+					switch i++; i % 5 {
+					case 0:
+						h.q.Delete(id)
+					case 1:
+						h.q.Hold(id)
+						h.q.Release(id)
+					case 2:
+						h.q.Flush(id)
+					default:
+						if rc, err := h.q.OpenMessage(id); err == nil {
+							time.Sleep(100 * time.Microsecond)
+							read(id, rc)
+						}
 					}
 				}
 			}()
-			commits.Wait()
-			close(ids)
-			admin.Wait()
-			close(stop)
-			h.del.set(allOK)
-			h.advance(2 * time.Hour)
-			h.q.Flush()
-			waitFor(t, "the queue to drain", func() bool { return h.q.Len() == 0 })
-			h.idle()
-			h.stopRun()
-			h.q.Close()
-			if after := openFDs(t); after != before {
-				t.Errorf("%d descriptors open after Close, %d before the queue", after, before)
+		}
+		stop := make(chan struct{})
+		ticker := time.NewTicker(5 * time.Millisecond)
+		defer ticker.Stop()
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-ticker.C:
+					h.advance(11 * time.Minute)
+				}
 			}
-		})
-	}
+		}()
+		commits.Wait()
+		close(ids)
+		admin.Wait()
+		close(stop)
+		h.del.set(allOK)
+		h.advance(2 * time.Hour)
+		h.q.Flush()
+		waitFor(t, "the queue to drain", func() bool { return h.q.Len() == 0 })
+		h.idle()
+		h.stopRun()
+		h.q.Close()
+		if after := openFDs(t); after != before {
+			t.Errorf("%d descriptors open after Close, %d before the queue", after, before)
+		}
+	})
 }
 
 // A commit that completes while the queue closes does not keep its
@@ -584,63 +576,59 @@ func TestCloseWhileCommitting(t *testing.T) {
 // nothing is quarantined.
 func TestSpareReuseRandomSizes(t *testing.T) {
 	sizes := []int{60, 61, 59, 200, 3000, 5000, 1, 6000}
-	for _, syncfs := range []bool{true, false} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
-			h := newHarness(t, nil)
-			h.q.useSyncfs = syncfs
-			env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
-			prefix := []byte("Received: by test\r\n")
-			// Fill the pool: delivered messages bring their descriptor,
-			// deleted ones (never attempted) come without.
-			h.run()
-			for i := range 45 {
-				commitBody(t, h.q, env, prefix, taggedBody("x", sizes[(i*5+i/4)%len(sizes)]), FromSMTP)
+	inBothFlushModes(t, nil, func(t *testing.T, h *harness) {
+		env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
+		prefix := []byte("Received: by test\r\n")
+		// Fill the pool: delivered messages bring their descriptor,
+		// deleted ones (never attempted) come without.
+		h.run()
+		for i := range 45 {
+			commitBody(t, h.q, env, prefix, taggedBody("x", sizes[(i*5+i/4)%len(sizes)]), FromSMTP)
+		}
+		h.idle()
+		h.stopRun()
+		for i := range 15 {
+			id := commitBody(t, h.q, env, prefix, taggedBody("y", sizes[(i*3+1)%len(sizes)]), FromSMTP)
+			if err := h.q.Delete(id); err != nil {
+				t.Fatal(err)
 			}
-			h.idle()
-			h.stopRun()
-			for i := range 15 {
-				id := commitBody(t, h.q, env, prefix, taggedBody("y", sizes[(i*3+1)%len(sizes)]), FromSMTP)
-				if err := h.q.Delete(id); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// Commits over the spares, never attempted: their meta is
-			// the trailer, which must be the file's last bytes.
-			want := map[string][]byte{}
-			overLonger := 0
-			for i := range 60 {
-				d, err := h.q.Create()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b := taggedBody(d.ID(), sizes[(i*3+i/2)%len(sizes)]+i%13)
-				d.Write(b)
-				if d.reused && d.prev > int64(len(b))+200 {
-					overLonger++
-				}
-				if err := d.Commit(context.Background(), env, prefix, FromSMTP); err != nil {
-					t.Fatal(err)
-				}
-				want[d.ID()] = append(append([]byte(nil), prefix...), b...)
-			}
-			if overLonger == 0 {
-				t.Fatal("no message was written over a longer spare: the test proves nothing")
-			}
-			dir := h.q.dir
-			h.q.Close()
-			q, err := Open(Config{Dir: dir})
+		}
+		// Commits over the spares, never attempted: their meta is
+		// the trailer, which must be the file's last bytes.
+		want := map[string][]byte{}
+		overLonger := 0
+		for i := range 60 {
+			d, err := h.q.Create()
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer q.Close()
-			for id, w := range want {
-				if got := readAllMessage(t, q, id); !bytes.Equal(got, w) {
-					t.Errorf("%s read back as %q", id, got[:min(len(got), 80)])
-				}
+			b := taggedBody(d.ID(), sizes[(i*3+i/2)%len(sizes)]+i%13)
+			d.Write(b)
+			if d.reused && d.prev > int64(len(b))+200 {
+				overLonger++
 			}
-			if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
-				t.Errorf("corrupt/ = %v", got)
+			if err := d.Commit(context.Background(), env, prefix, FromSMTP); err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			want[d.ID()] = append(append([]byte(nil), prefix...), b...)
+		}
+		if overLonger == 0 {
+			t.Fatal("no message was written over a longer spare: the test proves nothing")
+		}
+		dir := h.q.dir
+		h.q.Close()
+		q, err := Open(Config{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		for id, w := range want {
+			if got := readAllMessage(t, q, id); !bytes.Equal(got, w) {
+				t.Errorf("%s read back as %q", id, got[:min(len(got), 80)])
+			}
+		}
+		if got := dirNames(t, filepath.Join(dir, "corrupt")); len(got) != 0 {
+			t.Errorf("corrupt/ = %v", got)
+		}
+	})
 }

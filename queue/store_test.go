@@ -90,14 +90,11 @@ func TestLayoutPermissions(t *testing.T) {
 }
 
 func TestGroupCommitBatches(t *testing.T) {
-	for _, syncfs := range []bool{false, true} {
-		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) { testGroupCommit(t, syncfs) })
-	}
+	inBothFlushModes(t, nil, testGroupCommit)
 }
 
-func testGroupCommit(t *testing.T, syncfs bool) {
-	h := newHarness(t, nil)
-	h.q.useSyncfs = syncfs
+func testGroupCommit(t *testing.T, h *harness) {
+	syncfs := h.q.useSyncfs
 	var syncs sync.Mutex
 	n := 0
 	h.q.syncfs = func(fd int) error {

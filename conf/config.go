@@ -83,6 +83,11 @@ type Queue struct {
 	DelayWarning Duration `toml:"delay_warning"`
 	Concurrency  int      `toml:"concurrency"`
 	MinFreeBytes int64    `toml:"min_free_bytes"`
+	// Flush is how a commit reaches stable storage: "auto" (syncfs only
+	// on ext4, xfs, btrfs; fdatasync elsewhere), "syncfs" or "fdatasync".
+	// FlushForce allows "syncfs" on a filesystem not known to honour it.
+	Flush      string `toml:"flush"`
+	FlushForce bool   `toml:"flush_force"`
 }
 
 // DKIM is one signing key.

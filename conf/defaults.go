@@ -68,6 +68,7 @@ func defaults() *Config {
 			DelayWarning: Duration{4 * time.Hour},
 			Concurrency:  4,
 			MinFreeBytes: 64 << 20,
+			Flush:        "auto",
 		},
 		Log: Log{Format: "text", Level: "info"},
 	}

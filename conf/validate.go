@@ -270,6 +270,14 @@ func (q *Queue) check(errs *Errors) {
 	if q.MinFreeBytes < 0 {
 		errs.add("queue.min_free_bytes", "must be 0 or more")
 	}
+	switch q.Flush {
+	case "auto", "syncfs", "fdatasync":
+	default:
+		errs.add("queue.flush", "%q is not auto, syncfs or fdatasync", q.Flush)
+	}
+	if q.FlushForce && q.Flush != "syncfs" {
+		errs.add("queue.flush_force", "applies only to queue.flush = \"syncfs\" (it is %q)", q.Flush)
+	}
 }
 
 func (c *Config) checkDKIM(errs *Errors) {

@@ -29,3 +29,20 @@ func TestLoadClientNeedsNoSecret(t *testing.T) {
 		t.Fatalf("client load: %v (password %q)", err, c.Upstream.Password)
 	}
 }
+
+// queue.flush takes auto (the default), syncfs or fdatasync; flush_force
+// only goes with syncfs.
+func TestQueueFlush(t *testing.T) {
+	if c := mustParse(t, testEnv(nil), ""); c.Queue.Flush != "auto" || c.Queue.FlushForce {
+		t.Errorf("default queue.flush = %q, force %v", c.Queue.Flush, c.Queue.FlushForce)
+	}
+	for _, src := range []string{"flush = \"syncfs\"\nflush_force = true\n", "flush = \"fdatasync\"\n"} {
+		if errs := parseErrs(t, testEnv(nil), "[queue]\n"+src); len(errs) != 0 {
+			t.Errorf("%q: %q", src, errs)
+		}
+	}
+	errs := parseErrs(t, testEnv(nil), "[queue]\nflush = \"sync\"\nflush_force = true\n")
+	if len(errs) != 2 || !strings.Contains(errs[0], "queue.flush:") || !strings.Contains(errs[1], "queue.flush_force:") {
+		t.Errorf("bad flush keys: %q", errs)
+	}
+}

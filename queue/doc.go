@@ -48,8 +48,8 @@
 //     failed commit leaves no msg/ID behind (the caller answers 451).
 //  3. Every later change of a meta (attempts, recipient state, hold) is
 //     written to tmp/ and renamed to meta/ID.json only after it was flushed,
-//     and the rename is flushed before the change counts (in syncfs mode
-//     these updates join the committer's batches; in per-file mode it is
+//     and the rename is flushed before the change counts (these updates
+//     join the committer's batches in both flush modes; after Close it is
 //     atomicWrite), so a reader sees either the old or the new meta, never
 //     a mix. Readers look for meta/ID.json first, then the trailer.
 //  4. The attempt count and the next attempt time are persisted BEFORE the
@@ -90,28 +90,47 @@
 // fsync is what limits intake throughput. Every Draft writes body, meta
 // and trailer into tmp/ID without syncing, then hands itself to the single
 // committer goroutine. The committer takes every commit waiting at that
-// moment as one batch and, for the whole batch: calls syncfs(2) once on the
-// spool's filesystem (flushing every message file and tmp meta and their
-// directory entries: syncfs writes back all data and metadata of the
-// filesystem), renames each tmp/ID into msg/ (the commit markers) and each
-// meta update into meta/, fsyncs msg/ and meta/ once each (whichever got
-// entries), and then releases every waiting Commit. The delivery side's
-// meta updates (the attempt persisted before each retry, the outcome after
-// it) go through the same batches, so a delivered message costs no flush of
-// its own, and one delivered at its first attempt writes no meta at all.
-// While one batch is being flushed the next accumulates, so a flush is
-// shared by every session committing concurrently.
+// moment as one batch and, for the whole batch: flushes the data of every
+// file in it (see Flush modes), renames each tmp/ID into msg/ (the commit
+// markers) and each meta update into meta/, fsyncs msg/ and meta/ once
+// each (whichever got entries), and then releases every waiting Commit.
+// The delivery side's meta updates (the attempt persisted before each
+// retry, the outcome after it) go through the same batches, so a
+// delivered message costs no flush of its own, and one delivered at its
+// first attempt writes no meta at all. While one batch is being flushed
+// the next accumulates, so a flush is shared by every session committing
+// concurrently. Removals of messages with a meta/ID.json are completed by
+// the janitor in either mode (one fsync of meta/ and one of msg/ per pass).
 //
-// The alternative, per-file fdatasync of the message file (and of meta
-// updates) fanned out in the sessions' own goroutines with only renames and
-// directory fsyncs batched, is implemented too (Queue.useSyncfs = false)
-// and benchmarked by BenchmarkCommitParallelPerFile. On the shared 2-core
-// build VM the results were noisy; interleaved runs (4 KiB bodies, 32
-// sessions, two-file layout) gave syncfs 0.85-1.9 ms/commit against
-// 0.7-2.9 ms for per-file, syncfs ahead or equal in each interleaved pair,
-// with about 10-14 messages per flush against 6. syncfs is the default. Its
-// cost: it also flushes unrelated dirty data on the same filesystem, so the
-// spool is best kept off a filesystem that holds large, busy files.
+// # Flush modes
+//
+// Which flush makes a batch's data durable depends on what the spool's
+// filesystem guarantees, never on hope (flush.go, queue.flush):
+//
+//   - syncfs: one syncfs(2) per batch, which writes back every file's data
+//     and metadata on the filesystem. Only where the kernel's
+//     sync_filesystem() is known to reach the data: ext4 (also ext2/3),
+//     xfs, btrfs; and tmpfs, where nothing is durable anyway (a warning
+//     says so). Its cost: it also flushes unrelated dirty data on the same
+//     filesystem, so the spool is best kept off a filesystem that holds
+//     large, busy files.
+//   - fdatasync: the committer fdatasyncs every file of the batch (up to
+//     maxSyncers at once: one flush round for many files), then renames and
+//     fsyncs the directories. Durable on any filesystem that honours
+//     fsync. Chosen everywhere else: FUSE (an ordinary /dev/fuse server
+//     never receives syncfs; gocryptfs, mergerfs, sshfs and LazyFS lost
+//     acknowledged mail with syncfs), NFS and other network filesystems,
+//     overlay (its syncfs does not write back the upper files' data),
+//     zfs and anything unknown.
+//
+// "auto" (the default) chooses by statfs(2) f_type at Open and again at
+// every reload (RecheckFlush); the choice and why are logged, and relayd
+// check reports it. "syncfs" on a filesystem not in the first list is
+// refused (Open fails, ErrFlushRefused) unless Config.FlushForce
+// (queue.flush_force) is set, e.g. for virtiofs, which does forward
+// syncfs but has FUSE's f_type; then every start logs a warning.
+// The power-loss test (powerloss_test.go, on internal/lazyfs) proves
+// fdatasync mode loses nothing where syncfs loses mail.
 //
 // # Scheduling
 //

@@ -183,6 +183,9 @@ func (d *Draft) Abort() {
 type commitReq struct {
 	id  string
 	tmp string // tmp/ID (a new message) or tmp/ID.json.*.upd (an update), written but not synced
+	// f is tmp's open descriptor, for the committer's fdatasync; the
+	// requester closes it after done.
+	f *os.File
 	// dst is the rename target: msg/ID for a new message (the commit
 	// marker), meta/ID.json for an update.
 	dst string
@@ -259,17 +262,10 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		}
 	}
 	// The file stays open (for the first attempt, see spares.keep); to
-	// disk it goes by this session's fdatasync (run in parallel with other
-	// sessions), or the committer's syncfs.
-	if !q.useSyncfs {
-		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
-			d.f.Close()
-			d.f = nil
-			return noSpace(fmt.Errorf("queue: fdatasync message %s: %w", d.id, err))
-		}
-	}
-	d.release() // flushed: the buffer is not needed any more
-	req := &commitReq{id: d.id, tmp: d.path, dst: q.bodyPath(d.id), errs: d.errs, done: make(chan struct{})}
+	// disk it goes by the committer's syncfs, or its fdatasync of every
+	// file in the batch.
+	d.release() // written: the buffer is not needed any more
+	req := &commitReq{id: d.id, tmp: d.path, f: d.f, dst: q.bodyPath(d.id), errs: d.errs, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:
@@ -342,12 +338,12 @@ func (q *Queue) commitLoop() {
 
 // flushBatch: syncfs once (every new message file and tmp meta, with their
 // tmp/ entries: syncfs writes back all of the filesystem's data and
-// metadata), rename each into place (new messages into msg/: the commit
-// markers; state updates into meta/), then fsync msg/ and meta/ once each
-// (whichever got entries). In per-file mode the sessions fdatasync'ed their
-// own files and there is no syncfs. A failure fails every request it
-// touches and leaves no new message behind (an update keeps the previous
-// meta).
+// metadata), or in fdatasync mode fdatasync every file of the batch (in
+// parallel, fdatasyncBatch), rename each into place (new messages into
+// msg/: the commit markers; state updates into meta/), then fsync msg/ and
+// meta/ once each (whichever got entries). A failure fails every request
+// it touches and leaves no new message behind (an update keeps the
+// previous meta).
 func (q *Queue) flushBatch(batch []*commitReq) {
 	q.batches.Add(1)
 	gen := q.flushStarted.Add(1)
@@ -360,7 +356,10 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			}
 		}
 	}
-	if q.useSyncfs {
+	syncfs := q.useSyncfs.Load()
+	if !syncfs {
+		batch = q.fdatasyncBatch(batch, fail)
+	} else {
 		if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
 			q.syncErrs.Add(1)
 			fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
@@ -410,7 +409,7 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		if err := q.syncSub(g.dir); err != nil {
 			fail(noSpace(err), g.reqs)
 			_ = q.syncSub(g.dir) // try to make the removals durable too
-		} else if g.dir == "msg" && !q.useSyncfs {
+		} else if g.dir == "msg" && !syncfs {
 			q.flushDurable.Store(gen)
 		}
 	}
@@ -432,4 +431,62 @@ func renameNoReplace(oldpath, newpath string) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: fs.ErrExist}
 	}
 	return os.Rename(oldpath, newpath)
+}
+
+// maxSyncers bounds the fdatasync(2) calls a batch runs at once: the
+// device (or the FUSE or NFS server) gets many requests in flight, one
+// flush round for the batch, without a thread per file.
+const maxSyncers = 16
+
+// fdatasyncBatch makes the data of every file of the batch durable with
+// fdatasync(2) (the flush mode where syncfs cannot be trusted, see
+// flush.go), running up to maxSyncers at once. A request whose file
+// cannot be flushed fails alone; the rest of the batch is returned.
+// fdatasync also writes the size, so a truncated spare file is safe.
+func (q *Queue) fdatasyncBatch(batch []*commitReq, fail func(error, []*commitReq)) []*commitReq {
+	errs := make([]error, len(batch))
+	sync1 := func(i int) {
+		r := batch[i]
+		if r.f == nil {
+			errs[i] = fmt.Errorf("queue: %s: no descriptor to fdatasync", r.id)
+			return
+		}
+		for {
+			err := unix.Fdatasync(int(r.f.Fd()))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				errs[i] = noSpace(fmt.Errorf("queue: fdatasync %s: %w", r.tmp, err))
+			}
+			return
+		}
+	}
+	if len(batch) == 1 {
+		sync1(0)
+	} else {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(len(batch), maxSyncers) {
+			wg.Go(func() {
+				for i := range next {
+					sync1(i)
+				}
+			})
+		}
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	kept := batch[:0:0]
+	for i, r := range batch {
+		if errs[i] != nil {
+			fail(errs[i], []*commitReq{r})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept
 }

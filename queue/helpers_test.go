@@ -203,7 +203,7 @@ func inBothFlushModes(t *testing.T, mod func(*Config), fn func(t *testing.T, h *
 	for _, syncfs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
 			h := newHarness(t, mod)
-			h.q.useSyncfs = syncfs
+			h.q.useSyncfs.Store(syncfs)
 			fn(t, h)
 		})
 	}

@@ -21,9 +21,9 @@ import (
 // state at commit: recipients since sent would get it again, every time).
 // Its meta is renamed to the tombstone meta/ID.gone, which readers and
 // recovery treat as "removed"; msg/ID is unlinked only once the tombstone
-// is durable, and the tombstone only once that unlink is durable. In
-// syncfs mode the janitor does both steps for every removal since its last
-// pass with one fsync of meta/ and one of msg/. A crash at any point either
+// is durable, and the tombstone only once that unlink is durable. The
+// janitor does both steps for every removal since its last pass with one
+// fsync of meta/ and one of msg/. A crash at any point either
 // undoes the removal (duplicate) or leaves a tombstone that the next Open
 // completes.
 func (q *Queue) removeMessage(id string, size int64, noMeta bool) error {
@@ -37,13 +37,13 @@ func (q *Queue) removeMessage(id string, size int64, noMeta bool) error {
 	if err != nil {
 		return fmt.Errorf("queue: remove meta %s: %w", id, err)
 	}
-	if q.useSyncfs {
-		q.gcMu.Lock()
-		q.gcBodies = append(q.gcBodies, id)
-		q.gcMu.Unlock()
-		return nil
-	}
-	return q.finishRemovals([]string{id})
+	// In either flush mode the janitor completes it: finishRemovals
+	// flushes the directories itself, for every removal since its last
+	// pass.
+	q.gcMu.Lock()
+	q.gcBodies = append(q.gcBodies, id)
+	q.gcMu.Unlock()
+	return nil
 }
 
 // finishRemovals completes tombstoned removals, see removeMessage. On error

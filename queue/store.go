@@ -41,6 +41,11 @@ type Config struct {
 	Logger       *slog.Logger
 	Rand         func() float64 // jitter source in [0,1), default math/rand/v2
 	RateLimit    RateLimit      // outbound hand-offs; zero: unlimited (see RateLimit)
+	// Flush is FlushAuto (or ""), FlushSyncfs or FlushFdatasync; see
+	// ChooseFlush. FlushForce allows syncfs on a filesystem not known to
+	// honour it.
+	Flush      string
+	FlushForce bool
 }
 
 // metaVersion is written into every Meta; bump it on incompatible changes.
@@ -99,14 +104,17 @@ type Queue struct {
 	batches   atomic.Int64 // number of group-commit flushes (observability, tests)
 	// flushStarted counts the committer's flushes as they start;
 	// flushDurable is the count of the last one that made msg/ durable
-	// (syncfs, or the fsync of msg/ in per-file mode). See spare.go.
+	// (syncfs, or the fsync of msg/ in fdatasync mode). See spare.go.
 	flushStarted atomic.Uint64
 	flushDurable atomic.Uint64
-	// useSyncfs selects the batch flush: true (set by Open) = one syncfs(2)
-	// per batch; false = every session fdatasyncs its own body and tmp meta
-	// in parallel, the committer batches renames and directory fsyncs.
-	// Both are durable; syncfs measured slightly faster (see doc.go).
-	useSyncfs bool
+	// useSyncfs selects the batch flush: true = one syncfs(2) per batch;
+	// false = the committer fdatasyncs every file of the batch (in
+	// parallel), then renames and fsyncs the directories. Open sets it
+	// from the filesystem type (flush.go); only syncfs needs the
+	// filesystem's cooperation.
+	useSyncfs atomic.Bool
+	flushMu   sync.Mutex
+	flushInfo FlushInfo
 
 	deliverer atomic.Pointer[delivererBox]
 	notifier  Notifier
@@ -138,7 +146,7 @@ func Open(cfg Config) (*Queue, error) {
 	q := &Queue{
 		cfg: cfg, dir: cfg.Dir, log: cfg.Logger, now: cfg.Clock, rand: cfg.Rand,
 		commits: make(chan *commitReq), closing: make(chan struct{}),
-		syncfs: unix.Syncfs, useSyncfs: true, notifier: cfg.Notifier, freeBytes: freeBytes,
+		syncfs: unix.Syncfs, notifier: cfg.Notifier, freeBytes: freeBytes,
 	}
 	q.deliverer.Store(&delivererBox{cfg.Deliverer})
 	q.limit.set(cfg.RateLimit)
@@ -146,6 +154,13 @@ func Open(cfg Config) (*Queue, error) {
 	if err := q.mkdirs(); err != nil {
 		return nil, err
 	}
+	fi, err := ChooseFlush(q.dir, cfg.Flush, cfg.FlushForce)
+	if err != nil {
+		return nil, err
+	}
+	q.flushInfo = fi
+	q.useSyncfs.Store(fi.Mode == FlushSyncfs)
+	q.logFlush(fi)
 	if err := q.takeLock(); err != nil {
 		return nil, err
 	}
@@ -289,28 +304,25 @@ func (q *Queue) writeMeta(m *Meta) error {
 	if err != nil {
 		return fmt.Errorf("queue: encode meta %s: %w", m.ID, err)
 	}
-	if !q.useSyncfs {
-		return atomicWrite(q.path("tmp"), q.metaPath(m.ID), b)
-	}
 	// Group commit for updates too: the new meta is written to tmp/ and
-	// handed to the committer, whose batch flush (one syncfs, renames, one
-	// fsync of meta/) it shares with concurrent commits and updates. The
-	// per-attempt write before each delivery costs no flush of its own.
+	// handed to the committer, whose batch flush (one syncfs or the
+	// batch's fdatasyncs, renames, one fsync of meta/) it shares with
+	// concurrent commits and updates. The per-attempt write before each
+	// delivery costs no flush of its own.
 	errs := q.syncErrs.Load() // see commitReq.errs
 	f, err := os.CreateTemp(q.path("tmp"), m.ID+".json.*.upd")
 	if err != nil {
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	// The descriptor stays open for the committer's fdatasync (in
+	// fdatasync mode) and is closed once the batch is done.
+	defer f.Close()
+	if _, err = f.Write(b); err != nil {
 		_ = os.Remove(tmp)
 		return noSpace(fmt.Errorf("queue: write meta %s: %w", m.ID, err))
 	}
-	req := &commitReq{id: m.ID, tmp: tmp, dst: q.metaPath(m.ID), update: true, errs: errs, done: make(chan struct{})}
+	req := &commitReq{id: m.ID, tmp: tmp, f: f, dst: q.metaPath(m.ID), update: true, errs: errs, done: make(chan struct{})}
 	select {
 	case q.commits <- req:
 	case <-q.closing:

@@ -94,7 +94,7 @@ func TestGroupCommitBatches(t *testing.T) {
 }
 
 func testGroupCommit(t *testing.T, h *harness) {
-	syncfs := h.q.useSyncfs
+	syncfs := h.q.useSyncfs.Load()
 	var syncs sync.Mutex
 	n := 0
 	h.q.syncfs = func(fd int) error {
@@ -161,7 +161,7 @@ func testGroupCommit(t *testing.T, h *harness) {
 
 func TestCommitSyncFailureLeavesNothing(t *testing.T) {
 	h := newHarness(t, nil)
-	h.q.useSyncfs = true // the injectable flush
+	h.q.useSyncfs.Store(true) // the injectable flush
 	for _, tc := range []struct {
 		err     error
 		noSpace bool

@@ -149,6 +149,7 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 	}
 	c.dkimKeys(cfg, comp.sign)
 	c.stateDir(cfg)
+	c.flushMode(cfg)
 	c.listeners(cfg)
 	if c.noDNS {
 		c.hostname(cfg) // otherwise dnscheck's HELO finding covers it

@@ -189,6 +189,8 @@ func (d *daemon) run(ctx context.Context) error {
 		DelayWarning: cfg.Queue.DelayWarning.Duration,
 		Concurrency:  cfg.Queue.Concurrency,
 		MinFreeBytes: cfg.Queue.MinFreeBytes,
+		Flush:        cfg.Queue.Flush,
+		FlushForce:   cfg.Queue.FlushForce,
 		Logger:       d.log,
 		RateLimit:    rateLimit(cfg),
 	}
@@ -425,6 +427,11 @@ func (d *daemon) reload() error {
 	}
 	d.q.SetDeliverer(d.deliverer(comp.up))
 	d.q.SetRateLimit(rateLimit(cfg))
+	// The spool's path may lead to another filesystem now: choose the
+	// flush again (queue.flush itself changes only at restart).
+	if _, err := d.q.RecheckFlush(); err != nil {
+		d.log.Error("reload: flush mode", "err", err)
+	}
 	d.level.Set(logLevel(cfg.Log))
 	d.intake.Update(d.cleanupConfig(cfg))
 	for _, s := range d.servers {

@@ -75,6 +75,7 @@ func mountPassthrough(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("mount FUSE passthrough: %v", err)
 	}
+	lazyfs.CloseOnExec()
 	t.Cleanup(func() {
 		if err := srv.Unmount(); err != nil {
 			_ = unix.Unmount(mnt, unix.MNT_DETACH)

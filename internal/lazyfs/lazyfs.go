@@ -24,12 +24,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // FS is a mounted lazy filesystem.
@@ -81,7 +83,30 @@ func Mount(dir string) (*FS, error) {
 		return nil, fmt.Errorf("lazyfs: mount %s: %w", dir, err)
 	}
 	l.server = srv
+	CloseOnExec()
 	return l, nil
+}
+
+// CloseOnExec marks every /dev/fuse descriptor of the process close-on-exec.
+// go-fuse's direct mount leaves it inheritable: a child process (the
+// daemon under test) would hold the connection open, and when it is
+// killed while closing a file on the mount, its exit waits for an answer
+// on the connection only its own descriptor keeps alive (a process stuck
+// in D state, a mount that cannot be unmounted).
+func CloseOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if t, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && t == "/dev/fuse" {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 // Unmount unmounts the filesystem, lazily (MNT_DETACH) if it is busy.

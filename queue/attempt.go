@@ -167,8 +167,20 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 		m.LastAttempt = now
 		m.NextAttempt = now.Add(q.backoff(m.Attempts))
 		if err := q.writeMeta(m); err != nil {
-			q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
-			return transportUnknown, false
+			if !errors.Is(err, ErrNoSpace) {
+				q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
+				return transportUnknown, false
+			}
+			// A full spool must still drain: no outcome of an attempt
+			// needs more space than not trying (success removes the
+			// message; a deferral changes nothing on disk; a failure
+			// notice that cannot be queued is retried). So the attempt
+			// goes ahead from memory; work keeps its state there
+			// (entry.unsaved) when it cannot be written either, and the
+			// next pass persists it first once space returns. A crash in
+			// between retries from the older state on disk: the attempt
+			// is made again, as after any crash during delivery.
+			q.log.Warn("queue: spool full, cannot persist attempt; delivering anyway, state kept in memory", "id", m.ID, "err", err)
 		}
 	}
 	var idx []int

@@ -58,7 +58,12 @@
 //     attempt, Commit itself persists the retry time (arrival + first
 //     backoff, in the trailer) and the attempt starts from memory; the count
 //     of 1 reaches the disk with the outcome. A message whose first attempt
-//     a crash interrupted is retried after that backoff.
+//     a crash interrupted is retried after that backoff. One exception: when
+//     the spool is full (ErrNoSpace) the attempt goes ahead with its state
+//     in memory (entry.unsaved, persisted first at the next pass once space
+//     returns), because no outcome needs space and a success frees it: a
+//     full spool drains. A crash meanwhile retries from the older state on
+//     disk, at most once more than any crash during a delivery would.
 //  5. Removal never leaves a meta without its body, and never brings a
 //     message back in its committed state once its state changed. A message
 //     without meta/ID.json is removed by renaming msg/ID into spare/, or

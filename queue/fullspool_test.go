@@ -74,7 +74,14 @@ func TestFullSpoolDrains(t *testing.T) {
 		t.Fatalf("%d messages fit in the 4 MiB spool", len(ids))
 	}
 	// Every message deferred at least once (most have a meta/ID.json).
-	waitFor(t, "first attempts", func() bool { return del.count() >= len(ids) })
+	waitFor(t, "first attempts", func() bool {
+		for _, id := range ids {
+			if del.countID(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	cancel()
 	<-done
 	q.Close()

@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // loadMessage reads the current meta of message id in the spool dir:
@@ -30,7 +28,7 @@ func loadMessage(dir, id string) (*Meta, error) {
 	metaPath := filepath.Join(dir, "meta", id+".json")
 	bodyPath := filepath.Join(dir, "msg", id)
 	notFound := fmt.Errorf("queue: %s: %w", id, ErrNotFound)
-	b, err := os.ReadFile(metaPath)
+	b, err := readSpoolFile(metaPath)
 	switch {
 	case err == nil:
 		m, err := decodeMeta(b, metaPath)
@@ -40,14 +38,14 @@ func loadMessage(dir, id string) (*Meta, error) {
 		if err := checkMeta(m, id); err != nil {
 			return nil, err
 		}
-		st, err := os.Stat(bodyPath)
+		size, err := statSpoolFile(bodyPath)
 		if err != nil {
 			return nil, fmt.Errorf("queue: meta without its body: %w", err)
 		}
 		// Bodies of the old layout have no trailer; with one, the file is
 		// longer than the body. Either way it must hold the whole body.
-		if want := m.Size - int64(len(m.Prefix)); st.Size() < want {
-			return nil, fmt.Errorf("queue: body has %d bytes, meta says %d", st.Size(), want)
+		if want := m.Size - int64(len(m.Prefix)); size < want {
+			return nil, fmt.Errorf("queue: body has %d bytes, meta says %d", size, want)
 		}
 		return m, nil
 	case !errors.Is(err, fs.ErrNotExist):
@@ -56,7 +54,7 @@ func loadMessage(dir, id string) (*Meta, error) {
 	if _, err := os.Lstat(filepath.Join(dir, "meta", id+".gone")); err == nil {
 		return nil, notFound
 	}
-	f, err := os.Open(bodyPath)
+	f, size, err := OpenSpoolFile(bodyPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, notFound
 	}
@@ -64,11 +62,7 @@ func loadMessage(dir, id string) (*Meta, error) {
 		return nil, fmt.Errorf("queue: open message %s: %w", id, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("queue: stat message %s: %w", id, err)
-	}
-	raw, body, err := readTrailer(f, st.Size())
+	raw, body, err := readTrailer(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %s: %w", bodyPath, err)
 	}
@@ -98,7 +92,7 @@ func checkMeta(m *Meta, id string) error {
 // openMessage opens msg/ID and returns prefix + body, stopping where the
 // body ends (the meta trailer follows it).
 func openMessage(path string, prefix []byte, bodyLen int64) (io.ReadCloser, error) {
-	f, err := openFile(path, unix.O_RDONLY, 0)
+	f, _, err := OpenSpoolFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("queue: open body: %w", err)
 	}

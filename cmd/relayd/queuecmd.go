@@ -197,7 +197,7 @@ func showMessage(stateDir, id string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relayd queue show: %s: no such message\n", id)
 		return exitFailure
 	}
-	f, err := os.Open(filepath.Join(stateDir, "msg", id))
+	f, _, err := queue.OpenSpoolFile(filepath.Join(stateDir, "msg", id))
 	if err != nil {
 		fmt.Fprintf(stderr, "relayd queue show: %v\n", err)
 		return exitFailure

@@ -20,7 +20,7 @@ func (q *Queue) settle(e *entry, m *Meta, next time.Time) {
 		held, del := e.held, e.del
 		s.mu.Unlock()
 		if del {
-			if err := q.removeMessage(e.id, metaSize(m), false); err != nil {
+			if err := q.removeMessage(e.id, m, false); err != nil {
 				// Keep the entry (still marked deleted) and try again:
 				// dropping it would leave the files, and the message
 				// would come back at the next start.

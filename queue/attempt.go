@@ -123,7 +123,7 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 	}
 	outstanding := q.notices(ctx, m, now)
 	if !hasPending(m) && !outstanding {
-		if err := q.removeMessage(m.ID, metaSize(m), noMeta); err != nil {
+		if err := q.removeMessage(m.ID, m, noMeta); err != nil {
 			q.log.Error("queue: cannot remove finished message", "id", m.ID, "err", err)
 			q.keepUnsaved(e, m)
 			q.settle(e, m, now.Add(q.cfg.MinBackoff))

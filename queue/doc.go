@@ -72,13 +72,16 @@
 //     made its removal from msg/ durable, and never while a reader in the
 //     process has it open (see spare.go; a descriptor kept from Commit
 //     for the first attempt travels with its file and serves no other
-//     message). Otherwise meta/ID.json is renamed to the
+//     message). Otherwise the final meta, marked Removed, is written to
+//     meta/ID.json and renamed to the
 //     tombstone meta/ID.gone (readers then see the message as gone), msg/ID
 //     is unlinked once the tombstone is durable, and the tombstone once that
 //     unlink is durable (the janitor does both for all removals since its
 //     last pass, one fsync of meta/ and one of msg/). Open finishes any
-//     tombstoned removal; a crash before the tombstone is durable undoes
-//     the removal (a duplicate, never a loss).
+//     tombstoned removal whose tombstone says Removed; a crash before the
+//     tombstone is durable undoes the removal (a duplicate, never a loss).
+//     Any other meta/ID.gone (stray, damaged, or of a relayd before this
+//     rule) is quarantined with msg/ID and meta/ID.json, never obeyed.
 //  6. Only one process owns a spool (the lock file); only one goroutine at a
 //     time works on a given message (the "busy" claim in the scheduler), so a
 //     message is never delivered twice concurrently and meta updates never

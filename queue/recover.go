@@ -14,7 +14,10 @@ import (
 //   - tmp/ leftovers are deleted: they were never acknowledged. So are
 //     spare/ files (finished messages kept for reuse, see spare.go).
 //   - meta/ID.gone (a removal a crash interrupted) finishes: msg/ID is
-//     unlinked, that is made durable, then the tombstone goes.
+//     unlinked, that is made durable, then the tombstone goes; but only a
+//     tombstone that is the message's final meta, marked Removed. Any other
+//     (a stray file, one of an older relayd, a damaged one) is quarantined
+//     with the message's files: obeying it could delete live mail.
 //   - meta/ID.json without msg/ID is quarantined: a committed message lost
 //     its body. Other names in meta/ are quarantined too.
 //   - every msg/ID is loaded (meta/ID.json, else its trailer) and checked
@@ -42,6 +45,13 @@ func (q *Queue) recover() error {
 	var tombs []string // interrupted removals: few, bounded by the janitor's backlog
 	err = forEachName(q.path("meta"), func(name string) error {
 		if id, ok := strings.CutSuffix(name, ".gone"); ok && validID(id) {
+			if err := q.checkTombstone(id); err != nil {
+				if passingFault(err) {
+					return fmt.Errorf("queue: cannot read tombstone %s (fix it and start again): %w", name, err)
+				}
+				q.quarantineTombstone(id, err)
+				return nil
+			}
 			if err := os.Remove(q.bodyPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("queue: finish removal of %s: %w", id, err)
 			}
@@ -215,4 +225,35 @@ func passingFault(err error) bool {
 		}
 	}
 	return false
+}
+
+// checkTombstone says whether meta/ID.gone is the final meta of message
+// id, written by removeMessage (Removed set); nil means obey it.
+func (q *Queue) checkTombstone(id string) error {
+	p := q.gonePath(id)
+	b, err := readSpoolFile(p)
+	if err != nil {
+		return err
+	}
+	m, err := decodeMeta(b, p)
+	if err != nil {
+		return err
+	}
+	if m.ID != id {
+		return fmt.Errorf("tombstone %s says ID %q", p, m.ID)
+	}
+	if !m.Removed {
+		return fmt.Errorf("tombstone %s does not say the message was removed (pending recipients: %v)", p, hasPending(m))
+	}
+	return nil
+}
+
+// quarantineTombstone moves a tombstone that must not be obeyed into
+// corrupt/ with the message it stands beside (msg/ID, meta/ID.json), so
+// nothing is deleted or delivered on its word; the admin decides.
+func (q *Queue) quarantineTombstone(id string, why error) {
+	if _, err := os.Lstat(q.bodyPath(id)); err == nil {
+		q.quarantine(id, fmt.Errorf("stray tombstone beside the message, not obeyed: %w", why))
+	}
+	q.quarantineFile("meta", id+".gone", why)
 }

@@ -13,22 +13,41 @@ import (
 // A message that never changed state after its commit (no meta/ID.json, the
 // common case) is the single file msg/ID: renaming it into spare/ for reuse
 // (retire, spare.go), or unlinking it, is atomic. A crash that undoes that
-// brings the message back as committed: a duplicate, never a loss. size is
-// the message's size from its meta (the pool's accounting). noMeta says the
+// brings the message back as committed: a duplicate, never a loss. m is
+// its current meta (nil if unreadable; its size feeds the pool's
+// accounting). noMeta says the
 // caller knows there is no meta/ID.json (see work).
 //
 // A message with a meta/ID.json must never come back from its trailer (its
 // state at commit: recipients since sent would get it again, every time).
-// Its meta is renamed to the tombstone meta/ID.gone, which readers and
-// recovery treat as "removed"; msg/ID is unlinked only once the tombstone
+// Its final state, marked Removed, is written to meta/ID.json (through the
+// committer's batches), which is then renamed to the tombstone
+// meta/ID.gone, which readers and recovery treat as "removed" (recovery
+// only when the tombstone says Removed: a stray meta/ID.gone beside a live
+// message is quarantined with it, never obeyed); msg/ID is unlinked only once the tombstone
 // is durable, and the tombstone only once that unlink is durable. The
 // janitor does both steps for every removal since its last pass with one
 // fsync of meta/ and one of msg/. A crash at any point either
 // undoes the removal (duplicate) or leaves a tombstone that the next Open
 // completes.
-func (q *Queue) removeMessage(id string, size int64, noMeta bool) error {
+func (q *Queue) removeMessage(id string, m *Meta, noMeta bool) error {
+	size := metaSize(m)
 	if noMeta {
 		return q.retire(id, size) // no meta/ID.json: no tombstone to try
+	}
+	if _, err := os.Lstat(q.metaPath(id)); errors.Is(err, fs.ErrNotExist) {
+		return q.retire(id, size)
+	}
+	if m != nil {
+		final := *m
+		final.Removed = true
+		if err := q.writeMeta(&final); err != nil {
+			// The removal goes on (a full spool must drain); a crash
+			// before it completes leaves a tombstone that does not say
+			// Removed, which recovery quarantines with the body (the
+			// message was finished: nothing is lost or sent twice).
+			q.log.Warn("queue: cannot write the final state of a removed message", "id", id, "err", err)
+		}
 	}
 	err := rename(q.metaPath(id), q.gonePath(id))
 	if errors.Is(err, fs.ErrNotExist) {

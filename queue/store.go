@@ -67,6 +67,10 @@ type Meta struct {
 	Held          bool      `json:"held,omitempty"`
 	DelayNotified bool      `json:"delay_notified,omitempty"`
 	RemoteMTA     string    `json:"remote_mta,omitempty"`
+	// Removed marks the final meta of a message being removed, written
+	// just before meta/ID.json becomes the tombstone meta/ID.gone:
+	// recovery obeys only a tombstone that says so (remove.go).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Queue is an open spool. Its methods are safe for concurrent use.

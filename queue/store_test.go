@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -241,6 +242,13 @@ func TestRecoveryQuarantineAndCleanup(t *testing.T) {
 	_, err = f.WriteAt([]byte("X"), st.Size()-int64(trailerLen)-2) // inside the meta: checksum mismatch
 	must(err)
 	f.Close()
+	// An interrupted removal: the final meta, marked Removed, became the
+	// tombstone (removeMessage).
+	rm, err := loadMessage(dir, removing)
+	must(err)
+	rm.Removed = true
+	rb, _ := json.Marshal(rm)
+	must(os.WriteFile(filepath.Join(dir, "meta", removing+".json"), rb, 0o600))
 	must(os.Rename(filepath.Join(dir, "meta", removing+".json"), filepath.Join(dir, "meta", removing+".gone")))
 	garbage := newID(time.Now())
 	must(os.WriteFile(filepath.Join(dir, "meta", garbage+".json"), []byte("{not json"), 0o600))

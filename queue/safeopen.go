@@ -92,4 +92,3 @@ func statSpoolFile(path string) (int64, error) {
 	}
 	return fi.Size(), nil
 }
-

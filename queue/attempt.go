@@ -114,6 +114,21 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 			e.fresh = false
 			q.s.mu.Unlock()
 			noMeta = noMeta && fresh && m.Attempts == 0 // deliver writes no meta then
+			if !fresh {
+				// A body that changed on disk is not delivered (bodycrc.go).
+				if err := q.checkBody(m); err != nil {
+					if errors.Is(err, errBodyCorrupt) {
+						q.quarantine(m.ID, err)
+						q.s.mu.Lock()
+						q.s.dropLocked(e)
+						q.s.mu.Unlock()
+						return transportUnknown
+					}
+					q.log.Error("queue: cannot read message to check it, will retry", "id", m.ID, "err", err)
+					q.settle(e, nil, now.Add(q.cfg.MinBackoff))
+					return transportUnknown
+				}
+			}
 			tr, ok = q.deliver(ctx, m, d, now, fresh)
 			if !ok {
 				q.settle(e, nil, now.Add(q.cfg.MinBackoff))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -31,6 +32,7 @@ type Draft struct {
 	w      *bufio.Writer
 	size   int64
 	done   bool   // committed or aborted
+	crc    uint32 // CRC-32C of the body written so far (bodycrc.go)
 	errs   uint64 // q.syncErrs at Create, see commitReq.errs
 }
 
@@ -159,6 +161,7 @@ func (d *Draft) Write(p []byte) (int, error) {
 	}
 	n, err := d.w.Write(p)
 	d.size += int64(n)
+	d.crc = crc32.Update(d.crc, castagnoli, p[:n])
 	if err != nil {
 		return n, noSpace(fmt.Errorf("queue: write body %s: %w", d.id, err))
 	}
@@ -233,6 +236,7 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 		// backoff. deliver skips its own write for this attempt, saving a
 		// file and a flush per message.
 		NextAttempt: now.Add(q.backoff(1)),
+		BodyCRC:     formatCRC(d.crc),
 	}
 	m.Rcpts = append([]Recipient(nil), env.Rcpts...)
 	for i := range m.Rcpts {

@@ -108,6 +108,7 @@ func (q *Queue) recover() error {
 // exist) into corrupt/. Nothing there is ever deleted by relayd.
 func (q *Queue) quarantine(id string, why error) {
 	q.log.Error("queue: quarantining broken message", "id", id, "to", q.path("corrupt"), "err", why)
+	q.quarantined.Add(1)
 	// The body first: if a crash stops us halfway, the meta left behind is
 	// quarantined at the next Open (meta without body), whereas a body
 	// left alone would be delivered again from its committed trailer.

@@ -10,6 +10,9 @@ type Stats struct {
 	Messages int       // in the queue, held ones included
 	Held     int       // held by the admin
 	Oldest   time.Time // arrival of the oldest message; zero when empty
+	// Quarantined counts messages moved into corrupt/ since the queue
+	// was opened (recovery, a body checksum mismatch).
+	Quarantined int64
 }
 
 // Stats scans the in-memory schedule (no disk access). The oldest arrival
@@ -19,7 +22,7 @@ func (q *Queue) Stats() Stats {
 	s := &q.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Messages: len(s.byID)}
+	st := Stats{Messages: len(s.byID), Quarantined: q.quarantined.Load()}
 	oldest := ""
 	for id, e := range s.byID {
 		if e.held {

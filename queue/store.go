@@ -71,6 +71,9 @@ type Meta struct {
 	// just before meta/ID.json becomes the tombstone meta/ID.gone:
 	// recovery obeys only a tombstone that says so (remove.go).
 	Removed bool `json:"removed,omitempty"`
+	// BodyCRC is the CRC-32C of the body (after the prefix), 8 hex digits;
+	// "" for messages committed before it existed (bodycrc.go).
+	BodyCRC string `json:"body_crc32c,omitempty"`
 }
 
 // Queue is an open spool. Its methods are safe for concurrent use.
@@ -106,6 +109,8 @@ type Queue struct {
 	// tests swap it.
 	freeBytes func(dir string) (int64, error)
 	batches   atomic.Int64 // number of group-commit flushes (observability, tests)
+	// quarantined counts messages moved into corrupt/ since Open.
+	quarantined atomic.Int64
 	// flushStarted counts the committer's flushes as they start;
 	// flushDurable is the count of the last one that made msg/ durable
 	// (syncfs, or the fsync of msg/ in fdatasync mode). See spare.go.

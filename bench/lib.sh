@@ -144,6 +144,7 @@ measure_relayd() {
 		[ -n "$CA_WORKAROUND" ] && echo "ca_file = \"$CA_WORKAROUND\""
 		echo "[queue]"
 		echo "concurrency = $CONCURRENCY"
+		[ -n "${FLUSH:-}" ] && echo "flush = \"$FLUSH\""
 		case $sign in
 		ed25519) printf '[[dkim]]\ndomain = "bench.example"\nselector = "ed"\nkey_file = "%s"\n' "$WORK/ed25519.pem" ;;
 		rsa) printf '[[dkim]]\ndomain = "bench.example"\nselector = "rsa"\nkey_file = "%s"\n' "$WORK/rsa.pem" ;;

@@ -17,7 +17,8 @@
 # BIG_S (4), CONCURRENCY (relayd [queue] concurrency, 8), WORKDIR_BASE
 # (/var/tmp: a normal disk, not tmpfs), SIGN ("off ed25519 rsa"),
 # OPENDKIM (auto|0: Postfix+opendkim RSA cell when opendkim is installed),
-# PROFILE (1: also take a perf profile of relayd, see bench/profile.sh).
+# PROFILE (1: also take a perf profile of relayd, see bench/profile.sh),
+# FLUSH (relayd queue.flush: auto, syncfs or fdatasync; unset: the default).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -103,7 +104,7 @@ done
 OUT=$HERE/results-$(date +%Y%m%d-%H%M%S).txt
 {
 	echo "relayd bench, $(date -u +%Y-%m-%dT%H:%MZ), relayd $REV, $(nproc) CPUs, $(uname -r), postfix $(postconf -h mail_version)"
-	echo "spool: $(df -T "$WORK" | awk 'NR==2{print $2" on "$1}'); runs per cell: $RUNS (median shown); relayd queue.concurrency=$CONCURRENCY"
+	echo "spool: $(df -T "$WORK" | awk 'NR==2{print $2" on "$1}'); runs per cell: $RUNS (median shown); relayd queue.concurrency=$CONCURRENCY queue.flush=${FLUSH:-default}"
 	echo "4k = $SMALL_N x 4 KB over $SMALL_S sessions; 1m = $BIG_N x 1 MB over $BIG_S sessions"
 	echo
 	summarize "$RESULTS"

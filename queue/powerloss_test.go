@@ -46,7 +46,7 @@ type powerLossResult struct {
 // TestPowerLoss: in the flush mode auto chooses on FUSE (fdatasync),
 // nothing acknowledged is lost over powerLossCuts power cuts.
 func TestPowerLoss(t *testing.T) {
-	l := lazyfs.MountForTest(t)
+	l := powerLossFS(t)
 	res := runPowerLoss(t, l, FlushAuto, powerLossCuts, false)
 	t.Logf("%d cuts: %d acknowledged, %d delivered, %d lost", powerLossCuts, res.acked, res.sent, res.lost)
 	if res.lost != 0 {
@@ -61,7 +61,7 @@ func TestPowerLoss(t *testing.T) {
 // flush forced to syncfs (the old behaviour everywhere), which a FUSE
 // server never sees, acknowledged mail is lost.
 func TestPowerLossHarnessCatchesSyncfs(t *testing.T) {
-	l := lazyfs.MountForTest(t)
+	l := powerLossFS(t)
 	res := runPowerLoss(t, l, FlushSyncfs, powerLossCuts, true)
 	t.Logf("syncfs forced: %d acknowledged, %d lost", res.acked, res.lost)
 	if res.lost == 0 {
@@ -69,8 +69,49 @@ func TestPowerLossHarnessCatchesSyncfs(t *testing.T) {
 	}
 }
 
-func runPowerLoss(t *testing.T, l *lazyfs.FS, mode string, cuts int, stopAtLoss bool) powerLossResult {
-	dir := filepath.Join(l.Dir, "spool")
+// powerCutter is a filesystem that can drop its unsynced writes.
+type powerCutter interface {
+	Root() string
+	Crash() int // files that lost data, -1 if unknown
+}
+
+type inProcess struct{ *lazyfs.FS }
+
+func (l inProcess) Root() string { return l.Dir }
+
+// realLazyFS is a mount of the real LazyFS (github.com/dsrhaslab/lazyfs),
+// for cross-checking the harness: RELAYD_LAZYFS_MOUNT names the mount,
+// RELAYD_LAZYFS_FIFO its faults FIFO (config [faults] fifo_path).
+type realLazyFS struct{ mount, fifo string }
+
+func (l realLazyFS) Root() string { return l.mount }
+
+func (l realLazyFS) Crash() int {
+	f, err := os.OpenFile(l.fifo, os.O_WRONLY, 0)
+	if err != nil {
+		panic(err)
+	}
+	f.Write([]byte("lazyfs::clear-cache\n"))
+	f.Close()
+	time.Sleep(500 * time.Millisecond) // LazyFS applies it asynchronously
+	return -1
+}
+
+// powerLossFS is the in-process lazyfs, or a real LazyFS mount when
+// RELAYD_LAZYFS_MOUNT is set (each test then uses a directory of its own).
+func powerLossFS(t *testing.T) powerCutter {
+	if m := os.Getenv("RELAYD_LAZYFS_MOUNT"); m != "" {
+		dir := filepath.Join(m, t.Name())
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return realLazyFS{mount: dir, fifo: os.Getenv("RELAYD_LAZYFS_FIFO")}
+	}
+	return inProcess{lazyfs.MountForTest(t)}
+}
+
+func runPowerLoss(t *testing.T, l powerCutter, mode string, cuts int, stopAtLoss bool) powerLossResult {
+	dir := filepath.Join(l.Root(), "spool")
 	acked := map[string]int{} // ID -> body seed
 	sent := map[string]bool{}
 	var res powerLossResult

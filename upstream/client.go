@@ -83,7 +83,7 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 		reused := s.used > 0
 		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 		out, e := c.transact(s, d)
-		if stopped := stop(); e == nil && stopped && ctx.Err() == nil {
+		if stopped := stop(); e == nil && stopped && ctx.Err() == nil && !s.dead {
 			s.used++
 			c.put(s)
 			return out, nil
@@ -102,9 +102,11 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 }
 
 // staleConn reports a failure typical of a connection the server closed
-// while it sat idle: a network error or 421 at RSET or MAIL.
+// while it sat idle (a network error or 421 at RSET or MAIL), or one whose
+// transaction state the server no longer agrees with (503 at MAIL, even
+// after RSET): a new connection starts from a clean state.
 func staleConn(e *Error) bool {
-	return (e.Stage == StageReset || e.Stage == StageMail) && (e.Code == 0 || e.Code == 421)
+	return (e.Stage == StageReset || e.Stage == StageMail) && (e.Code == 0 || e.Code == 421 || e.Code == 503)
 }
 
 // Probe checks each relay the way a delivery would (connect, EHLO,

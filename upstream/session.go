@@ -28,6 +28,12 @@ type session struct {
 	open bool
 	// rd reads the replies of pipelined transactions (pipeline.go).
 	rd *textproto.Reader
+	// dc is the deadline layer on the TCP connection: deliverVia sets its
+	// total deadline for each delivery.
+	dc *deadlineConn
+	// dead: the connection is in a state no later transaction may use
+	// (e.g. a 354 after a refused envelope): close it, do not pool it.
+	dead bool
 
 	idleAt    time.Time
 	idleTimer *time.Timer
@@ -105,7 +111,9 @@ func (c *Client) tlsConfig(host string) *tls.Config {
 
 func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 	cfg := c.cfg
-	var conn net.Conn = &deadlineConn{Conn: s.conn, timeout: cfg.Timeout}
+	dc := &deadlineConn{Conn: s.conn, timeout: cfg.Timeout}
+	s.dc = dc
+	var conn net.Conn = dc
 	isTLS := false
 
 	if cfg.TLS == TLSImplicit {
@@ -116,7 +124,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		conn, isTLS = tc, true
 	}
 
-	tp := textproto.NewConn(conn)
+	tp := textproto.NewConn(newReplyConn(conn, dc, cfg.Timeout))
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return sessionError(StageGreeting, s.addr, err)
 	}
@@ -131,10 +139,10 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		}
 		conn, isTLS = tc, true
 		// RFC 3207 §4.2: no greeting follows the handshake.
-		conn = &greetedConn{Conn: conn, pending: []byte(syntheticGreeting)}
+		conn = &greetedConn{Conn: newReplyConn(conn, dc, cfg.Timeout), pending: []byte(syntheticGreeting)}
 	} else {
 		// Pass on whatever the reader buffered after the greeting.
-		conn = &greetedConn{Conn: conn, pending: append([]byte(syntheticGreeting), buffered(tp.R)...)}
+		conn = &greetedConn{Conn: newReplyConn(conn, dc, cfg.Timeout), pending: append([]byte(syntheticGreeting), buffered(tp.R)...)}
 	}
 
 	s.c = smtp.NewClient(conn)

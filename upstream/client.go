@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"relayd/queue"
 )
@@ -82,7 +83,15 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 		}
 		reused := s.used > 0
 		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+		// The total deadline: no reply or write goes past it, however
+		// the smarthost trickles (see deadlineConn).
+		limit := c.cfg.deliveryTimeout(d.Size)
+		s.dc.until = time.Now().Add(limit)
 		out, e := c.transact(s, d)
+		s.dc.until = time.Time{}
+		if e != nil && e.Timeout() && e.Hint == "" {
+			e.Hint = "the smarthost did not answer in time (upstream.timeout per reply, " + limit.Round(time.Second).String() + " for this delivery): counted as a smarthost failure"
+		}
 		if stopped := stop(); e == nil && stopped && ctx.Err() == nil && !s.dead {
 			s.used++
 			c.put(s)

@@ -36,8 +36,14 @@ type Config struct {
 	InsecureSkipVerify bool
 	Hostname           string // EHLO name (default: os.Hostname)
 	Username, Password string
-	// Timeout bounds connecting and every single read and write (default 2m).
+	// Timeout bounds connecting, every write, and every reply as a whole,
+	// all its lines together (default 2m).
 	Timeout time.Duration
+	// MinDataRate (bytes per second, default 32 KiB/s) sizes the total
+	// deadline of one delivery: 3*Timeout + Size/MinDataRate, from the
+	// first command to the reply to the final dot. A smarthost slower than
+	// that for a whole message is as good as down.
+	MinDataRate int64
 	// MaxConns caps the connections open at once, idle ones included
 	// (default 4, the default queue concurrency).
 	MaxConns int
@@ -107,6 +113,9 @@ func (cfg Config) normalize() (Config, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
+	if cfg.MinDataRate <= 0 {
+		cfg.MinDataRate = 32 << 10
+	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
 	}
@@ -123,6 +132,11 @@ func (cfg Config) normalize() (Config, error) {
 		cfg.Clock = time.Now
 	}
 	return cfg, nil
+}
+
+// deliveryTimeout is the total deadline of a delivery of size bytes.
+func (cfg Config) deliveryTimeout(size int64) time.Duration {
+	return 3*cfg.Timeout + time.Duration(float64(max(size, 0))/float64(cfg.MinDataRate)*float64(time.Second))
 }
 
 func (cfg Config) relays() []string {

@@ -252,7 +252,7 @@ func (f *fakeMTA) serve(conn net.Conn) {
 			if f.opts.mail != nil {
 				rep = f.opts.mail(nMail, addrOf(arg))
 			}
-			if rep == "" {
+			if rep == "" || rep[0] == '2' {
 				inTx, from = true, addrOf(arg)
 			}
 			say(orDefault(rep, "250 2.1.0 Ok"))
@@ -266,7 +266,7 @@ func (f *fakeMTA) serve(conn net.Conn) {
 			if f.opts.rcpt != nil {
 				rep = f.opts.rcpt(nRcpt, addrOf(arg))
 			}
-			if rep == "" {
+			if rep == "" || rep[0] == '2' {
 				rcpts = append(rcpts, addrOf(arg))
 			}
 			say(orDefault(rep, "250 2.1.5 Ok"))

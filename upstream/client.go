@@ -19,6 +19,8 @@ type Client struct {
 	mu      sync.Mutex
 	open    int        // connections in use or idle
 	idle    []*session // oldest first
+	// authBlock: relays whose credentials were rejected (authgate.go).
+	authBlock map[string]*authState
 	changed chan struct{}
 	closed  bool
 }
@@ -31,7 +33,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{})}
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{}),
+		authBlock: map[string]*authState{}}
 	if cfg.TLS == TLSNone {
 		c.log.Warn("UPSTREAM TLS IS DISABLED: mail to the smarthost travels in clear (allowed only because it is loopback)",
 			"address", cfg.Address)

@@ -45,8 +45,19 @@ const syntheticGreeting = "220 relayd-upstream greeting already read\r\n"
 
 // dial connects to addr and runs greeting, EHLO, TLS and AUTH.
 func (c *Client) dial(ctx context.Context, addr string) (*session, *Error) {
-	cfg := c.cfg
 	host, port, _ := net.SplitHostPort(addr) // validated in New
+	probe, e := c.authGate(ctx, addr)
+	if e != nil {
+		return nil, e
+	}
+	s, e := c.dialLogin(ctx, addr, host, port)
+	c.authDone(addr, probe, e)
+	return s, e
+}
+
+// dialLogin is dial past the AUTH backoff gate.
+func (c *Client) dialLogin(ctx context.Context, addr, host, port string) (*session, *Error) {
+	cfg := c.cfg
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	raw, err := cfg.Dialer.DialContext(dctx, "tcp", addr)
 	cancel()

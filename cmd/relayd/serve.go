@@ -526,11 +526,17 @@ func classifyUpstream(err error) string {
 	if !errors.As(err, &ue) {
 		return ""
 	}
+	if errors.Is(ue, upstream.ErrAuthBackoff) {
+		return "" // no login was tried: the credentials are in backoff
+	}
 	switch ue.Stage {
 	case upstream.StageConnect, upstream.StageGreeting, upstream.StageEHLO, upstream.StageSTARTTLS, upstream.StageTLS:
 		return metrics.FailConnection
 	case upstream.StageAuth:
 		return metrics.FailAuth
+	}
+	if ue.Timeout() {
+		return metrics.FailConnection // a hung session is a smarthost failure too
 	}
 	return ""
 }

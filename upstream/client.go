@@ -16,13 +16,13 @@ type Client struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	open    int        // connections in use or idle
-	idle    []*session // oldest first
+	mu   sync.Mutex
+	open int        // connections in use or idle
+	idle []*session // oldest first
 	// authBlock: relays whose credentials were rejected (authgate.go).
 	authBlock map[string]*authState
-	changed chan struct{}
-	closed  bool
+	changed   chan struct{}
+	closed    bool
 }
 
 var _ queue.Deliverer = (*Client)(nil)

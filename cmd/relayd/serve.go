@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -418,12 +419,18 @@ func (d *daemon) reload() error {
 	d.warnRestartOnly(cfg)
 	d.mu.Lock()
 	old := d.up
+	upstreamChanged := !reflect.DeepEqual(d.cfg.Upstream, cfg.Upstream)
 	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
 	d.mu.Unlock()
 	if comp.cert != nil {
 		d.cert.Store(comp.cert)
 	}
 	d.q.SetDeliverer(d.deliverer(comp.up))
+	if upstreamChanged && comp.up != nil {
+		// A fixed password or address: deferred mail goes now, not at
+		// each message's next retry (the "instant drain").
+		d.q.TransportChanged()
+	}
 	d.q.SetRateLimit(rateLimit(cfg))
 	d.level.Set(logLevel(cfg.Log))
 	d.intake.Update(d.cleanupConfig(cfg))

@@ -92,6 +92,8 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		return fail(e)
 	}
 	accepted, rcpt503 := 0, (*smtp.SMTPError)(nil)
+	var throttle *smtp.SMTPError // the first rate-limit reply (throttle.go)
+	var throttleStage Stage
 	for i := range d.Rcpts {
 		if !sent[i] {
 			continue
@@ -99,6 +101,9 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		se, e := s.reply(StageRcpt)
 		if e != nil {
 			return fail(e)
+		}
+		if throttled(se) && throttle == nil {
+			throttle, throttleStage = se, StageRcpt
 		}
 		switch {
 		case se == nil:
@@ -112,6 +117,17 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 	data, e := s.replyData()
 	if e != nil {
 		return fail(e)
+	}
+	if throttle != nil || throttled(mail) || throttled(data) {
+		// The smarthost is rate limiting: nothing of this group counts,
+		// and no content follows even a 354.
+		if throttle == nil {
+			throttle, throttleStage = mail, StageMail
+			if !throttled(mail) {
+				throttle, throttleStage = data, StageData
+			}
+		}
+		return fail(throttleError(s, throttleStage, throttle))
 	}
 
 	switch {
@@ -162,6 +178,9 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		// s.open stays set: RSET before the next MAIL.
 		if final.Code == 503 {
 			return fail(outOfSequence(s, StageData, final))
+		}
+		if throttled(final) {
+			return fail(throttleError(s, StageData, final))
 		}
 		return txResult{out: fillUndecided(out, final)}, nil
 	}

@@ -130,6 +130,9 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 			if se.Code == 503 {
 				return txResult{out: fillUndecided(out, se), badSequence: true}, nil
 			}
+			if throttled(se) {
+				return fail(throttleError(s, StageMail, se))
+			}
 			return all(se) // 4xx or 5xx at MAIL applies to every recipient
 		}
 		return fail(sessionError(StageMail, s.addr, err))
@@ -153,6 +156,9 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 		if se.Code == 503 {
 			return fail(outOfSequence(s, StageRcpt, se))
 		}
+		if throttled(se) {
+			return fail(throttleError(s, StageRcpt, se))
+		}
 		out.Rcpts[i] = rcptRefusal(se)
 	}
 	if accepted == 0 {
@@ -164,6 +170,9 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 		if se, ok := serverReply(err); ok {
 			if se.Code == 503 {
 				return fail(outOfSequence(s, StageData, se))
+			}
+			if throttled(se) {
+				return fail(throttleError(s, StageData, se))
 			}
 			return all(se)
 		}
@@ -198,6 +207,9 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 			// s.open stays set: RSET before the next MAIL.
 			if se.Code == 503 {
 				return fail(outOfSequence(s, StageData, se))
+			}
+			if throttled(se) {
+				return fail(throttleError(s, StageData, se))
 			}
 			return all(se)
 		}

@@ -21,8 +21,10 @@ type Client struct {
 	idle []*session // oldest first
 	// authBlock: relays whose credentials were rejected (authgate.go).
 	authBlock map[string]*authState
-	changed   chan struct{}
-	closed    bool
+	// health: relays in backoff after a session failure (health.go).
+	health  map[string]*relayHealth
+	changed chan struct{}
+	closed  bool
 }
 
 var _ queue.Deliverer = (*Client)(nil)
@@ -34,7 +36,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{}),
-		authBlock: map[string]*authState{}}
+		authBlock: map[string]*authState{}, health: map[string]*relayHealth{}}
 	if cfg.TLS == TLSNone {
 		c.log.Warn("UPSTREAM TLS IS DISABLED: mail to the smarthost travels in clear (allowed only because it is loopback)",
 			"address", cfg.Address)
@@ -47,16 +49,21 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Deliver runs one transaction for d's pending recipients on the primary
-// relay, then on each fallback in order while the failure is session-level.
-// A non-nil error is always an *Error (the last relay's); earlier relays'
-// failures are logged.
+// relay, then on each fallback in order while the failure is session-level;
+// a relay in backoff after such a failure goes after the others
+// (health.go). A non-nil error is always an *Error (the relay tried last);
+// earlier relays' failures are logged.
 func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
 	if len(d.Rcpts) == 0 {
 		return queue.Outcome{}, nil
 	}
 	var last *Error
-	for i, addr := range c.cfg.relays() {
+	relays := c.relayOrder()
+	for i, addr := range relays {
 		out, e := c.deliverVia(ctx, addr, d)
+		if ctx.Err() == nil {
+			c.relayResult(addr, e)
+		}
 		if e == nil {
 			level := slog.LevelDebug
 			if i > 0 {
@@ -69,7 +76,7 @@ func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome,
 		if ctx.Err() != nil {
 			break
 		}
-		if i+1 < len(c.cfg.relays()) {
+		if i+1 < len(relays) {
 			c.log.Warn("relay failed, trying the next one", "id", d.ID, "addr", addr, "err", e.Error())
 		}
 	}

@@ -46,6 +46,8 @@ type fakeOpts struct {
 	// ehloOnce: a second EHLO on a connection gets 503.
 	ehloOnce bool
 	auth     bool // advertise AUTH PLAIN LOGIN
+	// maxRcpts > 0: RCPTs beyond it in one transaction get 452 4.5.3.
+	maxRcpts int
 	// Replies; "" means the default (250, 354, 235). n counts the
 	// server's commands of that kind from 1 over its life.
 	mail      func(n int, from string) string
@@ -265,6 +267,9 @@ func (f *fakeMTA) serve(conn net.Conn) {
 			rep := ""
 			if f.opts.rcpt != nil {
 				rep = f.opts.rcpt(nRcpt, addrOf(arg))
+			}
+			if f.opts.maxRcpts > 0 && len(rcpts) >= f.opts.maxRcpts {
+				rep = "452 4.5.3 Error: too many recipients"
 			}
 			if rep == "" || rep[0] == '2' {
 				rcpts = append(rcpts, addrOf(arg))

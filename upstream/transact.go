@@ -30,6 +30,63 @@ import (
 // once more; a second 503 defers the delivery (session *Error), it never
 // bounces.
 func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error) {
+	out, e := c.transactOne(s, d)
+	if e != nil {
+		return out, e
+	}
+	// Envelope splitting: a smarthost that takes fewer recipients per
+	// transaction than the message has answers the rest "452 4.5.3 too
+	// many recipients" (RFC 5321 §4.5.3.1.10); they go in further
+	// transactions on the same connection, as long as each one delivers
+	// to at least one recipient.
+	round := make([]int, len(d.Rcpts))
+	for i := range round {
+		round[i] = i
+	}
+	for !s.dead {
+		var rest []int
+		progress := false
+		for _, i := range round {
+			switch r := out.Rcpts[i]; {
+			case r == nil:
+				progress = true
+			case tooManyRcpts(r):
+				rest = append(rest, i)
+			}
+		}
+		if len(rest) == 0 || !progress {
+			break
+		}
+		sub := *d
+		sub.Rcpts = make([]queue.Recipient, len(rest))
+		for k, i := range rest {
+			sub.Rcpts[k] = d.Rcpts[i]
+		}
+		o, e := c.transactOne(s, &sub)
+		if e != nil {
+			// The first recipients are sent: report them; the rest
+			// stay deferred with their 452, on a new connection next time.
+			s.dead = true
+			c.log.Debug("smarthost failed during a split envelope, the rest is deferred", "id", d.ID, "err", e.Error())
+			break
+		}
+		for k, i := range rest {
+			out.Rcpts[i] = o.Rcpts[k]
+		}
+		round = rest
+	}
+	return out, nil
+}
+
+// tooManyRcpts reports a "too many recipients" refusal (452, or 552 that
+// rcptRefusal made temporary; RFC 3463 X.5.3).
+func tooManyRcpts(se *smtp.SMTPError) bool {
+	return se.Code == 452 && (se.EnhancedCode == smtp.EnhancedCode{4, 5, 3} || strings.Contains(strings.ToLower(se.Message), "recipients"))
+}
+
+// transactOne is one transaction (with its RSET and 503 retry), see
+// transact.
+func (c *Client) transactOne(s *session, d *queue.Delivery) (queue.Outcome, *Error) {
 	out := queue.Outcome{Relay: s.relay, Rcpts: make([]*smtp.SMTPError, len(d.Rcpts))}
 	if len(d.Rcpts) == 0 {
 		return out, nil

@@ -204,3 +204,38 @@ func TestBadSequenceAlwaysDefers(t *testing.T) {
 		}
 	})
 }
+
+// TestSplitEnvelope: a smarthost that takes 2 recipients per transaction
+// gets a 5-recipient message as 3 transactions on one connection, all
+// delivered in one Deliver (issue 20 item 7). Before, the 3 over the limit
+// were deferred until the next retry.
+func TestSplitEnvelope(t *testing.T) {
+	bothPaths(t, func(t *testing.T, pipelining bool) {
+		f := newFakeMTA(t, fakeOpts{pipelining: pipelining, maxRcpts: 2})
+		c, _ := f.client(t, nil)
+		rcpts := []string{"r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net", "r5@example.net"}
+		out, err := c.Deliver(context.Background(), delivery("m1", rcpts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range out.Rcpts {
+			if r != nil {
+				t.Errorf("%s: %v", rcpts[i], r)
+			}
+		}
+		q := f.Queued()
+		var got []string
+		for _, m := range q {
+			got = append(got, strings.Join(m.Rcpts, ","))
+			if m.Data != testBody {
+				t.Errorf("body differs")
+			}
+		}
+		if want := "r1@example.net,r2@example.net r3@example.net,r4@example.net r5@example.net"; strings.Join(got, " ") != want {
+			t.Errorf("transactions %q, want %q", got, want)
+		}
+		if f.Conns() != 1 {
+			t.Errorf("Conns = %d", f.Conns())
+		}
+	})
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"relayd/internal/smtptest"
 )
 
@@ -55,5 +57,67 @@ func TestWrongPasswordThenReload(t *testing.T) {
 	}
 	if !strings.Contains(logs, "deferred mail is due now") {
 		t.Errorf("no instant-drain log line")
+	}
+}
+
+// TestNullSenderRefused (issue 20 item 6): a smarthost that refuses
+// MAIL FROM:<> (Amazon SES answers 501). With upstream.null_sender the
+// bounce goes with that sender; without it, the failed bounce's copy goes
+// to rewrite.admin from the admin's own address, and the log says why.
+// Nothing loops. Before, the admin copy went with <> too and was dropped.
+func TestNullSenderRefused(t *testing.T) {
+	for _, nullSender := range []string{"", "bounces@example.com"} {
+		t.Run("null_sender="+nullSender, func(t *testing.T) {
+			sh := smarthost(t, smtptest.Faults{
+				MailReply: func(from string) *smtp.SMTPError {
+					if from == "" {
+						return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Invalid MAIL FROM address provided"}
+					}
+					return nil
+				},
+				RcptReply: func(rcpt string) *smtp.SMTPError {
+					if rcpt == "nobody@example.org" {
+						return smtptest.Reply550()
+					}
+					return nil
+				},
+			})
+			dir := t.TempDir()
+			cfg := writeConfig(t, dir, sh, "", "")
+			b, _ := os.ReadFile(cfg)
+			text := string(b)
+			if nullSender != "" {
+				text = strings.Replace(text, "[upstream]\n", "[upstream]\nnull_sender = \""+nullSender+"\"\n", 1)
+			}
+			text += "\n[rewrite]\nadmin = \"admin@example.com\"\n"
+			os.WriteFile(cfg, []byte(text), 0o644)
+			r := start(t, dir, cfg)
+			msg := "From: app@example.com\r\nTo: nobody@example.org\r\nSubject: to nobody\r\n\r\nbody\r\n"
+			if err := r.send(t, "app@example.com", []string{"nobody@example.org"}, msg); err != nil {
+				t.Fatal(err)
+			}
+			m := sh.WaitMessages(t, 1, 30*time.Second)[0]
+			wantFrom, wantTo := nullSender, "app@example.com"
+			if nullSender == "" {
+				wantFrom, wantTo = "admin@example.com", "admin@example.com"
+				r.waitLog(t, `its copy goes to rewrite.admin from the admin's own address`, 10*time.Second)
+			}
+			if m.From != wantFrom || len(m.To) != 1 || m.To[0] != wantTo {
+				t.Errorf("notice went MAIL FROM:<%s> to %v, want <%s> to %s", m.From, m.To, wantFrom, wantTo)
+			}
+			// The notice names the failed recipient; the admin's copy is
+			// about the failed notice, with the smarthost's refusal.
+			want := "nobody@example.org"
+			if nullSender == "" {
+				want = "Invalid MAIL FROM address provided"
+			}
+			if !strings.Contains(string(m.Data), want) {
+				t.Errorf("the notice does not say %q:\n%s", want, m.Data)
+			}
+			time.Sleep(2 * time.Second) // nothing more follows: no loop
+			if n := len(sh.Messages()); n != 1 {
+				t.Errorf("%d messages at the smarthost, want 1", n)
+			}
+		})
 	}
 }

@@ -265,6 +265,9 @@ func TestNullSenderRules(t *testing.T) {
 	h.commit(Envelope{From: "", Rcpts: rcpts("a@y.example")}, FromSMTP)
 	h.commit(Envelope{From: "", Rcpts: rcpts("b@y.example")}, FromNotice)
 	h.commit(Envelope{From: "", Rcpts: rcpts("c@y.example")}, FromAdminNotice)
+	// An admin copy sent from the admin's own address (no
+	// upstream.null_sender) is never bounced either: it would loop.
+	h.commit(Envelope{From: "admin@x.example", Rcpts: rcpts("admin@x.example")}, FromAdminNotice)
 	h.run()
 	waitFor(t, "all done", func() bool { return h.q.Len() == 0 })
 	n := h.notif.list()

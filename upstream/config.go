@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,10 @@ type Config struct {
 	// admin opt-out, logged loudly at New.
 	InsecureSkipVerify bool
 	Hostname           string // EHLO name (default: os.Hostname)
+	// NullSender replaces the null sender <> in MAIL FROM (relayd's
+	// notices) for a smarthost that refuses it (upstream.null_sender);
+	// "" sends <>.
+	NullSender         string
 	Username, Password string
 	// Timeout bounds connecting, every write, and every reply as a whole,
 	// all its lines together (default 2m).
@@ -96,6 +101,9 @@ func (cfg Config) normalize() (Config, error) {
 		if cfg.TLS == TLSNone && !isLoopback(host) {
 			errs = append(errs, fmt.Errorf("upstream: tls = \"none\" refused for %s: only a loopback smarthost may be reached without TLS", a))
 		}
+	}
+	if badLine(cfg.NullSender) || strings.ContainsAny(cfg.NullSender, "<> ") {
+		errs = append(errs, fmt.Errorf("upstream: null_sender %q is not an address", cfg.NullSender))
 	}
 	if cfg.Username != "" && cfg.Password == "" {
 		errs = append(errs, errors.New("upstream: username set but the password is empty"))

@@ -169,6 +169,13 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 	all := func(se *smtp.SMTPError) (txResult, *Error) { return txResult{out: fillUndecided(out, se)}, nil }
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 
+	if d.From == "" && c.cfg.NullSender != "" {
+		// A smarthost that refuses <> (upstream.null_sender): the
+		// notice goes with this sender; d is a copy for this attempt.
+		nd := *d
+		nd.From = c.cfg.NullSender
+		d = &nd
+	}
 	if bad := badLine(d.From); bad {
 		return all(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "sender address contains CR or LF"})
 	}

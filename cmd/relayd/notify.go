@@ -25,6 +25,9 @@ type notifier struct {
 	hostname string
 	clock    func() time.Time
 	log      *slog.Logger
+	// nullSender returns upstream.null_sender as currently configured
+	// (nil: none).
+	nullSender func() string
 }
 
 var errNoticeDone = errors.New("notice submission finished")
@@ -54,6 +57,18 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 		Origin:   origin,
 		LocalUID: -1,
 	}
+	if origin == queue.FromAdminNotice && n.noNullSender() {
+		// Without upstream.null_sender a smarthost that refuses <>
+		// (Amazon SES) would refuse the admin's copy too, and it would be
+		// lost: it goes from the admin's own address instead. It cannot
+		// loop: the queue never bounces an admin notice, whatever its
+		// sender.
+		sub.Envelope.From = to
+		if no.IsNotice {
+			n.log.Warn("a notice could not be delivered: its copy goes to rewrite.admin from the admin's own address, not <> (if the smarthost refuses the null sender, set upstream.null_sender)",
+				"id", no.ID, "admin", to, "reply", lastReply(no))
+		}
+	}
 	id, err := n.intake.Submit(ctx, sub, pr)
 	pr.CloseWithError(errNoticeDone) // unblocks the composer if Submit stopped early
 	if err != nil {
@@ -62,6 +77,18 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
 		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
 	return nil
+}
+
+func (n *notifier) noNullSender() bool { return n.nullSender == nil || n.nullSender() == "" }
+
+// lastReply is the first recorded reply among the notice's recipients.
+func lastReply(no queue.Notice) string {
+	for _, r := range no.Rcpts {
+		if r.LastReply != "" {
+			return r.LastReply
+		}
+	}
+	return ""
 }
 
 // recipient decides where a notice goes and with which origin; "" means

@@ -137,16 +137,17 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		return nil, fmt.Errorf("%s: upstream.ca_file: %w", cfg.Source, err)
 	}
 	up, err := upstream.New(upstream.Config{
-		Address:  u.Address,
-		Fallback: u.Fallback,
-		TLS:      u.TLS,
-		RootCAs:  roots,
-		Hostname: cfg.Hostname,
-		Username: u.Username,
-		Password: u.Password,
-		Timeout:  u.Timeout.Duration,
-		MaxConns: cfg.Queue.Concurrency,
-		Logger:   log,
+		Address:    u.Address,
+		Fallback:   u.Fallback,
+		TLS:        u.TLS,
+		RootCAs:    roots,
+		Hostname:   cfg.Hostname,
+		NullSender: u.NullSender,
+		Username:   u.Username,
+		Password:   u.Password,
+		Timeout:    u.Timeout.Duration,
+		MaxConns:   cfg.Queue.Concurrency,
+		Logger:     log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: upstream: %w", cfg.Source, err)
@@ -194,7 +195,11 @@ func (d *daemon) run(ctx context.Context) error {
 		RateLimit:    rateLimit(cfg),
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
-	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log}
+	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log, nullSender: func() string {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.cfg.Upstream.NullSender
+	}}
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
 	if err != nil {

@@ -17,12 +17,6 @@ import (
 // while a relay's credentials are in backoff after a rejection.
 var ErrAuthBackoff = errors.New("not logging in again yet: the smarthost rejected the credentials")
 
-// Backoff after rejected credentials: doubling from authBackoffMin, capped.
-const (
-	authBackoffMin = 5 * time.Minute
-	authBackoffMax = time.Hour
-)
-
 // CredentialsRejected reports whether e is the smarthost refusing the
 // credentials themselves (535, RFC 4954 §6; 534 "mechanism too weak" /
 // "log in with a web browser"), whatever SASL mechanism was used: a
@@ -103,11 +97,11 @@ func (c *Client) authDone(addr string, probe bool, e *Error) {
 		}
 		st.good = false
 		if st.backoff == 0 {
-			st.backoff = authBackoffMin
+			st.backoff = c.cfg.MinBackoff
 			c.log.Warn("smarthost rejected the credentials: no new login to it until the backoff expires, then one attempt at a time (mail is deferred, not bounced)",
 				"addr", addr, "reply", e.Error(), "backoff", st.backoff.String())
 		} else {
-			st.backoff = min(2*st.backoff, authBackoffMax)
+			st.backoff = min(2*st.backoff, c.cfg.MaxBackoff)
 			c.log.Debug("smarthost still rejects the credentials", "addr", addr, "backoff", st.backoff.String())
 		}
 		st.until, st.last = c.cfg.Clock().Add(st.backoff), e

@@ -49,6 +49,11 @@ type Config struct {
 	// first command to the reply to the final dot. A smarthost slower than
 	// that for a whole message is as good as down.
 	MinDataRate int64
+	// MinBackoff and MaxBackoff (the queue's; defaults 5m and 1h) bound
+	// how long a relay is left alone after it rejected the credentials
+	// (authgate.go: MinBackoff doubling to MaxBackoff) or timed out
+	// (health.go: at most 30s doubling to 10m).
+	MinBackoff, MaxBackoff time.Duration
 	// MaxConns caps the connections open at once, idle ones included
 	// (default 4, the default queue concurrency).
 	MaxConns int
@@ -120,6 +125,12 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 5 * time.Minute
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(cfg.MinBackoff, time.Hour)
 	}
 	if cfg.MinDataRate <= 0 {
 		cfg.MinDataRate = 32 << 10

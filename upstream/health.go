@@ -2,12 +2,13 @@ package upstream
 
 import "time"
 
-// With fallback relays, a relay that just failed at session level (no
-// connection, no greeting, TLS, a timeout anywhere, 421, rate limiting) is
-// tried after the others until its backoff expires: a silent primary would
-// otherwise cost every message the full timeout before the fallback is
-// tried (issue 20). With a single relay the queue's own transport backoff
-// does this job.
+// With fallback relays, a relay that just timed out (no greeting, a hung
+// TLS handshake, a reply that never came) is tried after the others until
+// its backoff expires: a silent primary would otherwise cost every message
+// the full timeout before the fallback is tried (issue 20). Fast failures
+// (connection refused, 421) cost nothing and keep the configured order, so
+// a primary that comes back is used again at once. With a single relay the
+// queue's own transport backoff does this job.
 
 const (
 	relayBackoffMin = 30 * time.Second
@@ -19,19 +20,10 @@ type relayHealth struct {
 	backoff time.Duration
 }
 
-// relayFailure reports whether e says the relay itself is in trouble, as
-// opposed to this message (a body that cannot be read) or the credentials
-// (authgate.go).
+// relayFailure reports whether e is a slow failure of the relay itself,
+// one that would cost the next message the full timeout again.
 func relayFailure(e *Error) bool {
-	switch {
-	case e.Timeout(), e.Code == 421, throttled(e.Reply()):
-		return true
-	}
-	switch e.Stage {
-	case StageConnect, StageGreeting, StageEHLO, StageSTARTTLS, StageTLS:
-		return true
-	}
-	return false
+	return e.Timeout()
 }
 
 // relayOrder returns the relays to try: the configured order, but relays in
@@ -71,10 +63,10 @@ func (c *Client) relayResult(addr string, e *Error) {
 		}
 	case relayFailure(e):
 		if h == nil {
-			h = &relayHealth{backoff: relayBackoffMin}
+			h = &relayHealth{backoff: min(relayBackoffMin, c.cfg.MinBackoff)}
 			c.health[addr] = h
 		} else {
-			h.backoff = min(2*h.backoff, relayBackoffMax)
+			h.backoff = min(2*h.backoff, relayBackoffMax, c.cfg.MaxBackoff)
 		}
 		h.until = c.cfg.Clock().Add(h.backoff)
 		c.log.Warn("relay failed: the other relays go first until its backoff expires", "addr", addr,

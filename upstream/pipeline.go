@@ -140,7 +140,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 		for i := range out.Rcpts {
 			out.Rcpts[i] = mail
 		}
-		return txResult{out: out, badSequence: mail.Code == 503}, nil
+		return txResult{out: out, badSequence: mail.Code == 503, mailRefused: mail}, nil
 	case rcpt503 != nil:
 		// MAIL was accepted, yet a RCPT is out of sequence.
 		return fail(outOfSequence(s, StageRcpt, rcpt503))

@@ -121,10 +121,38 @@ func (c *Client) transactOne(s *session, d *queue.Delivery) (queue.Outcome, *Err
 }
 
 // txResult is one transaction's answer. badSequence: MAIL got 503, which
-// says nothing about the message (see transact).
+// says nothing about the message (see transact). mailRefused: the
+// pipelined MAIL's refusal, when MAIL was refused.
 type txResult struct {
 	out         queue.Outcome
 	badSequence bool
+	mailRefused *smtp.SMTPError
+}
+
+// NullSenderRefused ends the reply text of a permanent refusal of MAIL
+// FROM:<> (Amazon SES answers 501 to it), so that whoever handles the
+// failed notice can tell this cause from the others: the admin's copy of
+// such a notice is then sent from the admin's own address (see
+// upstream.null_sender).
+const NullSenderRefused = "(refused at MAIL FROM:<>)"
+
+// nullRefused marks se, a refusal of MAIL, when the sender was <> and the
+// refusal permanent.
+func nullRefused(se *smtp.SMTPError, nullSender bool) *smtp.SMTPError {
+	if !nullSender || se.Code/100 != 5 {
+		return se
+	}
+	m := *se
+	m.Message = strings.TrimSpace(m.Message + " " + NullSenderRefused)
+	return &m
+}
+
+// nullRefusedAtMail marks se when it is the pipelined MAIL's refusal.
+func nullRefusedAtMail(se, mail *smtp.SMTPError) *smtp.SMTPError {
+	if se == nil || se != mail {
+		return se
+	}
+	return nullRefused(se, true)
 }
 
 // rset ends an open transaction with RSET (RFC 5321 §4.1.1.5), on the
@@ -169,6 +197,7 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 	all := func(se *smtp.SMTPError) (txResult, *Error) { return txResult{out: fillUndecided(out, se)}, nil }
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 
+	nullSender := d.From == ""
 	if d.From == "" && c.cfg.NullSender != "" {
 		// A smarthost that refuses <> (upstream.null_sender): the
 		// notice goes with this sender; d is a copy for this attempt.
@@ -186,7 +215,13 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 	dsn, _ := s.c.Extension("DSN")
 	out.DSNPassed = dsn
 	if pipelinable(s, d, opts, dsn) {
-		return c.transactPipelined(s, d, opts, body, out)
+		res, e := c.transactPipelined(s, d, opts, body, out)
+		if e == nil && nullSender && len(res.out.Rcpts) > 0 && res.out.Rcpts[0] != nil && !res.badSequence {
+			for i, se := range res.out.Rcpts {
+				res.out.Rcpts[i] = nullRefusedAtMail(se, res.mailRefused)
+			}
+		}
+		return res, e
 	}
 	s.open = true
 	if err := s.c.Mail(d.From, opts); err != nil {
@@ -197,7 +232,7 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 			if throttled(se) {
 				return fail(throttleError(s, StageMail, se))
 			}
-			return all(se) // 4xx or 5xx at MAIL applies to every recipient
+			return all(nullRefused(se, nullSender)) // 4xx or 5xx at MAIL applies to every recipient
 		}
 		return fail(sessionError(StageMail, s.addr, err))
 	}

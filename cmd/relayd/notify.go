@@ -15,6 +15,7 @@ import (
 	"relayd/dsn"
 	"relayd/maillog"
 	"relayd/queue"
+	"relayd/upstream"
 )
 
 // notifier turns the queue's notice requests into messages: dsn composes,
@@ -57,17 +58,15 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 		Origin:   origin,
 		LocalUID: -1,
 	}
-	if origin == queue.FromAdminNotice && n.noNullSender() {
-		// Without upstream.null_sender a smarthost that refuses <>
-		// (Amazon SES) would refuse the admin's copy too, and it would be
-		// lost: it goes from the admin's own address instead. It cannot
-		// loop: the queue never bounces an admin notice, whatever its
-		// sender.
+	if origin == queue.FromAdminNotice && no.IsNotice && n.noNullSender() && strings.Contains(lastReply(no), upstream.NullSenderRefused) {
+		// The smarthost refused the notice's null sender <> (Amazon SES)
+		// and upstream.null_sender is not set: it would refuse the
+		// admin's copy too, so that goes from the admin's own address.
+		// It cannot loop: the queue never bounces an admin notice,
+		// whatever its sender.
 		sub.Envelope.From = to
-		if no.IsNotice {
-			n.log.Warn("a notice could not be delivered: its copy goes to rewrite.admin from the admin's own address, not <> (if the smarthost refuses the null sender, set upstream.null_sender)",
-				"id", no.ID, "admin", to, "reply", lastReply(no))
-		}
+		n.log.Warn("the smarthost refuses the null sender <>: a notice could not be delivered, its copy goes to rewrite.admin from the admin's own address (set upstream.null_sender to an address the smarthost accepts for notices)",
+			"id", no.ID, "admin", to, "reply", lastReply(no))
 	}
 	id, err := n.intake.Submit(ctx, sub, pr)
 	pr.CloseWithError(errNoticeDone) // unblocks the composer if Submit stopped early

@@ -147,6 +147,8 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		Password:   u.Password,
 		Timeout:    u.Timeout.Duration,
 		MaxConns:   cfg.Queue.Concurrency,
+		MinBackoff: cfg.Queue.MinBackoff.Duration,
+		MaxBackoff: cfg.Queue.MaxBackoff.Duration,
 		Logger:     log,
 	})
 	if err != nil {

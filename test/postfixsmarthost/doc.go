@@ -16,7 +16,10 @@
 // intact, that nothing empty arrives, that only the refused ones are
 // bounced, and that the deferred one stays queued.
 //
-// It runs only as root with Postfix installed and RELAYD_POSTFIX_TEST=1
-// (.ci/run sets it), so that `go test ./...` on a developer machine or a
-// shared one does not start mail servers.
+// The same scenario runs against Exim (exim_test.go) when RELAYD_EXIM_ROOT
+// names a directory its Debian packages were extracted into.
+//
+// It runs only as root with Postfix installed and RELAYD_POSTFIX_TEST=1,
+// so that `go test ./...` on a developer machine or a shared one does not
+// start mail servers; test/real-mtas.sh (called by .ci/run) sets both.
 package postfixsmarthost

@@ -12,9 +12,17 @@
 //     go-smtp's Reset, which would re-send EHLO.
 //   - Credentials are sent only over TLS (or to loopback with tls = "none"),
 //     and are never logged.
-//   - Every Read and Write on the wire runs under a deadline of
-//     Config.Timeout, and cancelling the context closes the connection, so no
-//     delivery can hang.
+//   - Every Write on the wire runs under a deadline of Config.Timeout,
+//     every reply as a whole (all its continuation lines) under one
+//     Config.Timeout, and a delivery as a whole under 3*Timeout plus its
+//     size at MinDataRate (conn.go); a reply over 2 KiB a line or 64 KiB /
+//     1000 lines in all is refused, so memory stays bounded. Cancelling the
+//     context closes the connection. No delivery can hang.
+//   - After a 535 (credentials rejected) no login to that relay is tried
+//     until its backoff expires, one probe at a time (authgate.go); a relay
+//     that timed out goes after the fallbacks for a while (health.go); a
+//     rate-limit reply is a session *Error, so the queue backs off from the
+//     whole smarthost (throttle.go).
 //   - A failure of the session (connect, TLS, AUTH, 421, timeout, dropped
 //     connection, no reply after the body) is returned as *Error and never
 //     turns into a recipient failure: the queue defers every recipient. A

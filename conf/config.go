@@ -70,6 +70,10 @@ type Upstream struct {
 	MaxPerMinute int      `toml:"max_per_minute"`
 	MaxPerHour   int      `toml:"max_per_hour"`
 	MaxPerDay    int      `toml:"max_per_day"`
+	// NullSender is the envelope sender relayd's notices (bounces) use
+	// at a smarthost that refuses the null sender <> (Amazon SES); ""
+	// sends <> (RFC 5321 §4.5.5).
+	NullSender string `toml:"null_sender"`
 	// Password is resolved at load time from PasswordFile or the systemd
 	// credential "smarthost"; never logged, never in TOML.
 	Password string `toml:"-" json:"-"`

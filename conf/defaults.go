@@ -52,7 +52,7 @@ func defaults() *Config {
 			SMTP:                []string{"127.0.0.1:25", "[::1]:25"},
 			RelayNetworks:       []string{"127.0.0.0/8", "::1/128"},
 			MaxMessageBytes:     26214400,
-			MaxRecipients:       100,
+			MaxRecipients:       1000,
 			IdleTimeout:         Duration{5 * time.Minute},
 			MaxConnections:      1000,
 			MaxConnectionsPerIP: 50,

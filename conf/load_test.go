@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 	if c.Hostname != "relay.test.example" || c.StateDir != "/var/spool/relayd" ||
 		!reflect.DeepEqual(c.Listen.SMTP, []string{"127.0.0.1:25", "[::1]:25"}) ||
 		!reflect.DeepEqual(c.Listen.RelayNetworks, []string{"127.0.0.0/8", "::1/128"}) ||
-		c.Listen.MaxMessageBytes != 26214400 || c.Listen.MaxRecipients != 100 ||
+		c.Listen.MaxMessageBytes != 26214400 || c.Listen.MaxRecipients != 1000 ||
 		c.Listen.IdleTimeout.Duration != 5*time.Minute || c.Listen.MaxConnections != 1000 ||
 		c.Listen.MaxConnectionsPerIP != 50 ||
 		c.Upstream.TLS != "starttls" || c.Upstream.Timeout.Duration != 2*time.Minute || !c.Upstream.Hold() ||

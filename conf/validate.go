@@ -39,7 +39,7 @@ func (c *Config) validate(e env) Errors {
 	c.Upstream.check(&errs, e)
 	c.Queue.check(&errs)
 	c.checkDKIM(&errs)
-	for _, f := range []struct{ key, v string }{{"rewrite.admin", c.Rewrite.Admin}, {"rewrite.sender", c.Rewrite.Sender}} {
+	for _, f := range []struct{ key, v string }{{"rewrite.admin", c.Rewrite.Admin}, {"rewrite.sender", c.Rewrite.Sender}, {"upstream.null_sender", c.Upstream.NullSender}} {
 		if f.v != "" {
 			if err := checkAddrSpec(f.v); err != nil {
 				errs.add(f.key, "%w", err)

@@ -141,7 +141,7 @@ func (q *Queue) Flush(ids ...string) error {
 	now := q.now().UnixNano()
 	var errs []error
 	s.mu.Lock()
-	s.down = false
+	s.upLocked()
 	flush := func(e *entry) {
 		if e.busy {
 			e.flush = true

@@ -38,13 +38,23 @@ func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool, 
 	switch tr {
 	case transportUp:
 		if s.down {
-			s.down = false
+			s.upLocked()
 			n := s.allDueLocked(q.now())
 			q.log.Info("queue: smarthost is back, deferred backlog is due now", "messages", n)
 		}
 	case transportDown:
+		// Attempts that were already under way when the transport went
+		// down do not grow the backoff: only a failed probe does.
+		if !s.down || probe {
+			s.downCount++
+		}
+		wait := q.transportBackoff(s.downCount)
+		s.downUntil = q.now().Add(wait).UnixNano()
 		if !s.down {
-			q.log.Warn("queue: smarthost unreachable, probing with one message at a time")
+			// Not "unreachable": the cause may be a refused login, a
+			// rate limit or a timeout; the reason says which.
+			q.log.Warn("queue: delivery to the smarthost is failing, all mail is deferred; probing with one message at a time",
+				"reason", s.downWhy, "next_probe_in", wait.String())
 		}
 		s.down = true
 	}
@@ -211,6 +221,9 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 	delay := q.now().Sub(m.Arrival)
 	if err != nil {
 		reply := oneLine(err.Error())
+		q.s.mu.Lock()
+		q.s.downWhy = reply
+		q.s.mu.Unlock()
 		for _, i := range idx {
 			r := &m.Rcpts[i]
 			r.LastReply, r.Updated = reply, now
@@ -284,6 +297,19 @@ func (q *Queue) expire(m *Meta, now time.Time) {
 		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Expired,
 			Delay: now.Sub(m.Arrival), DSN: "4.4.7", Reply: r.LastReply})
 	}
+}
+
+// transportBackoff is the smarthost-wide wait before the next probe after n
+// consecutive transport failures: 30 s doubling, capped at MinBackoff (a
+// message's own first retry), so a smarthost that refuses connections,
+// logins or says "rate limited" is not tried with every due message in a
+// row, and one that comes back is noticed within MinBackoff.
+func (q *Queue) transportBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < q.cfg.MinBackoff; i++ {
+		d *= 2
+	}
+	return min(d, q.cfg.MinBackoff)
 }
 
 // backoff is min(MaxBackoff, MinBackoff*2^(attempts-1)) times a jitter

@@ -147,8 +147,11 @@
 // when it would be retried at or after Arrival+MaxAge: its pending recipients
 // fail with their last reply. A Deliverer error is a transport failure: all
 // recipients stay pending and the transport is marked down; while it is down
-// only one probe attempt runs at a time (the earliest due message). When an
-// attempt succeeds again the whole deferred backlog becomes due at once.
+// only one probe attempt runs at a time (the earliest due message), and the
+// next probe waits a smarthost-wide backoff (30 s doubling per consecutive
+// failure, capped at MinBackoff). When an attempt succeeds again, or the
+// smarthost settings change (TransportChanged, on reload), the whole
+// deferred backlog becomes due at once.
 //
 // # Rate limit
 //

@@ -302,8 +302,10 @@ func (h *harness) idle() {
 		s := &h.q.s
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		due := len(s.h) > 0 && s.h[0].next <= h.clock.Now().UnixNano()
-		return s.inflight == 0 && !due
+		now := h.clock.Now().UnixNano()
+		due := len(s.h) > 0 && s.h[0].next <= now
+		backoff := s.down && now < s.downUntil // due, but the transport waits
+		return s.inflight == 0 && (!due || backoff)
 	})
 }
 

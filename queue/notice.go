@@ -18,14 +18,17 @@ func (q *Queue) notices(ctx context.Context, m *Meta, now time.Time) (outstandin
 		var about []int
 		isNotice := false
 		switch {
+		case m.Origin == FromAdminNotice:
+			// Checked first: an admin notice may carry the admin's own
+			// address as sender (no upstream.null_sender) and must still
+			// never be bounced, or it would loop.
+			q.log.Error("queue: a failed notice to the admin failed too, dropped",
+				"id", m.ID, "to", addrs(m, failed))
 		case m.From != "":
 			about = filterNotify(m, failed, "FAILURE")
 		case m.Origin == FromNotice:
 			// A notice failed: the Notifier sends this to the admin.
 			about, isNotice = failed, true
-		case m.Origin == FromAdminNotice:
-			q.log.Error("queue: a failed notice to the admin failed too, dropped",
-				"id", m.ID, "to", addrs(m, failed))
 		}
 		// Never bounce the null sender (RFC 5321 section 4.5.5).
 		if q.sendNotice(ctx, m, NoticeFailed, about, isNotice, now) {

@@ -39,7 +39,8 @@ func (q *Queue) Run(ctx context.Context) error {
 
 // dispatch starts attempts for due messages while workers are free and
 // returns how long to sleep until the next one is due. While the transport
-// is down only one probe runs at a time.
+// is down only one probe runs at a time, and not before the smarthost-wide
+// backoff (transportBackoff) since the last failure has passed.
 func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
 	d := q.getDeliverer()
 	if d == nil {
@@ -58,6 +59,9 @@ func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration 
 		}
 		if s.down && s.probing {
 			return maxWait
+		}
+		if s.down && n < s.downUntil { // smarthost-wide backoff
+			return min(maxWait, time.Duration(s.downUntil-n))
 		}
 		// The rate limit is checked before the claim: a message over the
 		// limit stays due in the heap, and no attempt is persisted for it
@@ -98,6 +102,20 @@ func (q *Queue) SetDeliverer(d Deliverer) {
 		q.logHolding()
 	}
 	q.s.kick()
+}
+
+// TransportChanged tells the queue that the smarthost settings changed (a
+// reload with a different [upstream]): the transport's failures are
+// forgotten and all deferred mail is due now, so a fixed password or
+// address takes effect at once instead of at each message's next retry.
+func (q *Queue) TransportChanged() {
+	s := &q.s
+	s.mu.Lock()
+	s.upLocked()
+	n := s.allDueLocked(q.now())
+	s.mu.Unlock()
+	q.log.Info("queue: smarthost settings changed, deferred mail is due now", "messages", n)
+	s.kick()
 }
 
 func (q *Queue) getDeliverer() Deliverer { return q.deliverer.Load().d }

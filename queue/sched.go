@@ -74,6 +74,11 @@ type sched struct {
 	nCommitted int  // entries with a committed meta (maxCommitted)
 	down       bool // the last transport-level attempt failed
 	probing    bool // a probe attempt is in flight while down
+	// While down, no probe starts before downUntil (UnixNano): the
+	// smarthost-wide backoff, grown with downCount consecutive failures.
+	downUntil int64
+	downCount int
+	downWhy   string // the last transport failure, for the log
 }
 
 func (s *sched) init() {
@@ -204,6 +209,11 @@ func (s *sched) allDueLocked(now time.Time) int {
 	}
 	heap.Init(&s.h)
 	return len(s.h)
+}
+
+// upLocked forgets the transport's failures. Caller holds s.mu.
+func (s *sched) upLocked() {
+	s.down, s.downUntil, s.downCount = false, 0, 0
 }
 
 func heapFix(h *entryHeap, e *entry) { heap.Fix(h, int(e.idx)) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"relayd/queue"
 )
@@ -15,9 +16,13 @@ type Client struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	open    int        // connections in use or idle
-	idle    []*session // oldest first
+	mu   sync.Mutex
+	open int        // connections in use or idle
+	idle []*session // oldest first
+	// authBlock: relays whose credentials were rejected (authgate.go).
+	authBlock map[string]*authState
+	// health: relays in backoff after a session failure (health.go).
+	health  map[string]*relayHealth
 	changed chan struct{}
 	closed  bool
 }
@@ -30,7 +35,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{})}
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{}),
+		authBlock: map[string]*authState{}, health: map[string]*relayHealth{}}
 	if cfg.TLS == TLSNone {
 		c.log.Warn("UPSTREAM TLS IS DISABLED: mail to the smarthost travels in clear (allowed only because it is loopback)",
 			"address", cfg.Address)
@@ -43,16 +49,21 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Deliver runs one transaction for d's pending recipients on the primary
-// relay, then on each fallback in order while the failure is session-level.
-// A non-nil error is always an *Error (the last relay's); earlier relays'
-// failures are logged.
+// relay, then on each fallback in order while the failure is session-level;
+// a relay in backoff after such a failure goes after the others
+// (health.go). A non-nil error is always an *Error (the relay tried last);
+// earlier relays' failures are logged.
 func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
 	if len(d.Rcpts) == 0 {
 		return queue.Outcome{}, nil
 	}
 	var last *Error
-	for i, addr := range c.cfg.relays() {
+	relays := c.relayOrder()
+	for i, addr := range relays {
 		out, e := c.deliverVia(ctx, addr, d)
+		if ctx.Err() == nil {
+			c.relayResult(addr, e)
+		}
 		if e == nil {
 			level := slog.LevelDebug
 			if i > 0 {
@@ -65,7 +76,7 @@ func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome,
 		if ctx.Err() != nil {
 			break
 		}
-		if i+1 < len(c.cfg.relays()) {
+		if i+1 < len(relays) {
 			c.log.Warn("relay failed, trying the next one", "id", d.ID, "addr", addr, "err", e.Error())
 		}
 	}
@@ -82,8 +93,16 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 		}
 		reused := s.used > 0
 		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+		// The total deadline: no reply or write goes past it, however
+		// the smarthost trickles (see deadlineConn).
+		limit := c.cfg.deliveryTimeout(d.Size)
+		s.dc.until = time.Now().Add(limit)
 		out, e := c.transact(s, d)
-		if stopped := stop(); e == nil && stopped && ctx.Err() == nil {
+		s.dc.until = time.Time{}
+		if e != nil && e.Timeout() && e.Hint == "" {
+			e.Hint = "the smarthost did not answer in time (upstream.timeout per reply, " + limit.Round(time.Second).String() + " for this delivery): counted as a smarthost failure"
+		}
+		if stopped := stop(); e == nil && stopped && ctx.Err() == nil && !s.dead {
 			s.used++
 			c.put(s)
 			return out, nil
@@ -102,9 +121,11 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 }
 
 // staleConn reports a failure typical of a connection the server closed
-// while it sat idle: a network error or 421 at RSET or MAIL.
+// while it sat idle (a network error or 421 at RSET or MAIL), or one whose
+// transaction state the server no longer agrees with (503 at MAIL, even
+// after RSET): a new connection starts from a clean state.
 func staleConn(e *Error) bool {
-	return (e.Stage == StageReset || e.Stage == StageMail) && (e.Code == 0 || e.Code == 421)
+	return (e.Stage == StageReset || e.Stage == StageMail) && (e.Code == 0 || e.Code == 421 || e.Code == 503)
 }
 
 // Probe checks each relay the way a delivery would (connect, EHLO,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -35,9 +36,24 @@ type Config struct {
 	// admin opt-out, logged loudly at New.
 	InsecureSkipVerify bool
 	Hostname           string // EHLO name (default: os.Hostname)
+	// NullSender replaces the null sender <> in MAIL FROM (relayd's
+	// notices) for a smarthost that refuses it (upstream.null_sender);
+	// "" sends <>.
+	NullSender         string
 	Username, Password string
-	// Timeout bounds connecting and every single read and write (default 2m).
+	// Timeout bounds connecting, every write, and every reply as a whole,
+	// all its lines together (default 2m).
 	Timeout time.Duration
+	// MinDataRate (bytes per second, default 32 KiB/s) sizes the total
+	// deadline of one delivery: 3*Timeout + Size/MinDataRate, from the
+	// first command to the reply to the final dot. A smarthost slower than
+	// that for a whole message is as good as down.
+	MinDataRate int64
+	// MinBackoff and MaxBackoff (the queue's; defaults 5m and 1h) bound
+	// how long a relay is left alone after it rejected the credentials
+	// (authgate.go: MinBackoff doubling to MaxBackoff) or timed out
+	// (health.go: at most 30s doubling to 10m).
+	MinBackoff, MaxBackoff time.Duration
 	// MaxConns caps the connections open at once, idle ones included
 	// (default 4, the default queue concurrency).
 	MaxConns int
@@ -91,6 +107,9 @@ func (cfg Config) normalize() (Config, error) {
 			errs = append(errs, fmt.Errorf("upstream: tls = \"none\" refused for %s: only a loopback smarthost may be reached without TLS", a))
 		}
 	}
+	if badLine(cfg.NullSender) || strings.ContainsAny(cfg.NullSender, "<> ") {
+		errs = append(errs, fmt.Errorf("upstream: null_sender %q is not an address", cfg.NullSender))
+	}
 	if cfg.Username != "" && cfg.Password == "" {
 		errs = append(errs, errors.New("upstream: username set but the password is empty"))
 	}
@@ -106,6 +125,15 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 5 * time.Minute
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(cfg.MinBackoff, time.Hour)
+	}
+	if cfg.MinDataRate <= 0 {
+		cfg.MinDataRate = 32 << 10
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
@@ -123,6 +151,11 @@ func (cfg Config) normalize() (Config, error) {
 		cfg.Clock = time.Now
 	}
 	return cfg, nil
+}
+
+// deliveryTimeout is the total deadline of a delivery of size bytes.
+func (cfg Config) deliveryTimeout(size int64) time.Duration {
+	return 3*cfg.Timeout + time.Duration(float64(max(size, 0))/float64(cfg.MinDataRate)*float64(time.Second))
 }
 
 func (cfg Config) relays() []string {

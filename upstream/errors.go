@@ -132,8 +132,10 @@ func sessionError(stage Stage, addr string, err error) *Error {
 		e.Hint = "the server does not speak TLS on this port: with port 587/25 use tls = \"starttls\""
 	case stage == StageConnect && errors.Is(err, syscall.ECONNREFUSED):
 		e.Hint = "connection refused: is upstream.address (host and port) right and the smarthost up?"
+	case stage == StageGreeting && e.Timeout() && strings.HasSuffix(addr, ":465"):
+		e.Hint = "no SMTP greeting on port 465: it expects TLS at once, set tls = \"implicit\""
 	case stage == StageGreeting && e.Timeout():
-		e.Hint = "no SMTP greeting: a port-465 smarthost needs tls = \"implicit\""
+		e.Hint = "the smarthost accepted the connection but sent no greeting within upstream.timeout: it is overloaded, or something (a firewall, a proxy) holds the connection; counted as a smarthost failure"
 	case stage == StageAuth && e.Code == 535:
 		e.Hint = "the smarthost rejected the credentials: check upstream.username and upstream.password_file"
 	}

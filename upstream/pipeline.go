@@ -1,10 +1,8 @@
 package upstream
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -54,8 +52,17 @@ func pipelinable(s *session, d *queue.Delivery, opts *smtp.MailOptions, dsn bool
 }
 
 // transactPipelined is the pipelined transaction (see above); out has one
-// nil slot per recipient, all returns as for transact.
-func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.MailOptions, body io.Reader, out queue.Outcome) (queue.Outcome, *Error) {
+// nil slot per recipient, all returns as for transactOnce.
+//
+// RFC 2920 §3.1: when MAIL or every RCPT was refused, the server should
+// refuse DATA (554 or 503) and no content is sent. A server that answers
+// 354 anyway gets no content at all, not even the lone dot the RFC
+// suggests: a server whose idea of the transaction differs from relayd's
+// (one that still holds an older envelope) would queue an empty message
+// for it. The connection is dropped instead, which aborts the transaction
+// (RFC 5321 §3.8).
+func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.MailOptions, body io.Reader, out queue.Outcome) (txResult, *Error) {
+	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 	var cmds strings.Builder
 	cmds.WriteString("MAIL FROM:<" + d.From + ">")
 	if ok, _ := s.c.Extension("8BITMIME"); ok {
@@ -78,61 +85,75 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 
 	s.open = true
 	if _, err := io.WriteString(s.wire, cmds.String()); err != nil {
-		return out, sessionError(StageMail, s.addr, err)
-	}
-	if s.rd == nil {
-		s.rd = textproto.NewReader(bufio.NewReader(s.wire))
+		return fail(sessionError(StageMail, s.addr, err))
 	}
 	mail, e := s.reply(StageMail)
 	if e != nil {
-		return out, e
+		return fail(e)
 	}
-	accepted := 0
+	accepted, rcpt503 := 0, (*smtp.SMTPError)(nil)
+	var throttle *smtp.SMTPError // the first rate-limit reply (throttle.go)
+	var throttleStage Stage
 	for i := range d.Rcpts {
 		if !sent[i] {
 			continue
 		}
 		se, e := s.reply(StageRcpt)
 		if e != nil {
-			return out, e
+			return fail(e)
 		}
-		if se == nil {
+		if throttled(se) && throttle == nil {
+			throttle, throttleStage = se, StageRcpt
+		}
+		switch {
+		case se == nil:
 			accepted++
-		} else {
+		case se.Code == 503 && mail == nil && rcpt503 == nil:
+			rcpt503 = se
+		default:
 			out.Rcpts[i] = rcptRefusal(se)
 		}
 	}
 	data, e := s.replyData()
 	if e != nil {
-		return out, e
+		return fail(e)
+	}
+	if throttle != nil || throttled(mail) || throttled(data) {
+		// The smarthost is rate limiting: nothing of this group counts,
+		// and no content follows even a 354.
+		if throttle == nil {
+			throttle, throttleStage = mail, StageMail
+			if !throttled(mail) {
+				throttle, throttleStage = data, StageData
+			}
+		}
+		return fail(throttleError(s, throttleStage, throttle))
 	}
 
-	all := func(se *smtp.SMTPError) (queue.Outcome, *Error) { return fillUndecided(out, se), nil }
 	switch {
 	case mail != nil:
-		if data == nil { // a server that took DATA after refusing MAIL
-			if e := s.endEmpty(); e != nil {
-				return out, e
-			}
+		if data == nil { // 354 after a refused MAIL: never any content
+			s.dead = true
 		}
 		// 4xx or 5xx at MAIL applies to every recipient, whatever the
 		// RCPTs behind it got (503 for want of a MAIL).
 		for i := range out.Rcpts {
 			out.Rcpts[i] = mail
 		}
-		return out, nil
-	case data != nil:
-		if accepted == 0 {
-			return out, nil
-		}
-		return all(data)
+		return txResult{out: out, badSequence: mail.Code == 503, mailRefused: mail}, nil
+	case rcpt503 != nil:
+		// MAIL was accepted, yet a RCPT is out of sequence.
+		return fail(outOfSequence(s, StageRcpt, rcpt503))
 	case accepted == 0:
-		// RFC 2920 §3.1: DATA accepted although no recipient was: send
-		// an empty content and ignore the reply.
-		if e := s.endEmpty(); e != nil {
-			return out, e
+		if data == nil { // 354 although no recipient was accepted
+			s.dead = true
 		}
-		return out, nil
+		return txResult{out: out}, nil // RSET before the next MAIL
+	case data != nil:
+		if data.Code == 503 {
+			return fail(outOfSequence(s, StageData, data))
+		}
+		return txResult{out: fillUndecided(out, data)}, nil
 	}
 
 	src := &readErr{r: body}
@@ -145,19 +166,26 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 	if err != nil {
 		// Never the final dot after a failed copy (see transact).
 		if src.err != nil {
-			return out, &Error{Stage: StageData, Addr: s.addr, Temporary: true, Err: fmt.Errorf("read message %s: %w", d.ID, src.err)}
+			return fail(&Error{Stage: StageData, Addr: s.addr, Temporary: true, Err: fmt.Errorf("read message %s: %w", d.ID, src.err)})
 		}
-		return out, sessionError(StageData, s.addr, err)
+		return fail(sessionError(StageData, s.addr, err))
 	}
 	final, e := s.reply(StageData)
 	if e != nil {
-		return out, e // no reply to the dot: deferred (RFC 5321 §6.1)
+		return fail(e) // no reply to the dot: deferred (RFC 5321 §6.1)
 	}
-	s.open = false
 	if final != nil {
-		return all(final)
+		// s.open stays set: RSET before the next MAIL.
+		if final.Code == 503 {
+			return fail(outOfSequence(s, StageData, final))
+		}
+		if throttled(final) {
+			return fail(throttleError(s, StageData, final))
+		}
+		return txResult{out: fillUndecided(out, final)}, nil
 	}
-	return out, nil
+	s.open = false // a 2xx to the final dot ends the transaction
+	return txResult{out: out}, nil
 }
 
 // reply reads one reply: nil for 2xx, the reply for 4xx and 5xx (but 421,
@@ -174,7 +202,7 @@ func (s *session) replyData() (*smtp.SMTPError, *Error) {
 
 // replyWant reads one reply; class (2 or 3) is the success class.
 func (s *session) replyWant(stage Stage, class int) (*smtp.SMTPError, *Error) {
-	got, msg, err := s.rd.ReadResponse(0)
+	got, msg, err := s.reader().ReadResponse(0)
 	if err != nil {
 		return nil, sessionError(stage, s.addr, err)
 	}
@@ -186,17 +214,4 @@ func (s *session) replyWant(stage Stage, class int) (*smtp.SMTPError, *Error) {
 		return nil, sessionError(stage, s.addr, se)
 	}
 	return se, nil
-}
-
-// endEmpty ends a DATA that was accepted with no content worth sending:
-// just the dot, reply read and ignored.
-func (s *session) endEmpty() *Error {
-	if _, err := io.WriteString(s.wire, ".\r\n"); err != nil {
-		return sessionError(StageData, s.addr, err)
-	}
-	if _, e := s.reply(StageData); e != nil {
-		return e
-	}
-	s.open = false
-	return nil
 }

@@ -28,6 +28,12 @@ type session struct {
 	open bool
 	// rd reads the replies of pipelined transactions (pipeline.go).
 	rd *textproto.Reader
+	// dc is the deadline layer on the TCP connection: deliverVia sets its
+	// total deadline for each delivery.
+	dc *deadlineConn
+	// dead: the connection is in a state no later transaction may use
+	// (e.g. a 354 after a refused envelope): close it, do not pool it.
+	dead bool
 
 	idleAt    time.Time
 	idleTimer *time.Timer
@@ -39,8 +45,19 @@ const syntheticGreeting = "220 relayd-upstream greeting already read\r\n"
 
 // dial connects to addr and runs greeting, EHLO, TLS and AUTH.
 func (c *Client) dial(ctx context.Context, addr string) (*session, *Error) {
-	cfg := c.cfg
 	host, port, _ := net.SplitHostPort(addr) // validated in New
+	probe, e := c.authGate(ctx, addr)
+	if e != nil {
+		return nil, e
+	}
+	s, e := c.dialLogin(ctx, addr, host, port)
+	c.authDone(addr, probe, e)
+	return s, e
+}
+
+// dialLogin is dial past the AUTH backoff gate.
+func (c *Client) dialLogin(ctx context.Context, addr, host, port string) (*session, *Error) {
+	cfg := c.cfg
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	raw, err := cfg.Dialer.DialContext(dctx, "tcp", addr)
 	cancel()
@@ -105,7 +122,9 @@ func (c *Client) tlsConfig(host string) *tls.Config {
 
 func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 	cfg := c.cfg
-	var conn net.Conn = &deadlineConn{Conn: s.conn, timeout: cfg.Timeout}
+	dc := &deadlineConn{Conn: s.conn, timeout: cfg.Timeout}
+	s.dc = dc
+	var conn net.Conn = dc
 	isTLS := false
 
 	if cfg.TLS == TLSImplicit {
@@ -116,7 +135,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		conn, isTLS = tc, true
 	}
 
-	tp := textproto.NewConn(conn)
+	tp := textproto.NewConn(newReplyConn(conn, dc, cfg.Timeout))
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return sessionError(StageGreeting, s.addr, err)
 	}
@@ -131,10 +150,10 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		}
 		conn, isTLS = tc, true
 		// RFC 3207 §4.2: no greeting follows the handshake.
-		conn = &greetedConn{Conn: conn, pending: []byte(syntheticGreeting)}
+		conn = &greetedConn{Conn: newReplyConn(conn, dc, cfg.Timeout), pending: []byte(syntheticGreeting)}
 	} else {
 		// Pass on whatever the reader buffered after the greeting.
-		conn = &greetedConn{Conn: conn, pending: append([]byte(syntheticGreeting), buffered(tp.R)...)}
+		conn = &greetedConn{Conn: newReplyConn(conn, dc, cfg.Timeout), pending: append([]byte(syntheticGreeting), buffered(tp.R)...)}
 	}
 
 	s.c = smtp.NewClient(conn)

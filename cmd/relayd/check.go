@@ -431,6 +431,25 @@ func probeSummary(cfg *conf.Config) string {
 	return strings.Join(steps, ", ") + "; no mail sent"
 }
 
+// speaksTLS reports whether a TLS handshake with addr completes: told
+// apart from a silent server, a server that sends no greeting but speaks
+// TLS at once is an implicit-TLS port. Nothing is sent after the
+// handshake, so skipping verification exposes nothing.
+func speaksTLS(addr string, timeout time.Duration) bool {
+	if timeout <= 0 || timeout > 10*time.Second {
+		timeout = 10 * time.Second
+	}
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(conn, &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	return tc.Handshake() == nil
+}
+
 // diagnose turns one probe failure into a finding that names the cause and
 // the setting to change.
 func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
@@ -476,9 +495,13 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	case errors.As(e, &record):
 		return set(fmt.Sprintf("the server does not speak TLS on port %s", port),
 			`set upstream.tls = "starttls" (port 587), or use the ISP's implicit-TLS port 465`)
-	case e.Stage == upstream.StageGreeting && e.Timeout() && cfg.Upstream.TLS != conf.TLSImplicit:
+	case e.Stage == upstream.StageGreeting && e.Timeout() && cfg.Upstream.TLS != conf.TLSImplicit && (port == "465" || speaksTLS(e.Addr, cfg.Upstream.Timeout.Duration)):
 		return set(fmt.Sprintf("no SMTP greeting on port %s: it may expect TLS from the first byte", port),
 			`set upstream.tls = "implicit" (port 465)`)
+	case e.Stage == upstream.StageGreeting && e.Timeout():
+		// A silent server on another port is not a TLS-mode problem.
+		return set(fmt.Sprintf("the smarthost accepted the connection on port %s but sent no SMTP greeting in time", port),
+			"the smarthost is overloaded, or a firewall or proxy holds the connection; check upstream.address and try again later")
 	case e.Stage == upstream.StageGreeting && e.Code != 0:
 		return set("the smarthost refused the connection: "+reply(),
 			"the ISP may block this IP or be down; ask them with this reply, and retry later")

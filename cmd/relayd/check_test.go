@@ -98,6 +98,33 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// silentPort is a listener that accepts connections and never says a word.
+func silentPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn // held open, silent, until the test ends
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l.Addr().String()
+}
+
 func TestCheckSmarthostProbe(t *testing.T) {
 	users := map[string]string{"relayuser": "s3cret pass"}
 	tests := []struct {
@@ -126,6 +153,8 @@ func TestCheckSmarthostProbe(t *testing.T) {
 		{name: "STARTTLS server, implicit configured", opts: smtptest.Options{RequireTLS: true, Users: users},
 			extra: "tls = \"implicit\"",
 			want:  "the server does not speak TLS on port ", fix: `set upstream.tls = "starttls"`},
+		{name: "silent server", opts: smtptest.Options{}, addr: silentPort, extra: "timeout = \"1s\"",
+			want: "accepted the connection on port ", fix: "overloaded"},
 		{name: "refused port", opts: smtptest.Options{}, addr: closedPort,
 			want: "connection refused on port ", fix: "check upstream.address"},
 	}

@@ -15,6 +15,7 @@ import (
 	"relayd/dsn"
 	"relayd/maillog"
 	"relayd/queue"
+	"relayd/upstream"
 )
 
 // notifier turns the queue's notice requests into messages: dsn composes,
@@ -25,6 +26,9 @@ type notifier struct {
 	hostname string
 	clock    func() time.Time
 	log      *slog.Logger
+	// nullSender returns upstream.null_sender as currently configured
+	// (nil: none).
+	nullSender func() string
 }
 
 var errNoticeDone = errors.New("notice submission finished")
@@ -54,6 +58,16 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 		Origin:   origin,
 		LocalUID: -1,
 	}
+	if origin == queue.FromAdminNotice && no.IsNotice && n.noNullSender() && strings.Contains(lastReply(no), upstream.NullSenderRefused) {
+		// The smarthost refused the notice's null sender <> (Amazon SES)
+		// and upstream.null_sender is not set: it would refuse the
+		// admin's copy too, so that goes from the admin's own address.
+		// It cannot loop: the queue never bounces an admin notice,
+		// whatever its sender.
+		sub.Envelope.From = to
+		n.log.Warn("the smarthost refuses the null sender <>: a notice could not be delivered, its copy goes to rewrite.admin from the admin's own address (set upstream.null_sender to an address the smarthost accepts for notices)",
+			"id", no.ID, "admin", to, "reply", lastReply(no))
+	}
 	id, err := n.intake.Submit(ctx, sub, pr)
 	pr.CloseWithError(errNoticeDone) // unblocks the composer if Submit stopped early
 	if err != nil {
@@ -62,6 +76,18 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
 		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
 	return nil
+}
+
+func (n *notifier) noNullSender() bool { return n.nullSender == nil || n.nullSender() == "" }
+
+// lastReply is the first recorded reply among the notice's recipients.
+func lastReply(no queue.Notice) string {
+	for _, r := range no.Rcpts {
+		if r.LastReply != "" {
+			return r.LastReply
+		}
+	}
+	return ""
 }
 
 // recipient decides where a notice goes and with which origin; "" means

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -136,16 +137,19 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		return nil, fmt.Errorf("%s: upstream.ca_file: %w", cfg.Source, err)
 	}
 	up, err := upstream.New(upstream.Config{
-		Address:  u.Address,
-		Fallback: u.Fallback,
-		TLS:      u.TLS,
-		RootCAs:  roots,
-		Hostname: cfg.Hostname,
-		Username: u.Username,
-		Password: u.Password,
-		Timeout:  u.Timeout.Duration,
-		MaxConns: cfg.Queue.Concurrency,
-		Logger:   log,
+		Address:    u.Address,
+		Fallback:   u.Fallback,
+		TLS:        u.TLS,
+		RootCAs:    roots,
+		Hostname:   cfg.Hostname,
+		NullSender: u.NullSender,
+		Username:   u.Username,
+		Password:   u.Password,
+		Timeout:    u.Timeout.Duration,
+		MaxConns:   cfg.Queue.Concurrency,
+		MinBackoff: cfg.Queue.MinBackoff.Duration,
+		MaxBackoff: cfg.Queue.MaxBackoff.Duration,
+		Logger:     log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: upstream: %w", cfg.Source, err)
@@ -195,7 +199,11 @@ func (d *daemon) run(ctx context.Context) error {
 		RateLimit:    rateLimit(cfg),
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
-	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log}
+	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log, nullSender: func() string {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.cfg.Upstream.NullSender
+	}}
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
 	if err != nil {
@@ -420,12 +428,18 @@ func (d *daemon) reload() error {
 	d.warnRestartOnly(cfg)
 	d.mu.Lock()
 	old := d.up
+	upstreamChanged := !reflect.DeepEqual(d.cfg.Upstream, cfg.Upstream)
 	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
 	d.mu.Unlock()
 	if comp.cert != nil {
 		d.cert.Store(comp.cert)
 	}
 	d.q.SetDeliverer(d.deliverer(comp.up))
+	if upstreamChanged && comp.up != nil {
+		// A fixed password or address: deferred mail goes now, not at
+		// each message's next retry (the "instant drain").
+		d.q.TransportChanged()
+	}
 	d.q.SetRateLimit(rateLimit(cfg))
 	// The spool's path may lead to another filesystem now: choose the
 	// flush again (queue.flush itself changes only at restart).
@@ -533,11 +547,17 @@ func classifyUpstream(err error) string {
 	if !errors.As(err, &ue) {
 		return ""
 	}
+	if errors.Is(ue, upstream.ErrAuthBackoff) {
+		return "" // no login was tried: the credentials are in backoff
+	}
 	switch ue.Stage {
 	case upstream.StageConnect, upstream.StageGreeting, upstream.StageEHLO, upstream.StageSTARTTLS, upstream.StageTLS:
 		return metrics.FailConnection
 	case upstream.StageAuth:
 		return metrics.FailAuth
+	}
+	if ue.Timeout() {
+		return metrics.FailConnection // a hung session is a smarthost failure too
 	}
 	return ""
 }

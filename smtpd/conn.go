@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -35,6 +36,8 @@ type idleConn struct {
 	armedAt   int64  // trk.handed when armed
 	feed      []byte // bytes for go-smtp before the socket's
 	sticky    error  // returned by every read once set
+
+	hangUp atomic.Bool // end the session at the next read, after sending the replies
 
 	wmu     sync.Mutex // Close may come from another goroutine
 	closing atomic.Bool
@@ -85,6 +88,9 @@ func (c *idleConn) next(p []byte) (int, error) {
 func (c *idleConn) readRaw(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
+	}
+	if c.hangUp.Load() {
+		return 0, io.EOF
 	}
 	if c.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.idle))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -115,7 +116,21 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}
 	check := func(user, pass string) error {
 		if err := ss.st.Auth.Authenticate(ss.ip, user, pass); err != nil {
-			ss.s.cfg.Logger.Warn("authentication failed", "client", ss.ip, "user", user)
+			// A mail log line (status=rejected), so the rejection metric
+			// counts it under reason="auth".
+			dsn, reply := "5.7.8", "authentication failed"
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				dsn = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+				if se.Code == 421 {
+					reply = "authentication refused: too many failures"
+					// RFC 5321 §3.8: after 421 the server closes the
+					// connection (once the reply is out).
+					ss.hangUp()
+				}
+			}
+			maillog.Log(ss.s.cfg.Logger, maillog.Event{Status: maillog.Rejected, DSN: dsn, Reply: reply,
+				Extra: append(ipAttr(ss.ip), slog.String("user", user))})
 			return err
 		}
 		ss.authUser = user
@@ -242,6 +257,17 @@ func (ss *session) Data(r io.Reader) error {
 	// go-smtp writes a returned SMTPError as the reply, whatever its
 	// code; this is how the queue ID reaches the client.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+// hangUp makes the connection end once the pending replies are sent.
+func (ss *session) hangUp() {
+	nc := ss.conn.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if ic, ok := nc.(*idleConn); ok {
+		ic.hangUp.Store(true)
+	}
 }
 
 func (ss *session) proto() string {

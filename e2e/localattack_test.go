@@ -160,3 +160,85 @@ func TestMaildropSwapAfterOpen(t *testing.T) {
 		})
 	}
 }
+
+// socketHog is run by /usr/bin/python3 as nobody: it holds as many
+// connections to the submission socket as it can (up to argv[2]), keeps
+// them alive with NOOPs, prints "ready", and stops when stdin closes.
+const socketHog = `
+import socket, sys, select, time
+path, want = sys.argv[1], int(sys.argv[2])
+conns = []
+for _ in range(want):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        continue
+    s.setblocking(False)
+    conns.append(s)
+print('ready %d' % len(conns), flush=True)
+while True:
+    r, _, _ = select.select([sys.stdin], [], [], 1.0)
+    if r and not sys.stdin.readline():
+        break
+    for s in conns:
+        try:
+            s.recv(65536)
+            s.send(b'NOOP\r\n')
+        except OSError:
+            pass
+`
+
+// TestSubmitSocketExhaustion: nobody holds 200 connections to
+// public/submit.sock (max_connections = 100). Another user's sendmail must
+// still get through, and nobody's own submission must not be lost either
+// (the shim falls back to the maildrop on the daemon's 421).
+func TestSubmitSocketExhaustion(t *testing.T) {
+	setpriv := needRootForLocalAttack(t)
+	e := newSMEnv(t, "max_connections = 100", false)
+	openToNobody(e.dir)
+	exe := filepath.Join(e.bin, "relayd")
+	smCopyFile(t, binary, exe)
+	os.Remove(e.sendmail)
+	if err := os.Symlink(exe, e.sendmail); err != nil {
+		t.Fatal(err)
+	}
+	e.r = start(t, e.dir, e.config)
+	sock := filepath.Join(e.spool, "public", "submit.sock")
+	for i := 0; i < 200; i++ {
+		if fi, err := os.Lstat(sock); err == nil && fi.Mode().Perm() == 0o666 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hog := asNobodyCmd(ctx, setpriv, "/usr/bin/python3", "-c", socketHog, sock, "200")
+	stdin, _ := hog.StdinPipe()
+	stdout, _ := hog.StdoutPipe()
+	hog.Stderr = os.Stderr
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); hog.Wait() }()
+	line := make([]byte, 64)
+	n, _ := stdout.Read(line)
+	if !strings.HasPrefix(string(line[:n]), "ready") {
+		t.Fatalf("hog: %q", line[:n])
+	}
+	t.Logf("nobody holds: %s", strings.TrimSpace(string(line[:n])))
+	time.Sleep(500 * time.Millisecond) // the daemon has accepted (or refused) them all
+
+	if res := e.shim(t, "Subject: root\n\nmarker-root-while-flooded\n", "-i", "root"); res.code != 0 {
+		t.Fatalf("root's sendmail while nobody floods the socket: exit %d: %s", res.code, res.stderr)
+	}
+	res := e.run(t, "Subject: nobody\n\nmarker-nobody-while-flooding\n", nil, setpriv,
+		"--reuid=65534", "--regid=65534", "--clear-groups", e.sendmail, "-i", "root")
+	if res.code != 0 {
+		t.Fatalf("nobody's own sendmail while flooding: exit %d: %s", res.code, res.stderr)
+	}
+	smWait(t, e.sh, "marker-root-while-flooded", 20*time.Second)
+	smWait(t, e.sh, "marker-nobody-while-flooding", 30*time.Second)
+}

@@ -176,21 +176,16 @@ func (c *idleConn) Close() error {
 	return c.Conn.Close()
 }
 
-// limitListener caps concurrent connections overall and per client IP.
-// A client over a limit gets "421 4.7.0" and is closed before any session
-// is created (RFC 5321 §3.8 allows 421 at the greeting).
+// limitListener applies ConnLimits. A client over a limit gets
+// "421 4.7.0" and is closed before any session is created (RFC 5321 §3.8
+// allows 421 at the greeting).
 type limitListener struct {
 	net.Listener
 	idle      time.Duration
 	lineLimit int // go-smtp's MaxLineLength, for the DATA fast path
-	max       int
-	maxPerIP  int
+	limits    *ConnLimits
 	peerUID   func(net.Conn) int
-	onRefused func(ip netip.Addr, reason string)
-
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
+	onRefused func(who string, reason string)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -199,50 +194,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
-		if reason := l.acquire(ip); reason != "" {
+		k := client{ip: remoteIP(c), uid: -1}
+		if l.peerUID != nil {
+			k.uid = l.peerUID(c)
+		}
+		if reason := l.limits.acquire(k); reason != "" {
 			if l.onRefused != nil {
-				l.onRefused(ip, reason)
+				l.onRefused(k.String(), reason)
 			}
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			fmt.Fprintf(c, "421 4.7.0 %s, try again later\r\n", reason)
 			c.Close()
 			continue
 		}
-		uid := -1
-		if l.peerUID != nil {
-			uid = l.peerUID(c)
-		}
-		ic := newIdleConn(c, l.idle, uid, func() { l.release(ip) })
+		ic := newIdleConn(c, l.idle, k.uid, func() { l.limits.release(k) })
 		ic.lineLimit = l.lineLimit
 		return ic, nil
-	}
-}
-
-func (l *limitListener) acquire(ip netip.Addr) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.max > 0 && l.total >= l.max {
-		return "Too many connections"
-	}
-	if l.maxPerIP > 0 && ip.IsValid() && l.perIP[ip] >= l.maxPerIP {
-		return "Too many connections from " + ip.String()
-	}
-	l.total++
-	if ip.IsValid() {
-		l.perIP[ip]++
-	}
-	return ""
-}
-
-func (l *limitListener) release(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if ip.IsValid() {
-		if l.perIP[ip]--; l.perIP[ip] <= 0 {
-			delete(l.perIP, ip)
-		}
 	}
 }
 

@@ -84,6 +84,8 @@ func (p *pickup) scan(ctx context.Context) {
 		// directory) is quarantined by one, not left to pile up.
 		if !strings.HasPrefix(e.Name(), ".") {
 			names = append(names, e.Name())
+		} else if strings.HasPrefix(e.Name(), ".tmp.") {
+			p.removeStale(e)
 		}
 	}
 	sort.Strings(names) // oldest first: names start with the time
@@ -93,6 +95,21 @@ func (p *pickup) scan(ctx context.Context) {
 			return
 		}
 		p.oneBounded(ctx, name)
+	}
+}
+
+// staleTemp is the age after which a temp file in the maildrop is removed:
+// the sendmail command stages every message there (uncommitted) and removes
+// it when done, so an old one was left by a killed command.
+const staleTemp = 24 * time.Hour
+
+func (p *pickup) removeStale(e fs.DirEntry) {
+	fi, err := e.Info()
+	if err != nil || time.Since(fi.ModTime()) < staleTemp {
+		return
+	}
+	if err := os.Remove(filepath.Join(p.dir, e.Name())); err == nil {
+		p.log.Info("removed a stale maildrop temp file", "file", filepath.Join(p.dir, e.Name()), "age", time.Since(fi.ModTime()).Round(time.Second))
 	}
 }
 

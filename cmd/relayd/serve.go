@@ -303,14 +303,23 @@ func (d *daemon) tlsConfig() *tls.Config {
 // listen binds every configured listener, or fails naming the address.
 func (d *daemon) listen() error {
 	cfg := d.cfg
+	// listen.max_connections is one budget for every TCP listener; the
+	// sendmail command's socket has its own, counted per local uid, so
+	// neither a network flood nor one local user can lock the others out
+	// (and the sendmail command falls back to the maildrop anyway).
+	tcpLimits := smtpd.NewConnLimits(cfg.Listen.MaxConnections, cfg.Listen.MaxConnectionsPerIP)
+	localLimits := smtpd.NewConnLimits(cfg.Listen.MaxConnections, cfg.Listen.MaxConnectionsPerIP)
 	mk := func(mode smtpd.Mode) *smtpd.Server {
+		limits := tcpLimits
+		if mode == smtpd.Local {
+			limits = localLimits
+		}
 		s := smtpd.New(smtpd.Config{
 			Hostname:      cfg.Hostname,
 			Mode:          mode,
 			TLS:           d.tlsConfig(),
 			IdleTimeout:   cfg.Listen.IdleTimeout.Duration,
-			MaxConns:      cfg.Listen.MaxConnections,
-			MaxConnsPerIP: cfg.Listen.MaxConnectionsPerIP,
+			Limits:        limits,
 			Resolver:      net.DefaultResolver,
 			Logger:        d.log,
 			Settings:      d.settings(cfg),

@@ -44,8 +44,8 @@ type Options struct {
 	// is kept well above what one IP may try.
 	MaxUserFailures int
 	Window          time.Duration // default 1h
-	Clock       func() time.Time
-	Sleep       func(time.Duration)
+	Clock           func() time.Time
+	Sleep           func(time.Duration)
 }
 
 // ErrTooManyFailures refuses a client that failed too often.

@@ -315,14 +315,14 @@ func (d *daemon) listen() error {
 			limits = localLimits
 		}
 		s := smtpd.New(smtpd.Config{
-			Hostname:      cfg.Hostname,
-			Mode:          mode,
-			TLS:           d.tlsConfig(),
-			IdleTimeout:   cfg.Listen.IdleTimeout.Duration,
-			Limits:        limits,
-			Resolver:      net.DefaultResolver,
-			Logger:        d.log,
-			Settings:      d.settings(cfg),
+			Hostname:    cfg.Hostname,
+			Mode:        mode,
+			TLS:         d.tlsConfig(),
+			IdleTimeout: cfg.Listen.IdleTimeout.Duration,
+			Limits:      limits,
+			Resolver:    net.DefaultResolver,
+			Logger:      d.log,
+			Settings:    d.settings(cfg),
 		}, d.intake)
 		d.servers = append(d.servers, s)
 		return s

@@ -38,6 +38,7 @@ type idleConn struct {
 	sticky    error  // returned by every read once set
 
 	hangUp atomic.Bool // end the session at the next read, after sending the replies
+	dl     deadlines   // hard limits besides idle (deadline.go)
 
 	wmu     sync.Mutex // Close may come from another goroutine
 	closing atomic.Bool
@@ -92,10 +93,10 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 	if c.hangUp.Load() {
 		return 0, io.EOF
 	}
-	if c.idle > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	}
-	return c.Conn.Read(p)
+	c.Conn.SetReadDeadline(c.dl.at(time.Now(), c.idle))
+	n, err := c.Conn.Read(p)
+	c.dl.credit(n)
+	return n, err
 }
 
 // Write holds p until the next read of the socket, Close, or maxHeld.
@@ -142,8 +143,8 @@ func (c *idleConn) flushLocked() error {
 func (c *idleConn) send(p []byte) (int, error) {
 	if c.closing.Load() {
 		c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
-	} else if c.idle > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	} else {
+		c.Conn.SetWriteDeadline(c.dl.at(time.Now(), c.idle))
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
@@ -182,7 +183,10 @@ func (c *idleConn) Close() error {
 type limitListener struct {
 	net.Listener
 	idle      time.Duration
-	lineLimit int // go-smtp's MaxLineLength, for the DATA fast path
+	session   time.Duration // whole-session limit
+	handshake time.Duration // until the session starts (implicit TLS); 0: none
+	minRate   int64         // DATA bytes per second
+	lineLimit int           // go-smtp's MaxLineLength, for the DATA fast path
 	limits    *ConnLimits
 	peerUID   func(net.Conn) int
 	onRefused func(who string, reason string)
@@ -209,6 +213,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		ic := newIdleConn(c, l.idle, k.uid, func() { l.limits.release(k) })
 		ic.lineLimit = l.lineLimit
+		now := time.Now()
+		if l.session > 0 {
+			ic.dl.session.Store(now.Add(l.session).UnixNano())
+		}
+		if l.handshake > 0 {
+			ic.dl.handshake.Store(now.Add(l.handshake).UnixNano())
+		}
+		ic.dl.minRate = l.minRate
 		return ic, nil
 	}
 }

@@ -90,6 +90,14 @@ type Config struct {
 	Mode        Mode
 	TLS         *tls.Config // STARTTLS (Relay, Submission) or implicit TLS (Submissions)
 	IdleTimeout time.Duration
+	// SessionTimeout ends any connection this long after it was accepted
+	// (default 1h); HandshakeTimeout bounds the implicit-TLS handshake
+	// (default 30s); MinDataRate is the average rate, in bytes per
+	// second, below which DATA is cut after one idle timeout of grace
+	// (default 1024). See deadline.go.
+	SessionTimeout   time.Duration
+	HandshakeTimeout time.Duration
+	MinDataRate      int64
 	// MaxConns and MaxConnsPerIP (per local uid on the Local socket)
 	// apply to this server's listeners together, unless Limits is set.
 	MaxConns      int
@@ -121,6 +129,15 @@ func New(cfg Config, in Intake) *Server {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = defaultSessionTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if cfg.MinDataRate <= 0 {
+		cfg.MinDataRate = defaultMinDataRate
 	}
 	if cfg.Limits == nil {
 		cfg.Limits = NewConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP)
@@ -154,7 +171,7 @@ func (s *Server) Update(st Settings) {
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{
 		Listener: l, idle: s.cfg.IdleTimeout, lineLimit: s.smtp.MaxLineLength,
-		limits: s.cfg.Limits,
+		limits: s.cfg.Limits, session: s.cfg.SessionTimeout, minRate: s.cfg.MinDataRate,
 		onRefused: func(who string, reason string) {
 			s.cfg.Logger.Warn("connection refused", "client", who, "reason", reason)
 		},
@@ -164,6 +181,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	var lis net.Listener = ll
 	if s.cfg.Mode == Submissions {
+		ll.handshake = s.cfg.HandshakeTimeout
 		lis = tls.NewListener(ll, s.cfg.TLS)
 	}
 	err := s.smtp.Serve(lis)

@@ -60,6 +60,7 @@ type session struct {
 	ip       netip.Addr
 	host     string // reverse DNS (rdns.go), "" if none
 	uid      int
+	ic       *idleConn // nil if not ours (tests)
 	tls      bool
 	authUser string
 
@@ -81,6 +82,8 @@ func (s *Server) newSession(c *smtp.Conn) *session {
 	if ic, ok := nc.(*idleConn); ok {
 		ss.ip = remoteIP(ic.Conn)
 		ss.uid = ic.uid
+		ss.ic = ic
+		ic.sessionStarted()
 	}
 	if ss.ip.IsValid() {
 		ss.host = s.reverse(ss.ip)
@@ -216,6 +219,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *session) Data(r io.Reader) error {
 	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
 		return errNeedMail
+	}
+	if ss.ic != nil {
+		ss.ic.beginData()
+		defer ss.ic.endData()
 	}
 	origin := queue.FromSMTP
 	if ss.s.cfg.Mode == Local {

@@ -228,6 +228,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 	sdNotify("READY=1")
 	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)
+	logConfigWarnings(d.log, cfg)
 
 	for {
 		select {
@@ -425,6 +426,7 @@ func (d *daemon) reload() error {
 		return d.rejectReload(errors.Join(errs...))
 	}
 	d.warnRestartOnly(cfg)
+	logConfigWarnings(d.log, cfg)
 	d.mu.Lock()
 	old := d.up
 	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
@@ -445,6 +447,13 @@ func (d *daemon) reload() error {
 	d.metrics.Reload(true)
 	d.log.Info("configuration reloaded")
 	return nil
+}
+
+// logConfigWarnings logs what conf finds suspicious but not fatal.
+func logConfigWarnings(log *slog.Logger, cfg *conf.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration warning", "warning", w)
+	}
 }
 
 func orDefaults(path string) string {

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,6 +40,11 @@ type idleConn struct {
 
 	hangUp atomic.Bool // end the session at the next read, after sending the replies
 	dl     deadlines   // hard limits besides idle (deadline.go)
+
+	// promptReader (dataedge.go); session goroutine only.
+	prompt      time.Duration // > 0: reads wake up this often while waiting
+	softExpired bool          // the last read ended at a prompt wake-up
+	waitFrom    time.Time     // when the current wait began (prompt mode)
 
 	wmu     sync.Mutex // Close may come from another goroutine
 	closing atomic.Bool
@@ -93,9 +99,35 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 	if c.hangUp.Load() {
 		return 0, io.EOF
 	}
-	c.Conn.SetReadDeadline(c.dl.at(time.Now(), c.idle))
+	now := time.Now()
+	if c.prompt <= 0 {
+		c.Conn.SetReadDeadline(c.dl.at(now, c.idle))
+		n, err := c.Conn.Read(p)
+		c.dl.credit(n)
+		return n, err
+	}
+	// Prompt mode (promptReader): wake up every c.prompt while waiting,
+	// the idle deadline counted from when the wait began.
+	from := now
+	if !c.waitFrom.IsZero() {
+		from = c.waitFrom
+	}
+	d, soft := c.dl.at(from, c.idle), false
+	if s := now.Add(c.prompt); d.IsZero() || s.Before(d) {
+		d, soft = s, true
+	}
+	c.Conn.SetReadDeadline(d)
 	n, err := c.Conn.Read(p)
 	c.dl.credit(n)
+	var ne net.Error
+	if n == 0 && soft && errors.As(err, &ne) && ne.Timeout() {
+		c.softExpired = true
+		if c.waitFrom.IsZero() {
+			c.waitFrom = now
+		}
+	} else {
+		c.waitFrom = time.Time{}
+	}
 	return n, err
 }
 

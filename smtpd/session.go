@@ -241,8 +241,10 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
+	_, bdat := r.(*io.PipeReader)
+	fast := false
 	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
-		if _, bdat := r.(*io.PipeReader); bdat {
+		if bdat {
 			// go-smtp stops counting line lengths while it copies a BDAT
 			// chunk: from here on the tracker's count may differ from its.
 			ic.noFast = true
@@ -250,10 +252,26 @@ func (ss *session) Data(r io.Reader) error {
 			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes)
 			fd.switched = &ss.s.switches
 			defer fd.finish()
-			r = fd
+			r, fast = fd, true
 		}
 	}
+	if !fast && !bdat && ss.ic != nil {
+		// go-smtp's DATA reader (TLS, DATA after BDAT): see promptReader.
+		// Not for BDAT, whose chunks go-smtp reads on another goroutine.
+		pr := newPromptReader(r, ss.ic)
+		defer pr.finish()
+		r = pr
+	}
 	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
+	if errors.Is(err, cleanup.ErrBareCR) {
+		// RFC 5321 §2.3.8: CR only in CRLF. After a bare CR the framing
+		// is uncertain (go-smtp's reader, and the fast path that mirrors
+		// it, do not end "x\r\r\n.\r\n"): rather than read on for an
+		// end that may never come, taking the client's next pipelined
+		// transaction for content, the reply is sent and the connection
+		// closed, on both DATA paths alike.
+		ss.hangUp()
+	}
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {

@@ -100,6 +100,8 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	now := time.Now()
+	c.dl.excuse(now)
+	defer func() { c.dl.lastRead = time.Now() }()
 	if c.prompt <= 0 {
 		c.Conn.SetReadDeadline(c.dl.at(now, c.idle))
 		n, err := c.Conn.Read(p)

@@ -20,6 +20,8 @@ import (
 //     byte received extends it by 1/MinDataRate seconds (Postfix's
 //     smtpd_timeout with smtpd_min_data_rate), so the deadline scales with
 //     the message's size and a large message at any sane speed is never cut.
+//     Only time spent waiting for the client counts: the time between two
+//     reads (the intake busy, say on a slow disk) is added back.
 const (
 	defaultSessionTimeout   = time.Hour
 	defaultHandshakeTimeout = 30 * time.Second
@@ -33,6 +35,7 @@ type deadlines struct {
 	handshake atomic.Int64
 	data      atomic.Int64
 	minRate   int64
+	lastRead  time.Time // when the last read returned (session goroutine only)
 }
 
 // at returns the deadline for the next read or write: idle from now, cut
@@ -58,9 +61,18 @@ func (d *deadlines) credit(n int) {
 	d.data.Add(int64(n) * int64(time.Second) / d.minRate)
 }
 
+// excuse adds back to the DATA deadline the time since the previous read
+// returned: the server was busy, not waiting for the client.
+func (d *deadlines) excuse(now time.Time) {
+	if d.data.Load() != 0 && !d.lastRead.IsZero() {
+		d.data.Add(int64(now.Sub(d.lastRead)))
+	}
+}
+
 // beginData starts the DATA deadline: one idle timeout from now.
 func (c *idleConn) beginData() {
 	if c.dl.minRate > 0 && c.idle > 0 {
+		c.dl.lastRead = time.Time{}
 		c.dl.data.Store(time.Now().Add(c.idle).UnixNano())
 	}
 }

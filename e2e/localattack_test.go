@@ -17,8 +17,6 @@ import (
 	"time"
 )
 
-const nobodyUID = 65534
-
 // needRootForLocalAttack skips outside CI when the test cannot switch to
 // an ordinary user; in CI (root, CI=true) it never skips.
 func needRootForLocalAttack(t *testing.T) string {

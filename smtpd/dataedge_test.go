@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"relayd/cleanup"
 )
 
@@ -141,8 +139,6 @@ func TestDataEdgeCasesBothPaths(t *testing.T) {
 		}
 	}
 }
-
-var _ = smtp.ErrDataTooLarge
 
 // On TLS, DATA always takes go-smtp's reader: a bare CR before the dot
 // with nothing after it must still get its 550 at once, not wait for the

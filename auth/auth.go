@@ -10,7 +10,10 @@
 //     from an IP slows that IP down (a delay that doubles up to MaxDelay);
 //     after MaxFailures failures from an IP, or MaxUserFailures for one
 //     username (from any IP), within Window, the attempt is refused with
-//     421 4.7.0 without checking the password at all.
+//     421 4.7.0 without checking the password at all. The per-username
+//     budget does not apply from an address where that user logged in
+//     within Window, so flooding a name locks out the attacker, not the
+//     application that uses it.
 //   - An attempt is counted (reserved) before bcrypt runs, so concurrent
 //     attempts cannot overrun the budget: at most MaxFailures passwords
 //     from one IP are ever evaluated per Window.
@@ -78,7 +81,11 @@ type Authenticator struct {
 	mu       sync.Mutex
 	fail     map[netip.Addr]*failures
 	userFail map[string]*failures
+	good     map[string]map[netip.Addr]time.Time // user -> addresses of recent logins
 }
+
+// maxGoodPerUser bounds the remembered login addresses of one user.
+const maxGoodPerUser = 16
 
 // New builds an Authenticator from the [[users]] entries (already
 // validated by conf).
@@ -105,7 +112,7 @@ func New(users []conf.User, opts Options) *Authenticator {
 		opts.Sleep = time.Sleep
 	}
 	a := &Authenticator{opts: opts, users: map[string]account{}, fail: map[netip.Addr]*failures{},
-		userFail: map[string]*failures{}}
+		userFail: map[string]*failures{}, good: map[string]map[netip.Addr]time.Time{}}
 	cost := 0
 	for _, u := range users {
 		a.users[u.Name] = account{hash: []byte(u.PasswordHash), senders: lower(u.Senders)}
@@ -165,7 +172,7 @@ func (a *Authenticator) reserve(ip netip.Addr, user string) bool {
 	}
 	f := current(a, a.fail, ip, now)
 	uf := current(a, a.userFail, user, now)
-	if f.n >= a.opts.MaxFailures || uf.n >= a.opts.MaxUserFailures {
+	if f.n >= a.opts.MaxFailures || (uf.n >= a.opts.MaxUserFailures && !a.knownGood(user, ip, now)) {
 		return false
 	}
 	f.n++
@@ -188,12 +195,39 @@ func current[K comparable](a *Authenticator, m map[K]*failures, key K, now time.
 	return f
 }
 
+// knownGood reports whether user logged in from ip within Window.
+func (a *Authenticator) knownGood(user string, ip netip.Addr, now time.Time) bool {
+	t, ok := a.good[user][ip]
+	return ok && now.Sub(t) <= a.opts.Window
+}
+
+// rememberGood records a login of user from ip, keeping the most recent
+// maxGoodPerUser addresses.
+func (a *Authenticator) rememberGood(user string, ip netip.Addr, now time.Time) {
+	g := a.good[user]
+	if g == nil {
+		g = map[netip.Addr]time.Time{}
+		a.good[user] = g
+	}
+	if _, ok := g[ip]; !ok && len(g) >= maxGoodPerUser {
+		var oldest netip.Addr
+		for k, t := range g {
+			if !oldest.IsValid() || t.Before(g[oldest]) {
+				oldest = k
+			}
+		}
+		delete(g, oldest)
+	}
+	g[ip] = now
+}
+
 // succeeded takes back the reservation of a good login and forgives the
 // failures this user had from this IP (a mistyped password), and only
 // those: other usernames' failures from the IP stay counted.
 func (a *Authenticator) succeeded(ip netip.Addr, user string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.rememberGood(user, ip, a.opts.Clock())
 	f := a.fail[ip]
 	if f == nil {
 		return

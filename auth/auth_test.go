@@ -152,3 +152,22 @@ func TestDummyHashHighestCost(t *testing.T) {
 		t.Errorf("dummy cost %d (%v), want %d", c, err, bcrypt.MinCost+2)
 	}
 }
+
+// Flooding a username from elsewhere does not lock that user out of an
+// address it logged in from.
+func TestPerUserBudgetSparesKnownAddress(t *testing.T) {
+	a := New([]conf.User{{Name: "app1", PasswordHash: hashAt(t, "pw", bcrypt.MinCost)}}, Options{MaxFailures: 2, MaxUserFailures: 4, Sleep: func(time.Duration) {}})
+	home := netip.MustParseAddr("192.168.1.10")
+	if err := a.Authenticate(home, "app1", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		a.Authenticate(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "app1", "guess")
+	}
+	if err := a.Authenticate(netip.MustParseAddr("198.51.100.7"), "app1", "pw"); err != ErrTooManyFailures {
+		t.Errorf("a new address after the flood: %v, want 421", err)
+	}
+	if err := a.Authenticate(home, "app1", "pw"); err != nil {
+		t.Errorf("the application's own address after the flood: %v", err)
+	}
+}

@@ -43,7 +43,10 @@ type Listen struct {
 	MaxRecipients   int      `toml:"max_recipients"`
 	// IdleTimeout drops a client that sends or reads nothing for this long.
 	IdleTimeout Duration `toml:"idle_timeout"`
-	// MaxConnections caps concurrent SMTP sessions overall; per IP below.
+	// MaxConnections caps concurrent SMTP sessions over all TCP listeners
+	// together; MaxConnectionsPerIP per client IP. The sendmail command's
+	// Unix socket has a budget of its own of the same size, counted per
+	// local uid.
 	MaxConnections      int `toml:"max_connections"`
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 	// MaxMessagesPerMinutePerIP caps the messages one client IP may start

@@ -88,6 +88,7 @@ func (l *Listen) check(errs *Errors, users int) {
 		}
 		l.RelayNetworks[i] = p.String()
 	}
+	checkRelayUnion(errs, l.RelayNetworks)
 	if (l.TLSCert == "") != (l.TLSKey == "") {
 		errs.add("listen.tls_cert", "tls_cert and tls_key must be set together")
 	}

@@ -47,19 +47,46 @@ var ErrNoDaemon = errors.New("relayd is not running (no control socket)")
 
 const timeout = 30 * time.Second
 
-// Listen creates the socket in dir, mode 0660.
+// Listen creates the socket in dir, mode 0660 from its first moment: it is
+// bound inside a fresh private directory (mode 0700, so whatever mode the
+// umask gives the new socket, nobody else can reach it there), chmodded,
+// and renamed into place. (Changing the umask instead would change it for
+// the whole process, under every goroutine creating files meanwhile.)
 func Listen(dir string) (net.Listener, error) {
 	path := filepath.Join(dir, SocketName)
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
+	priv, err := os.MkdirTemp(dir, ".c") // short: a socket path has at most 107 bytes
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
+	defer os.RemoveAll(priv)
+	tmp := filepath.Join(priv, "s")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // removed under its final name by Close
+	if err := os.Chmod(tmp, 0o660); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return l, nil
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &listener{UnixListener: ul, path: path}, nil
+}
+
+// listener removes the socket file when it closes.
+type listener struct {
+	*net.UnixListener
+	path string
+}
+
+func (l *listener) Close() error {
+	err := l.UnixListener.Close()
+	os.Remove(l.path)
+	return err
 }
 
 // Serve answers requests on l until it is closed.

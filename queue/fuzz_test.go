@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // FuzzReadMeta feeds arbitrary bytes to the meta readers in three ways:
@@ -45,14 +48,20 @@ func FuzzReadMeta(f *testing.F) {
 // fuzzOpen writes msg/ID (and meta/ID.json unless meta is nil), opens the
 // spool and checks the message was loaded or quarantined. key is the
 // directory whose file decides which: "meta" or "msg".
+//
+// The spool is made directly (msg/ and meta/; Open makes the rest) rather
+// than by a first Open, and on a tmpfs when there is one: Open's fsyncs and
+// syncfs(2) on a disk shared with other work took up to seconds, which left
+// the fuzzer at a few executions a minute. Neither is what this target
+// tests (the recovery logic); durability has its own tests.
 func fuzzOpen(t *testing.T, id, key string, msg, meta []byte) {
-	dir := t.TempDir()
+	dir := fuzzDir(t)
 	cfg := Config{Dir: dir, Logger: slog.New(slog.DiscardHandler)}
-	q, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
+	for _, sub := range []string{"msg", "meta"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	q.Close()
 	if err := os.WriteFile(filepath.Join(dir, "msg", id), msg, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +72,7 @@ func fuzzOpen(t *testing.T, id, key string, msg, meta []byte) {
 			t.Fatal(err)
 		}
 	}
-	q, err = Open(cfg)
+	q, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open with a broken %s/: %v", key, err)
 	}
@@ -97,4 +106,30 @@ func fuzzOpen(t *testing.T, id, key string, msg, meta []byte) {
 	case errors.Is(corruptErr, fs.ErrNotExist):
 		t.Fatalf("%s/ file vanished: neither loaded nor quarantined", key)
 	}
+}
+
+// tmpfsRoot is /dev/shm when it is a tmpfs, else "" (the default temp dir).
+var tmpfsRoot = sync.OnceValue(func() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC {
+		if d, err := os.MkdirTemp("/dev/shm", "relayd-fuzz-"); err == nil {
+			os.Remove(d)
+			return "/dev/shm"
+		}
+	}
+	return ""
+})
+
+// fuzzDir is a fresh spool directory, removed at the end of the test.
+func fuzzDir(t *testing.T) string {
+	root := tmpfsRoot()
+	if root == "" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp(root, "relayd-fuzz-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

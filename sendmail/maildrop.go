@@ -50,16 +50,38 @@ func randomHex() string {
 }
 
 // WriteDrop stores one message durably in the maildrop directory dir and
-// returns the final file name (relative to dir). The file is created as
-// ".tmp.<random>" with O_EXCL and mode 0644 set by fchmod (umask-proof: the
-// daemon reads it as another user), written, fsynced, renamed to
-// "<16 hex nanoseconds><32 hex random>" (names sort by time; the pickup
-// ignores dot files), and the rename is made durable with syncfs(2): a
-// non-root user cannot open the mode-1733 directory to fsync it. On any
-// error the temp file is removed and nothing is left behind.
+// returns the final file name (relative to dir). See stageDrop and commit.
+// On any error nothing is left behind.
 func WriteDrop(dir string, env Envelope, msg io.Reader) (name string, err error) {
+	sd, _, err := stageDrop(dir, env, msg)
+	if err != nil {
+		return "", err
+	}
+	defer sd.discard()
+	return sd.commit()
+}
+
+// stagedDrop is a maildrop file written but not committed: a dot file the
+// pickup ignores, mode 0600, not yet fsynced. The sendmail command stages
+// every message before it tries the daemon's socket, so that whatever the
+// socket does (refuses, 421, 4xx, times out) the message can still be
+// committed to the maildrop: a local submission is never lost.
+type stagedDrop struct {
+	f      *os.File
+	dir    string
+	tmp    string
+	env    Envelope
+	msgOff int64 // where the message starts
+	size   int64
+	done   bool
+}
+
+// stageDrop writes the message into a new ".tmp.<random>" file in dir
+// (O_EXCL). created reports whether the file could be created at all (when
+// not, nothing of msg was read). On error nothing is left behind.
+func stageDrop(dir string, env Envelope, msg io.Reader) (sd *stagedDrop, created bool, err error) {
 	if err := env.validate(); err != nil {
-		return "", exitf(ExSoftware, err, "bad envelope")
+		return nil, false, exitf(ExSoftware, err, "bad envelope")
 	}
 	if env.Submitted.IsZero() {
 		env.Submitted = time.Now().UTC()
@@ -67,56 +89,84 @@ func WriteDrop(dir string, env Envelope, msg io.Reader) (name string, err error)
 	env.UID = os.Getuid()
 	meta, err := json.Marshal(env)
 	if err != nil {
-		return "", exitf(ExSoftware, err, "encoding envelope")
+		return nil, false, exitf(ExSoftware, err, "encoding envelope")
 	}
-
 	tmp := filepath.Join(dir, ".tmp."+randomHex())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", exitf(ExTempFail, err, "cannot create maildrop file")
+		return nil, false, exitf(ExTempFail, err, "cannot create maildrop file")
 	}
-	committed := false
+	staged := &stagedDrop{f: f, dir: dir, tmp: tmp, env: env}
+	ok := false
 	defer func() {
-		if !committed {
-			f.Close()
-			os.Remove(tmp)
+		if !ok {
+			staged.discard()
 		}
 	}()
-	if err := f.Chmod(0o644); err != nil {
-		return "", exitf(ExTempFail, err, "maildrop chmod")
-	}
 	w := bufio.NewWriterSize(f, 64<<10)
 	w.WriteString(DropMagic + "\n")
 	w.Write(meta)
 	w.WriteByte('\n')
-	if _, err := io.Copy(w, msg); err != nil {
+	staged.msgOff = int64(len(DropMagic) + 1 + len(meta) + 1)
+	n, err := io.Copy(w, msg)
+	if err != nil {
 		var ee *ExitError
 		if errors.As(err, &ee) {
-			return "", ee // e.g. message too big, bad input: not a write failure
+			return nil, true, ee // e.g. message too big, bad input: not a write failure
 		}
-		return "", exitf(ExTempFail, err, "writing maildrop file")
+		return nil, true, exitf(ExTempFail, err, "writing maildrop file")
 	}
 	if err := w.Flush(); err != nil {
-		return "", exitf(ExTempFail, err, "writing maildrop file")
+		return nil, true, exitf(ExTempFail, err, "writing maildrop file")
 	}
-	if err := f.Sync(); err != nil {
+	staged.size = staged.msgOff + n
+	ok = true
+	return staged, true, nil
+}
+
+// message reads the staged message back (for the daemon's socket).
+func (sd *stagedDrop) message() io.Reader {
+	return io.NewSectionReader(sd.f, sd.msgOff, sd.size-sd.msgOff)
+}
+
+// commit makes the staged file a maildrop entry: mode 0644 by fchmod
+// (umask-proof: the daemon may read it as another user), fsynced, renamed
+// to "<16 hex nanoseconds><32 hex random>" (names sort by time; the pickup
+// ignores dot files), and the rename is made durable with syncfs(2): a
+// non-root user cannot open the mode-1733 directory to fsync it.
+func (sd *stagedDrop) commit() (name string, err error) {
+	if err := sd.f.Chmod(0o644); err != nil {
+		return "", exitf(ExTempFail, err, "maildrop chmod")
+	}
+	if err := sd.f.Sync(); err != nil {
 		return "", exitf(ExTempFail, err, "fsync maildrop file")
 	}
-	name = fmt.Sprintf("%016x%s", env.Submitted.UnixNano(), randomHex())
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	name = fmt.Sprintf("%016x%s", sd.env.Submitted.UnixNano(), randomHex())
+	if err := os.Rename(sd.tmp, filepath.Join(sd.dir, name)); err != nil {
 		return "", exitf(ExTempFail, err, "renaming maildrop file")
 	}
-	committed = true
+	sd.done = true
 	// The rename is the commit; syncfs flushes the directory entry too.
-	serr := unix.Syncfs(int(f.Fd()))
-	cerr := f.Close()
+	serr := unix.Syncfs(int(sd.f.Fd()))
+	cerr := sd.f.Close()
 	if err := errors.Join(serr, cerr); err != nil {
 		// The file is in place but maybe not durable: report a temporary
 		// failure and remove it, so the caller's retry cannot duplicate it.
-		os.Remove(filepath.Join(dir, name))
+		os.Remove(filepath.Join(sd.dir, name))
 		return "", exitf(ExTempFail, err, "syncing maildrop")
 	}
 	return name, nil
+}
+
+// discard removes a staged file that was not committed; a no-op after
+// commit.
+func (sd *stagedDrop) discard() {
+	if sd.done {
+		return
+	}
+	sd.done = true
+	sd.f.Close()
+	os.Remove(sd.tmp)
 }
 
 // ReadDrop parses a maildrop file: the magic line, the JSON envelope line,

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -58,9 +56,18 @@ func SocketPath(stateDir string) string { return filepath.Join(stateDir, "public
 // DropDir is the maildrop directory.
 func DropDir(stateDir string) string { return filepath.Join(stateDir, "maildrop") }
 
-// Submit delivers one message. It tries the daemon's socket; when that is
-// absent (ENOENT) or refuses connections (ECONNREFUSED: daemon down) the
-// message goes to the maildrop. The returned error is an *ExitError.
+// Submit delivers one message. It first stages the message in the
+// maildrop (an uncommitted dot file), then tries the daemon's socket. When
+// the daemon cannot take it — the socket is absent or refuses connections
+// (daemon down), the connection fails or times out, or the daemon answers
+// 4xx (421 "too many connections" included) — the staged file is committed
+// to the maildrop instead, so a local submission is never lost to a busy
+// or flooded daemon. A 5xx is final (no fallback: the pickup would refuse
+// it the same way); after 250 the staged copy is discarded. A timeout or a
+// broken connection after the final dot is ambiguous (the daemon may have
+// queued it): the message then goes to the maildrop too, a possible
+// duplicate rather than a possible loss. The returned error is an
+// *ExitError.
 func (s *Submitter) Submit(ctx context.Context, env Envelope, msg io.Reader) error {
 	if err := env.validate(); err != nil {
 		return exitf(ExUsage, err, "invalid envelope")
@@ -68,20 +75,48 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, msg io.Reader) err
 	if s.MaxBytes > 0 {
 		msg = &limitReader{r: msg, left: s.MaxBytes}
 	}
-	conn, err := s.dial(ctx)
+	sd, created, err := stageDrop(DropDir(s.StateDir), env, msg)
+	if err != nil && created {
+		return err // bad input, too big, or the disk failed while writing
+	}
 	if err != nil {
-		if !daemonDown(err) {
-			return exitf(ExTempFail, err, "cannot connect to relayd at %s", SocketPath(s.StateDir))
-		}
-		s.logf("daemon not reachable (%v), using maildrop", err)
-		name, derr := WriteDrop(DropDir(s.StateDir), env, msg)
+		// No maildrop to stage in (not created yet, not writable): the
+		// socket only, as without a fallback.
+		s.logf("cannot stage in the maildrop (%v); socket only", err)
+		conn, derr := s.dial(ctx)
 		if derr != nil {
-			return derr
+			return exitf(ExTempFail, derr, "cannot connect to relayd at %s, and %v", SocketPath(s.StateDir), err)
 		}
-		s.say("relayd is not running; message stored in maildrop as %s, it will be sent when the daemon starts", name)
+		ee, _ := s.sendSMTP(ctx, conn, env, msg)
+		if ee != nil {
+			return ee
+		}
 		return nil
 	}
-	return s.sendSMTP(ctx, conn, env, msg)
+	defer sd.discard()
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return s.fallback(sd, fmt.Sprintf("daemon not reachable (%v)", err))
+	}
+	ee, retry := s.sendSMTP(ctx, conn, env, sd.message())
+	switch {
+	case ee == nil:
+		return nil
+	case retry && ctx.Err() == nil:
+		return s.fallback(sd, ee.Error())
+	}
+	return ee
+}
+
+// fallback commits the staged message to the maildrop.
+func (s *Submitter) fallback(sd *stagedDrop, why string) error {
+	s.logf("%s, using maildrop", why)
+	name, err := sd.commit()
+	if err != nil {
+		return err
+	}
+	s.say("relayd did not take the message (%s); stored in maildrop as %s, it will be sent when the daemon picks it up", why, name)
+	return nil
 }
 
 func (s *Submitter) dial(ctx context.Context) (net.Conn, error) {
@@ -94,12 +129,6 @@ func (s *Submitter) dial(ctx context.Context) (net.Conn, error) {
 	return d.DialContext(ctx, "unix", path)
 }
 
-// daemonDown reports errors that mean "no daemon": the socket file is
-// missing, or nothing listens on it.
-func daemonDown(err error) bool {
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist)
-}
-
 func (s *Submitter) timeout() time.Duration {
 	if s.Timeout > 0 {
 		return s.Timeout
@@ -109,8 +138,10 @@ func (s *Submitter) timeout() time.Duration {
 
 // sendSMTP runs one SMTP transaction on conn. Any RCPT refusal aborts the
 // whole transaction (nothing queued), so the caller's exit status speaks for
-// the entire message.
-func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, msg io.Reader) error {
+// the entire message. retry reports that the daemon did not take the
+// message and the maildrop may: a transport failure or a 4xx, never a 5xx,
+// never a failure to read msg.
+func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, msg io.Reader) (ee *ExitError, retry bool) {
 	dc := &deadlineConn{Conn: conn, d: s.timeout()}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -123,11 +154,11 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 		c.DebugWriter = s.Stderr
 	}
 	if err := c.Hello("localhost"); err != nil {
-		return smtpExit(err, "EHLO")
+		return smtpExit(err, "EHLO"), temporary(err)
 	}
 	mo := &smtp.MailOptions{Return: smtp.DSNReturn(env.Ret), EnvelopeID: env.EnvID}
 	if err := c.Mail(QualifyLocal(env.From), mo); err != nil {
-		return smtpExit(err, fmt.Sprintf("MAIL FROM:<%s>", env.From))
+		return smtpExit(err, fmt.Sprintf("MAIL FROM:<%s>", env.From)), temporary(err)
 	}
 	var ro *smtp.RcptOptions
 	if env.Notify != "" {
@@ -138,29 +169,64 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 	}
 	for _, r := range env.Rcpts {
 		if err := c.Rcpt(QualifyLocal(r), ro); err != nil {
-			return smtpExit(err, fmt.Sprintf("RCPT TO:<%s>", r))
+			return smtpExit(err, fmt.Sprintf("RCPT TO:<%s>", r)), temporary(err)
 		}
 	}
 	w, err := c.Data()
 	if err != nil {
-		return smtpExit(err, "DATA")
+		return smtpExit(err, "DATA"), temporary(err)
 	}
-	if _, err := io.Copy(w, msg); err != nil {
+	if _, err := io.Copy(w, &sourceReader{msg}); err != nil {
 		// Abort without the final dot: closing the connection mid-DATA
 		// makes the daemon discard the message.
 		conn.Close()
 		var ee *ExitError
 		if errors.As(err, &ee) {
-			return ee
+			return ee, false
 		}
-		return exitf(ExTempFail, err, "sending message to relayd")
+		var se *sourceErr
+		if errors.As(err, &se) {
+			return exitf(ExTempFail, se.err, "reading the message"), false
+		}
+		return exitf(ExTempFail, err, "sending message to relayd"), true
 	}
 	if err := w.Close(); err != nil {
-		return smtpExit(err, "end of DATA")
+		return smtpExit(err, "end of DATA"), temporary(err)
 	}
 	s.say("message accepted by relayd")
 	c.Quit() // the message is queued; a failing QUIT changes nothing
-	return nil
+	return nil, false
+}
+
+// temporary reports a failure that the maildrop may still get past: a
+// 4xx reply, or anything that is not a reply (network, timeout).
+func temporary(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code >= 400 && se.Code < 500
+	}
+	return true
+}
+
+// sourceReader marks errors of the message source, to tell them from
+// errors writing to the socket.
+type sourceReader struct{ r io.Reader }
+
+type sourceErr struct{ err error }
+
+func (e *sourceErr) Error() string { return e.err.Error() }
+func (e *sourceErr) Unwrap() error { return e.err }
+
+func (r *sourceReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return n, err
+		}
+		return n, &sourceErr{err}
+	}
+	return n, err
 }
 
 // smtpExit maps a daemon reply or a transport error to an exit code:

@@ -1,6 +1,7 @@
 package sendmail
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -174,8 +175,9 @@ func TestSubmitDaemonErrors(t *testing.T) {
 		rcpt, dat *smtp.SMTPError
 		code      int
 	}{
-		{"4xx at RCPT", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, nil, ExTempFail},
-		{"4xx at DATA", nil, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "disk full"}, ExTempFail},
+		// A 4xx sends the message to the maildrop (exit 0).
+		{"4xx at RCPT", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, nil, ExOK},
+		{"4xx at DATA", nil, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "disk full"}, ExOK},
 		{"5xx at RCPT", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, nil, ExNoUser},
 		{"5xx at DATA", nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy"}, ExUnavailable},
 		{"bad content at DATA", nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bare CR"}, ExDataErr},
@@ -190,8 +192,12 @@ func TestSubmitDaemonErrors(t *testing.T) {
 			if ExitCode(err) != tt.code {
 				t.Fatalf("err %v: code %d, want %d", err, ExitCode(err), tt.code)
 			}
-			if len(dropFiles(t, st)) != 0 {
-				t.Error("a refused message went to the maildrop")
+			want := 0
+			if tt.code == ExOK {
+				want = 1
+			}
+			if n := dropFiles(t, st); len(n) != want {
+				t.Errorf("maildrop holds %q, want %d files (a 5xx is final, a 4xx falls back)", n, want)
 			}
 		})
 	}
@@ -297,19 +303,13 @@ func TestSizeLimitNothingQueued(t *testing.T) {
 		if ExitCode(err) != ExUnavailable || !strings.Contains(err.Error(), "too big") {
 			t.Fatalf("err %v, want 69 too big", err)
 		}
-		// The daemon must see an aborted DATA, never a complete message.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			d.mu.Lock()
-			ab := d.aborted
-			d.mu.Unlock()
-			if ab == 1 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		// The message is staged before the socket is tried: the daemon
+		// never sees it, and nothing is left in the maildrop.
 		if got := d.messages(); len(got) != 0 {
 			t.Errorf("daemon queued %d messages", len(got))
+		}
+		if n := dropFiles(t, st); len(n) != 0 {
+			t.Errorf("maildrop holds %q after a refused message", n)
 		}
 	})
 	t.Run("maildrop", func(t *testing.T) {
@@ -325,35 +325,92 @@ func TestSizeLimitNothingQueued(t *testing.T) {
 	})
 }
 
-func TestSubmitOtherDialErrorIsTemporary(t *testing.T) {
-	st := newStateDir(t)
-	s := &Submitter{StateDir: st, Dial: func(context.Context, string) (net.Conn, error) {
-		return nil, errors.New("permission denied")
-	}}
-	err := s.Submit(context.Background(), Envelope{Rcpts: []string{"x"}}, strings.NewReader(testMsg))
-	if ExitCode(err) != ExTempFail {
-		t.Fatalf("err %v, want 75", err)
+// Whatever keeps the daemon from taking the message — any dial error, a
+// daemon that never greets, a 421 greeting (too many connections), a
+// connection cut after the final dot before the reply — commits the staged
+// message to the maildrop: a local submission is never lost.
+func TestSubmitFallsBackToMaildrop(t *testing.T) {
+	serve := func(t *testing.T, st string, handle func(c net.Conn)) {
+		l, err := net.Listen("unix", SocketPath(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); handle(c) }()
+			}
+		}()
+	}
+	tests := map[string]func(t *testing.T, st string) *Submitter{
+		"dial error": func(t *testing.T, st string) *Submitter {
+			return &Submitter{StateDir: st, Dial: func(context.Context, string) (net.Conn, error) {
+				return nil, errors.New("permission denied")
+			}}
+		},
+		"never greets": func(t *testing.T, st string) *Submitter {
+			serve(t, st, func(c net.Conn) { io.Copy(io.Discard, c) })
+			return &Submitter{StateDir: st, Timeout: 200 * time.Millisecond}
+		},
+		"421 greeting": func(t *testing.T, st string) *Submitter {
+			serve(t, st, func(c net.Conn) { io.WriteString(c, "421 4.7.0 Too many connections, try again later\r\n") })
+			return &Submitter{StateDir: st}
+		},
+		"cut after the final dot": func(t *testing.T, st string) *Submitter {
+			serve(t, st, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				io.WriteString(c, "220 test\r\n")
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch {
+					case strings.HasPrefix(line, "DATA"):
+						io.WriteString(c, "354 go\r\n")
+					case line == ".\r\n":
+						return // no reply: ambiguous
+					case strings.HasPrefix(line, "EHLO"), strings.HasPrefix(line, "MAIL"), strings.HasPrefix(line, "RCPT"):
+						io.WriteString(c, "250 ok\r\n")
+					}
+				}
+			})
+			return &Submitter{StateDir: st}
+		},
+	}
+	for name, mk := range tests {
+		t.Run(name, func(t *testing.T) {
+			st := newStateDir(t)
+			s := mk(t, st)
+			if err := s.Submit(context.Background(), Envelope{Rcpts: []string{"x"}}, strings.NewReader(testMsg)); err != nil {
+				t.Fatalf("Submit: %v (code %d), want the maildrop", err, ExitCode(err))
+			}
+			names := dropFiles(t, st)
+			if len(names) != 1 || strings.HasPrefix(names[0], ".") {
+				t.Fatalf("maildrop holds %q, want one committed file", names)
+			}
+			if _, msg := readDropFile(t, filepath.Join(DropDir(st), names[0])); msg != testMsg {
+				t.Errorf("maildrop message %q, want %q", msg, testMsg)
+			}
+		})
 	}
 }
 
-func TestSubmitStuckDaemonTimesOut(t *testing.T) {
+// Without a maildrop to stage in, the socket is still used.
+func TestSubmitWithoutMaildrop(t *testing.T) {
 	st := newStateDir(t)
-	l, err := net.Listen("unix", SocketPath(st))
-	if err != nil {
+	d := startDaemon(t, st)
+	os.Remove(DropDir(st))
+	s := &Submitter{StateDir: st}
+	if err := s.Submit(context.Background(), Envelope{Rcpts: []string{"x"}}, strings.NewReader(testMsg)); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			defer c.Close()
-			io.Copy(io.Discard, c) // never greets
-		}
-	}()
-	s := &Submitter{StateDir: st, Timeout: 200 * time.Millisecond}
-	err = s.Submit(context.Background(), Envelope{Rcpts: []string{"x"}}, strings.NewReader(testMsg))
-	if ExitCode(err) != ExTempFail {
-		t.Fatalf("err %v, want 75", err)
+	if got := d.messages(); len(got) != 1 || string(got[0].Data) != testMsg {
+		t.Errorf("daemon got %+v", got)
 	}
 }
 

@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -35,6 +37,14 @@ type idleConn struct {
 	armedAt   int64  // trk.handed when armed
 	feed      []byte // bytes for go-smtp before the socket's
 	sticky    error  // returned by every read once set
+
+	hangUp atomic.Bool // end the session at the next read, after sending the replies
+	dl     deadlines   // hard limits besides idle (deadline.go)
+
+	// promptReader (dataedge.go); session goroutine only.
+	prompt      time.Duration // > 0: reads wake up this often while waiting
+	softExpired bool          // the last read ended at a prompt wake-up
+	waitFrom    time.Time     // when the current wait began (prompt mode)
 
 	wmu     sync.Mutex // Close may come from another goroutine
 	closing atomic.Bool
@@ -86,10 +96,41 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
-	if c.idle > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	if c.hangUp.Load() {
+		return 0, io.EOF
 	}
-	return c.Conn.Read(p)
+	now := time.Now()
+	c.dl.excuse(now)
+	defer func() { c.dl.lastRead = time.Now() }()
+	if c.prompt <= 0 {
+		c.Conn.SetReadDeadline(c.dl.at(now, c.idle))
+		n, err := c.Conn.Read(p)
+		c.dl.credit(n)
+		return n, err
+	}
+	// Prompt mode (promptReader): wake up every c.prompt while waiting,
+	// the idle deadline counted from when the wait began.
+	from := now
+	if !c.waitFrom.IsZero() {
+		from = c.waitFrom
+	}
+	d, soft := c.dl.at(from, c.idle), false
+	if s := now.Add(c.prompt); d.IsZero() || s.Before(d) {
+		d, soft = s, true
+	}
+	c.Conn.SetReadDeadline(d)
+	n, err := c.Conn.Read(p)
+	c.dl.credit(n)
+	var ne net.Error
+	if n == 0 && soft && errors.As(err, &ne) && ne.Timeout() {
+		c.softExpired = true
+		if c.waitFrom.IsZero() {
+			c.waitFrom = now
+		}
+	} else {
+		c.waitFrom = time.Time{}
+	}
+	return n, err
 }
 
 // Write holds p until the next read of the socket, Close, or maxHeld.
@@ -136,8 +177,8 @@ func (c *idleConn) flushLocked() error {
 func (c *idleConn) send(p []byte) (int, error) {
 	if c.closing.Load() {
 		c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
-	} else if c.idle > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	} else {
+		c.Conn.SetWriteDeadline(c.dl.at(time.Now(), c.idle))
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
@@ -170,21 +211,19 @@ func (c *idleConn) Close() error {
 	return c.Conn.Close()
 }
 
-// limitListener caps concurrent connections overall and per client IP.
-// A client over a limit gets "421 4.7.0" and is closed before any session
-// is created (RFC 5321 §3.8 allows 421 at the greeting).
+// limitListener applies ConnLimits. A client over a limit gets
+// "421 4.7.0" and is closed before any session is created (RFC 5321 §3.8
+// allows 421 at the greeting).
 type limitListener struct {
 	net.Listener
 	idle      time.Duration
-	lineLimit int // go-smtp's MaxLineLength, for the DATA fast path
-	max       int
-	maxPerIP  int
+	session   time.Duration // whole-session limit
+	handshake time.Duration // until the session starts (implicit TLS); 0: none
+	minRate   int64         // DATA bytes per second
+	lineLimit int           // go-smtp's MaxLineLength, for the DATA fast path
+	limits    *ConnLimits
 	peerUID   func(net.Conn) int
-	onRefused func(ip netip.Addr, reason string)
-
-	mu    sync.Mutex
-	total int
-	perIP map[netip.Addr]int
+	onRefused func(who string, reason string)
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -193,50 +232,30 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
-		if reason := l.acquire(ip); reason != "" {
+		k := client{ip: remoteIP(c), uid: -1}
+		if l.peerUID != nil {
+			k.uid = l.peerUID(c)
+		}
+		if reason := l.limits.acquire(k); reason != "" {
 			if l.onRefused != nil {
-				l.onRefused(ip, reason)
+				l.onRefused(k.String(), reason)
 			}
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			fmt.Fprintf(c, "421 4.7.0 %s, try again later\r\n", reason)
 			c.Close()
 			continue
 		}
-		uid := -1
-		if l.peerUID != nil {
-			uid = l.peerUID(c)
-		}
-		ic := newIdleConn(c, l.idle, uid, func() { l.release(ip) })
+		ic := newIdleConn(c, l.idle, k.uid, func() { l.limits.release(k) })
 		ic.lineLimit = l.lineLimit
-		return ic, nil
-	}
-}
-
-func (l *limitListener) acquire(ip netip.Addr) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.max > 0 && l.total >= l.max {
-		return "Too many connections"
-	}
-	if l.maxPerIP > 0 && ip.IsValid() && l.perIP[ip] >= l.maxPerIP {
-		return "Too many connections from " + ip.String()
-	}
-	l.total++
-	if ip.IsValid() {
-		l.perIP[ip]++
-	}
-	return ""
-}
-
-func (l *limitListener) release(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if ip.IsValid() {
-		if l.perIP[ip]--; l.perIP[ip] <= 0 {
-			delete(l.perIP, ip)
+		now := time.Now()
+		if l.session > 0 {
+			ic.dl.session.Store(now.Add(l.session).UnixNano())
 		}
+		if l.handshake > 0 {
+			ic.dl.handshake.Store(now.Add(l.handshake).UnixNano())
+		}
+		ic.dl.minRate = l.minRate
+		return ic, nil
 	}
 }
 

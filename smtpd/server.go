@@ -86,15 +86,28 @@ type Settings struct {
 
 // Config configures one listener.
 type Config struct {
-	Hostname      string
-	Mode          Mode
-	TLS           *tls.Config // STARTTLS (Relay, Submission) or implicit TLS (Submissions)
-	IdleTimeout   time.Duration
+	Hostname    string
+	Mode        Mode
+	TLS         *tls.Config // STARTTLS (Relay, Submission) or implicit TLS (Submissions)
+	IdleTimeout time.Duration
+	// SessionTimeout ends any connection this long after it was accepted
+	// (default 1h); HandshakeTimeout bounds the implicit-TLS handshake
+	// (default 30s); MinDataRate is the average rate, in bytes per
+	// second, below which DATA is cut after one idle timeout of grace
+	// (default 1024). See deadline.go.
+	SessionTimeout   time.Duration
+	HandshakeTimeout time.Duration
+	MinDataRate      int64
+	// MaxConns and MaxConnsPerIP (per local uid on the Local socket)
+	// apply to this server's listeners together, unless Limits is set.
 	MaxConns      int
 	MaxConnsPerIP int
-	Resolver      Resolver // nil: no reverse lookups
-	Logger        *slog.Logger
-	Settings      Settings
+	// Limits, when set, is shared with other servers (listen.max_connections
+	// is overall); MaxConns and MaxConnsPerIP are then unused.
+	Limits   *ConnLimits
+	Resolver Resolver // nil: no reverse lookups
+	Logger   *slog.Logger
+	Settings Settings
 }
 
 // Server serves one or more listeners of one mode.
@@ -116,6 +129,18 @@ func New(cfg Config, in Intake) *Server {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = defaultSessionTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if cfg.MinDataRate <= 0 {
+		cfg.MinDataRate = defaultMinDataRate
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP)
 	}
 	s := &Server{cfg: cfg, intake: in, limiter: newIPLimiter(nil), rdns: rdnsCache{now: time.Now}}
 	s.settings.Store(&cfg.Settings)
@@ -146,10 +171,9 @@ func (s *Server) Update(st Settings) {
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{
 		Listener: l, idle: s.cfg.IdleTimeout, lineLimit: s.smtp.MaxLineLength,
-		max: s.cfg.MaxConns, maxPerIP: s.cfg.MaxConnsPerIP,
-		perIP: map[netip.Addr]int{},
-		onRefused: func(ip netip.Addr, reason string) {
-			s.cfg.Logger.Warn("connection refused", "client", ip, "reason", reason)
+		limits: s.cfg.Limits, session: s.cfg.SessionTimeout, minRate: s.cfg.MinDataRate,
+		onRefused: func(who string, reason string) {
+			s.cfg.Logger.Warn("connection refused", "client", who, "reason", reason)
 		},
 	}
 	if s.cfg.Mode == Local {
@@ -157,6 +181,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	var lis net.Listener = ll
 	if s.cfg.Mode == Submissions {
+		ll.handshake = s.cfg.HandshakeTimeout
 		lis = tls.NewListener(ll, s.cfg.TLS)
 	}
 	err := s.smtp.Serve(lis)

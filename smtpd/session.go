@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -59,6 +60,7 @@ type session struct {
 	ip       netip.Addr
 	host     string // reverse DNS (rdns.go), "" if none
 	uid      int
+	ic       *idleConn // nil if not ours (tests)
 	tls      bool
 	authUser string
 
@@ -80,6 +82,8 @@ func (s *Server) newSession(c *smtp.Conn) *session {
 	if ic, ok := nc.(*idleConn); ok {
 		ss.ip = remoteIP(ic.Conn)
 		ss.uid = ic.uid
+		ss.ic = ic
+		ic.sessionStarted()
 	}
 	if ss.ip.IsValid() {
 		ss.host = s.reverse(ss.ip)
@@ -115,7 +119,21 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}
 	check := func(user, pass string) error {
 		if err := ss.st.Auth.Authenticate(ss.ip, user, pass); err != nil {
-			ss.s.cfg.Logger.Warn("authentication failed", "client", ss.ip, "user", user)
+			// A mail log line (status=rejected), so the rejection metric
+			// counts it under reason="auth".
+			dsn, reply := "5.7.8", "authentication failed"
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				dsn = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+				if se.Code == 421 {
+					reply = "authentication refused: too many failures"
+					// RFC 5321 §3.8: after 421 the server closes the
+					// connection (once the reply is out).
+					ss.hangUp()
+				}
+			}
+			maillog.Log(ss.s.cfg.Logger, maillog.Event{Status: maillog.Rejected, DSN: dsn, Reply: reply,
+				Extra: append(ipAttr(ss.ip), slog.String("user", user))})
 			return err
 		}
 		ss.authUser = user
@@ -202,6 +220,10 @@ func (ss *session) Data(r io.Reader) error {
 	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
 		return errNeedMail
 	}
+	if ss.ic != nil {
+		ss.ic.beginData()
+		defer ss.ic.endData()
+	}
 	origin := queue.FromSMTP
 	if ss.s.cfg.Mode == Local {
 		origin = queue.FromLocal
@@ -219,8 +241,10 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
+	_, bdat := r.(*io.PipeReader)
+	fast := false
 	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
-		if _, bdat := r.(*io.PipeReader); bdat {
+		if bdat {
 			// go-smtp stops counting line lengths while it copies a BDAT
 			// chunk: from here on the tracker's count may differ from its.
 			ic.noFast = true
@@ -228,10 +252,26 @@ func (ss *session) Data(r io.Reader) error {
 			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes)
 			fd.switched = &ss.s.switches
 			defer fd.finish()
-			r = fd
+			r, fast = fd, true
 		}
 	}
+	if !fast && !bdat && ss.ic != nil {
+		// go-smtp's DATA reader (TLS, DATA after BDAT): see promptReader.
+		// Not for BDAT, whose chunks go-smtp reads on another goroutine.
+		pr := newPromptReader(r, ss.ic)
+		defer pr.finish()
+		r = pr
+	}
 	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
+	if errors.Is(err, cleanup.ErrBareCR) {
+		// RFC 5321 §2.3.8: CR only in CRLF. After a bare CR the framing
+		// is uncertain (go-smtp's reader, and the fast path that mirrors
+		// it, do not end "x\r\r\n.\r\n"): rather than read on for an
+		// end that may never come, taking the client's next pipelined
+		// transaction for content, the reply is sent and the connection
+		// closed, on both DATA paths alike.
+		ss.hangUp()
+	}
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -242,6 +282,17 @@ func (ss *session) Data(r io.Reader) error {
 	// go-smtp writes a returned SMTPError as the reply, whatever its
 	// code; this is how the queue ID reaches the client.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+// hangUp makes the connection end once the pending replies are sent.
+func (ss *session) hangUp() {
+	nc := ss.conn.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if ic, ok := nc.(*idleConn); ok {
+		ic.hangUp.Store(true)
+	}
 }
 
 func (ss *session) proto() string {

@@ -147,6 +147,9 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 	if len(errs) == 0 {
 		c.ok("config", "%s is valid", orDefaults(c.path))
 	}
+	for _, w := range cfg.Warnings() {
+		c.warn("config", "correct it in "+orDefaults(c.path), "%s", w)
+	}
 	c.dkimKeys(cfg, comp.sign)
 	c.stateDir(cfg)
 	c.flushMode(cfg)

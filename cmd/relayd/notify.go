@@ -48,7 +48,7 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 		Hostname:  n.hostname,
 		Now:       now,
 		MessageID: fmt.Sprintf("<%s.dsn.%s@%s>", no.ID, token, n.hostname),
-		Boundary:  no.ID + "/" + token,
+		Boundary:  noticeBoundary(no.ID, token),
 		To:        to,
 	}
 	pr, pw := io.Pipe()
@@ -114,4 +114,16 @@ func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
 		return to, queue.FromAdminNotice
 	}
 	return to, queue.FromNotice
+}
+
+// noticeBoundary is the notice's MIME boundary: the notice ID and the
+// random token, cut to RFC 2046 §5.1.1's 70 characters. A maildrop notice's
+// ID ("maildrop-" and a 48-character file name) is too long on its own:
+// uncut, every maildrop failure notice was refused and the file retried
+// on every scan.
+func noticeBoundary(id, token string) string {
+	if max := 70 - 1 - len(token); len(id) > max {
+		id = id[:max]
+	}
+	return id + "/" + token
 }

@@ -238,6 +238,7 @@ func (d *daemon) run(ctx context.Context) error {
 
 	sdNotify("READY=1")
 	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)
+	logConfigWarnings(d.log, cfg)
 
 	for {
 		select {
@@ -313,17 +314,26 @@ func (d *daemon) tlsConfig() *tls.Config {
 // listen binds every configured listener, or fails naming the address.
 func (d *daemon) listen() error {
 	cfg := d.cfg
+	// listen.max_connections is one budget for every TCP listener; the
+	// sendmail command's socket has its own, counted per local uid, so
+	// neither a network flood nor one local user can lock the others out
+	// (and the sendmail command falls back to the maildrop anyway).
+	tcpLimits := smtpd.NewConnLimits(cfg.Listen.MaxConnections, cfg.Listen.MaxConnectionsPerIP)
+	localLimits := smtpd.NewConnLimits(cfg.Listen.MaxConnections, cfg.Listen.MaxConnectionsPerIP)
 	mk := func(mode smtpd.Mode) *smtpd.Server {
+		limits := tcpLimits
+		if mode == smtpd.Local {
+			limits = localLimits
+		}
 		s := smtpd.New(smtpd.Config{
-			Hostname:      cfg.Hostname,
-			Mode:          mode,
-			TLS:           d.tlsConfig(),
-			IdleTimeout:   cfg.Listen.IdleTimeout.Duration,
-			MaxConns:      cfg.Listen.MaxConnections,
-			MaxConnsPerIP: cfg.Listen.MaxConnectionsPerIP,
-			Resolver:      net.DefaultResolver,
-			Logger:        d.log,
-			Settings:      d.settings(cfg),
+			Hostname:    cfg.Hostname,
+			Mode:        mode,
+			TLS:         d.tlsConfig(),
+			IdleTimeout: cfg.Listen.IdleTimeout.Duration,
+			Limits:      limits,
+			Resolver:    net.DefaultResolver,
+			Logger:      d.log,
+			Settings:    d.settings(cfg),
 		}, d.intake)
 		d.servers = append(d.servers, s)
 		return s
@@ -426,6 +436,7 @@ func (d *daemon) reload() error {
 		return d.rejectReload(errors.Join(errs...))
 	}
 	d.warnRestartOnly(cfg)
+	logConfigWarnings(d.log, cfg)
 	d.mu.Lock()
 	old := d.up
 	upstreamChanged := !reflect.DeepEqual(d.cfg.Upstream, cfg.Upstream)
@@ -457,6 +468,13 @@ func (d *daemon) reload() error {
 	d.metrics.Reload(true)
 	d.log.Info("configuration reloaded")
 	return nil
+}
+
+// logConfigWarnings logs what conf finds suspicious but not fatal.
+func logConfigWarnings(log *slog.Logger, cfg *conf.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration warning", "warning", w)
+	}
 }
 
 func orDefaults(path string) string {

@@ -20,6 +20,8 @@ type Client struct {
 	idle    []*session // oldest first
 	changed chan struct{}
 	closed  bool
+
+	oauth oauthState // sasl.go
 }
 
 var _ queue.Deliverer = (*Client)(nil)

@@ -36,6 +36,11 @@ type Config struct {
 	InsecureSkipVerify bool
 	Hostname           string // EHLO name (default: os.Hostname)
 	Username, Password string
+	// Auth picks the SASL mechanism (see sasl.go): "" = PLAIN if offered,
+	// else LOGIN; "plain", "login", "xoauth2", "oauthbearer".
+	Auth string
+	// Tokens supplies the OAuth2 access tokens of xoauth2 and oauthbearer.
+	Tokens TokenSource
 	// Timeout bounds connecting and every single read and write (default 2m).
 	Timeout time.Duration
 	// MaxConns caps the connections open at once, idle ones included
@@ -91,9 +96,7 @@ func (cfg Config) normalize() (Config, error) {
 			errs = append(errs, fmt.Errorf("upstream: tls = \"none\" refused for %s: only a loopback smarthost may be reached without TLS", a))
 		}
 	}
-	if cfg.Username != "" && cfg.Password == "" {
-		errs = append(errs, errors.New("upstream: username set but the password is empty"))
-	}
+	errs = append(errs, cfg.checkAuth()...)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}

@@ -35,7 +35,11 @@ type results struct {
 }
 
 func (r *results) observe(s string) { r.mu.Lock(); r.got = append(r.got, s); r.mu.Unlock() }
-func (r *results) list() []string  { r.mu.Lock(); defer r.mu.Unlock(); return append([]string(nil), r.got...) }
+func (r *results) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
 
 type env struct {
 	srv  *oauthtest.Server
@@ -71,7 +75,11 @@ type syncWriter struct {
 	w  *bytes.Buffer
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(p) }
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
 
 func (e *env) source(t *testing.T) *Source {
 	t.Helper()

@@ -70,6 +70,10 @@ type Upstream struct {
 	MaxPerMinute int      `toml:"max_per_minute"`
 	MaxPerHour   int      `toml:"max_per_hour"`
 	MaxPerDay    int      `toml:"max_per_day"`
+	// Auth is the SASL mechanism: "" (PLAIN if offered, else LOGIN),
+	// "plain", "login", "xoauth2" or "oauthbearer" (then OAuth2 below).
+	Auth   string `toml:"auth"`
+	OAuth2 OAuth2 `toml:"oauth2"`
 	// Password is resolved at load time from PasswordFile or the systemd
 	// credential "smarthost"; never logged, never in TOML.
 	Password string `toml:"-" json:"-"`

@@ -49,11 +49,17 @@ func (s *Source) Login(ctx context.Context, prompt func(Prompt)) error {
 	if tok.RefreshToken == "" {
 		return errors.New("token: the provider returned no refresh token: add the scope offline_access (Microsoft) to oauth2.scopes")
 	}
-	if err := s.save(tok.RefreshToken); err != nil {
+	unlock, err := lockStore(s.cfg.StoreFile)
+	if err != nil {
+		return err
+	}
+	err = s.save(tok.RefreshToken)
+	unlock()
+	if err != nil {
 		return s.saveError(err)
 	}
 	s.mu.Lock()
-	s.refresh, s.unsaved, s.lastErr = tok.RefreshToken, "", nil
+	s.unsaved, s.lastErr = "", nil
 	if tok.AccessToken != "" && !tok.Expiry.IsZero() {
 		s.tok, s.obtained = tok, s.cfg.Clock()
 	}

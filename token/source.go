@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -94,7 +95,6 @@ type Source struct {
 	refreshing chan struct{} // closed when the refresh in flight ends
 	lastErr    error         // of the last refresh, nil after a success
 	failedAt   time.Time
-	refresh    string // the current refresh token ("" until loaded)
 	unsaved    string // a rotated refresh token not yet saved (a write failed)
 }
 
@@ -225,22 +225,16 @@ func (s *Source) startRefresh(now time.Time) {
 		now := s.cfg.Clock()
 		if err != nil {
 			s.lastErr, s.failedAt = err, now
-			s.log.Warn("OAuth2 token refresh failed", "grant", s.cfg.Grant, "err", err.Error(), "fix", hintOf(err))
 		} else {
 			if tok.Expiry.IsZero() {
 				tok.Expiry = now.Add(time.Hour) // no expires_in: refresh hourly
 			}
 			s.tok, s.obtained, s.lastErr = tok, now, nil
-			s.log.Debug("OAuth2 access token obtained", "grant", s.cfg.Grant, "expires", tok.Expiry.UTC().Format(time.RFC3339))
 		}
 		s.refreshing = nil
-		close(done)
 		s.mu.Unlock()
-		if err != nil {
-			s.cfg.Observe(string(kindOf(err)))
-		} else {
-			s.cfg.Observe("ok")
-		}
+		s.report(tok, err)
+		close(done)
 	}()
 }
 
@@ -264,11 +258,10 @@ func (s *Source) Reject(token string) bool {
 // Check fetches a new token now, bypassing the cache (relayd check).
 func (s *Source) Check(ctx context.Context) (string, error) {
 	tok, err := s.fetch(ctx)
+	s.report(tok, err)
 	if err != nil {
-		s.cfg.Observe(string(kindOf(err)))
 		return "", err
 	}
-	s.cfg.Observe("ok")
 	s.mu.Lock()
 	s.tok, s.obtained, s.lastErr = tok, s.cfg.Clock(), nil
 	s.mu.Unlock()
@@ -309,9 +302,19 @@ func (s *Source) oauthConfig() *oauth2.Config {
 	}
 }
 
+// fetchRefresh runs the refresh_token grant. The store file is locked
+// (flock) from reading the refresh token to saving its successor, and read
+// again every time, so that two users of one file (a reload's new Source
+// beside the old one, relayd check or relayd oauth2 login beside the
+// daemon) never refresh with a token the other has already replaced.
 func (s *Source) fetchRefresh(ctx context.Context) (*oauth2.Token, error) {
+	unlock, err := lockStore(s.cfg.StoreFile)
+	if err != nil {
+		return nil, &Error{Kind: KindLocal, Err: err, hint: "cannot lock the refresh token file: check the owner (the relayd user) of " + filepath.Dir(s.cfg.StoreFile)}
+	}
+	defer unlock()
 	s.mu.Lock()
-	rt, unsaved := s.refresh, s.unsaved
+	unsaved := s.unsaved
 	s.mu.Unlock()
 	if unsaved != "" {
 		// Never used before it is on disk: save it first.
@@ -319,26 +322,16 @@ func (s *Source) fetchRefresh(ctx context.Context) (*oauth2.Token, error) {
 			return nil, s.saveError(err)
 		}
 		s.mu.Lock()
-		s.refresh, s.unsaved, rt = unsaved, "", unsaved
+		s.unsaved = ""
 		s.mu.Unlock()
 	}
-	if rt == "" {
-		var err error
-		if rt, err = loadRefresh(s.cfg.StoreFile); err != nil {
-			return nil, err
-		}
+	rt, err := loadRefresh(s.cfg.StoreFile)
+	if err != nil {
+		return nil, err
 	}
 	tok, err := s.oauthConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
 	if err != nil {
-		ce := classify(s.cfg.Grant, err)
-		if ce.Kind == KindInvalidGrant {
-			// Read the file again next time: relayd oauth2 login may
-			// have stored a new one meanwhile.
-			s.mu.Lock()
-			s.refresh = ""
-			s.mu.Unlock()
-		}
-		return nil, ce
+		return nil, classify(s.cfg.Grant, err)
 	}
 	if tok.RefreshToken != "" && tok.RefreshToken != rt {
 		// Rotated (Microsoft does it on every refresh): saved before the
@@ -353,12 +346,6 @@ func (s *Source) fetchRefresh(ctx context.Context) (*oauth2.Token, error) {
 		}
 		s.log.Info("OAuth2 refresh token rotated and saved", "file", s.cfg.StoreFile)
 	}
-	s.mu.Lock()
-	s.refresh = tok.RefreshToken
-	if s.refresh == "" {
-		s.refresh = rt
-	}
-	s.mu.Unlock()
 	return tok, nil
 }
 
@@ -370,6 +357,22 @@ func (s *Source) saveError(err error) *Error {
 func (s *Source) save(refresh string) error {
 	return saveRefresh(s.cfg.StoreFile, stored{RefreshToken: refresh, ClientID: s.cfg.ClientID,
 		TokenURL: s.cfg.TokenURL, Updated: s.cfg.Clock().UTC()})
+}
+
+// LogRefresh is the message of the log line of every refresh, with
+// result = "ok" or the Kind of the failure; metrics counts these lines.
+const LogRefresh = "oauth2 token refresh"
+
+// report logs and observes the result of one refresh.
+func (s *Source) report(tok *oauth2.Token, err error) {
+	if err != nil {
+		kind := string(kindOf(err))
+		s.log.Warn(LogRefresh, "result", kind, "grant", s.cfg.Grant, "err", err.Error(), "fix", hintOf(err))
+		s.cfg.Observe(kind)
+		return
+	}
+	s.log.Info(LogRefresh, "result", "ok", "grant", s.cfg.Grant, "expires", tok.Expiry.UTC().Format(time.RFC3339))
+	s.cfg.Observe("ok")
 }
 
 func kindOf(err error) Kind {

@@ -44,7 +44,7 @@ func (r *results) list() []string {
 type env struct {
 	srv  *oauthtest.Server
 	clk  *clock
-	logs *bytes.Buffer
+	logs *syncWriter
 	res  *results
 	cfg  Config
 }
@@ -52,7 +52,7 @@ type env struct {
 func newEnv(t *testing.T, opts oauthtest.Options, grant string) *env {
 	t.Helper()
 	srv := oauthtest.New(t, opts)
-	e := &env{srv: srv, clk: &clock{t: time.Now()}, logs: &bytes.Buffer{}, res: &results{}}
+	e := &env{srv: srv, clk: &clock{t: time.Now()}, logs: &syncWriter{w: &bytes.Buffer{}}, res: &results{}}
 	e.cfg = Config{
 		Grant: grant, TokenURL: srv.TokenURL(), DeviceAuthURL: srv.DeviceAuthURL(),
 		ClientID: srv.ClientID(), ClientSecret: srv.ClientSecret(),
@@ -60,7 +60,7 @@ func newEnv(t *testing.T, opts oauthtest.Options, grant string) *env {
 		StoreFile: filepath.Join(t.TempDir(), "oauth2", FileName(srv.Mailbox())),
 		RootCAs:   srv.CA().Pool(), Timeout: 10 * time.Second, RetryAfter: time.Nanosecond,
 		Observe: e.res.observe, Clock: e.clk.now,
-		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() {
 		if l := e.logs.String(); strings.Contains(l, srv.ClientSecret()) || strings.Contains(l, "rt-") {
@@ -368,4 +368,38 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("condition never became true")
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+// Two users of one store file (a reload's new Source beside the old one,
+// relayd check beside the daemon) never refresh with a replaced token.
+func TestStoreSharedBySources(t *testing.T) {
+	e := newEnv(t, oauthtest.Options{StrictRotation: true}, GrantRefreshToken)
+	e.seed(t)
+	a, b := e.source(t), e.source(t)
+	for i, s := range []*Source{a, b, a, b} {
+		if _, err := s.Check(context.Background()); err != nil {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = []*Source{a, b}[i%2].Check(context.Background())
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("concurrent refresh %d: %v", i, err)
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stored is the content of state_dir/oauth2/NAME.json.
@@ -114,6 +116,32 @@ func saveRefresh(path string, st stored) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// lockStore takes an exclusive flock(2) on a lock file beside path
+// (".NAME.lock"), creating the directory if needed, and returns the unlock.
+func lockStore(path string) (func(), error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lp := filepath.Join(dir, "."+strings.TrimSuffix(filepath.Base(path), ".json")+".lock")
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if uid, gid, chown := owner(filepath.Dir(dir)); chown {
+		_ = os.Chown(dir, uid, gid)
+		_ = f.Chown(uid, gid)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", lp, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // owner returns the owner of dir when this process runs as root and dir

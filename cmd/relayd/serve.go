@@ -135,6 +135,14 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: upstream.ca_file: %w", cfg.Source, err)
 	}
+	var tokens upstream.TokenSource
+	if u.OAuth() {
+		ts, err := newTokenSource(cfg, log) // oauth2.go
+		if err != nil {
+			return nil, err
+		}
+		tokens = ts
+	}
 	up, err := upstream.New(upstream.Config{
 		Address:  u.Address,
 		Fallback: u.Fallback,
@@ -143,6 +151,8 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		Hostname: cfg.Hostname,
 		Username: u.Username,
 		Password: u.Password,
+		Auth:     u.Auth,
+		Tokens:   tokens,
 		Timeout:  u.Timeout.Duration,
 		MaxConns: cfg.Queue.Concurrency,
 		Logger:   log,

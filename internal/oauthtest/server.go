@@ -79,6 +79,7 @@ type Server struct {
 	onIssued func(grant string)
 	gate     chan struct{} // token requests wait until it is closed
 	waiting  int           // requests waiting at the gate
+	spent    []string      // refresh tokens no longer live
 }
 
 type device struct {
@@ -244,9 +245,32 @@ func (s *Server) LiveRefreshTokens() []string {
 	return out
 }
 
+// Secrets lists every secret the server knows: the client secret and every
+// access and refresh token it ever issued or accepted (to prove none reaches
+// a log).
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{s.opts.ClientSecret}
+	for t := range s.access {
+		out = append(out, t)
+	}
+	for rt, prev := range s.refresh {
+		out = append(out, rt)
+		if prev != "" {
+			out = append(out, prev)
+		}
+	}
+	out = append(out, s.spent...)
+	return out
+}
+
 // RevokeAll kills every refresh token (the user changed the password).
 func (s *Server) RevokeAll() {
 	s.mu.Lock()
+	for rt := range s.refresh {
+		s.spent = append(s.spent, rt)
+	}
 	s.refresh = map[string]string{}
 	s.mu.Unlock()
 }
@@ -384,9 +408,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		if live {
 			// rt is used: its predecessor dies; with strict rotation rt
 			// dies too, otherwise when its successor is first used.
-			delete(s.refresh, prev)
+			if prev != "" {
+				delete(s.refresh, prev)
+				s.spent = append(s.spent, prev)
+			}
 			if s.opts.StrictRotation {
 				delete(s.refresh, rt)
+				s.spent = append(s.spent, rt)
 			}
 			s.rotated++
 		}

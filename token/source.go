@@ -75,6 +75,10 @@ type Config struct {
 	Timeout time.Duration
 	// RetryAfter is the pause after a failed refresh (default 5s).
 	RetryAfter time.Duration
+	// KeepAlive (grant refresh_token) refreshes this long after the last
+	// refresh even when no mail needs a token, so that the refresh token
+	// does not expire unused (Microsoft: after 90 days; default 24h).
+	KeepAlive time.Duration
 	// Observe is told the result of every refresh: "ok" or a Kind.
 	Observe func(result string)
 	Logger  *slog.Logger     // default slog.Default()
@@ -96,6 +100,8 @@ type Source struct {
 	lastErr    error         // of the last refresh, nil after a success
 	failedAt   time.Time
 	unsaved    string // a rotated refresh token not yet saved (a write failed)
+	keep       *time.Timer // refresh_token: the next keep-alive refresh
+	closed     bool
 }
 
 // New checks cfg (and reads the jwt key file) without contacting the token
@@ -106,6 +112,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -231,11 +240,38 @@ func (s *Source) startRefresh(now time.Time) {
 			}
 			s.tok, s.obtained, s.lastErr = tok, now, nil
 		}
+		if s.cfg.Grant == GrantRefreshToken && !s.closed {
+			if s.keep != nil {
+				s.keep.Stop()
+			}
+			s.keep = time.AfterFunc(s.cfg.KeepAlive, s.keepAlive)
+		}
 		s.refreshing = nil
 		s.mu.Unlock()
 		s.report(tok, err)
 		close(done)
 	}()
+}
+
+// keepAlive refreshes so that an unused refresh token does not expire.
+func (s *Source) keepAlive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.lastErr = nil // a keep-alive is not held back by an old failure
+		s.startRefresh(s.cfg.Clock())
+	}
+}
+
+// Close stops the keep-alive refreshes; a refresh in flight completes.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.keep != nil {
+		s.keep.Stop()
+	}
+	return nil
 }
 
 // Reject implements upstream.TokenSource: the smarthost refused token. A

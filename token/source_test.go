@@ -403,3 +403,23 @@ func TestStoreSharedBySources(t *testing.T) {
 		}
 	}
 }
+
+// With grant refresh_token a refresh runs KeepAlive after the last one even
+// when no token is asked for, so an unused refresh token does not expire;
+// Close stops it.
+func TestKeepAliveRefresh(t *testing.T) {
+	e := newEnv(t, oauthtest.Options{}, GrantRefreshToken)
+	e.seed(t)
+	e.cfg.KeepAlive = 50 * time.Millisecond
+	s := e.source(t)
+	if _, err := s.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return e.srv.Issued("refresh_token") >= 3 })
+	s.Close()
+	n := e.srv.Issued("refresh_token")
+	time.Sleep(200 * time.Millisecond)
+	if m := e.srv.Issued("refresh_token"); m > n+1 {
+		t.Errorf("%d refreshes after Close", m-n)
+	}
+}

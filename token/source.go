@@ -99,7 +99,7 @@ type Source struct {
 	refreshing chan struct{} // closed when the refresh in flight ends
 	lastErr    error         // of the last refresh, nil after a success
 	failedAt   time.Time
-	unsaved    string // a rotated refresh token not yet saved (a write failed)
+	unsaved    string      // a rotated refresh token not yet saved (a write failed)
 	keep       *time.Timer // refresh_token: the next keep-alive refresh
 	closed     bool
 }

@@ -71,7 +71,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		now:         time.Now,
 		euid:        os.Geteuid(),
 
-		credentialSource: credentialSource,
+		credentialSource:  credentialSource,
+		oauthSecretSource: oauthSecretSource,
 	}
 	findings := c.run(context.Background())
 	if *asJSON {
@@ -99,6 +100,8 @@ type checker struct {
 	// credentialSource is read when the config's only problem is the
 	// smarthost password missing outside the service.
 	credentialSource string
+	// oauthSecretSource is the same for the credential "oauth2".
+	oauthSecretSource string
 
 	out []dnscheck.Finding
 }
@@ -126,6 +129,9 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 				c.ok("smarthost password", "read from %s, the source of the service's credential \"smarthost\"", c.credentialSource)
 			}
 		}
+	}
+	if err != nil && onlyMissingClientSecret(err) {
+		cfg, err = c.loadWithClientSecret() // checkoauth.go
 	}
 	if err != nil {
 		// Nothing else can be checked without a configuration: list every

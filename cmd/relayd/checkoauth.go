@@ -20,6 +20,39 @@ import (
 	"relayd/upstream"
 )
 
+// oauthSecretSource is where the README's LoadCredential=oauth2 drop-in
+// reads the client secret from.
+const oauthSecretSource = "/etc/relayd/oauth2.secret"
+
+// onlyMissingClientSecret reports whether the config's only problem is the
+// client secret of the systemd credential "oauth2", which exists only
+// inside the service.
+func onlyMissingClientSecret(err error) bool {
+	var errs conf.Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		return false
+	}
+	var p *conf.Problem
+	return errors.As(errs[0], &p) && p.Key == "upstream.oauth2.client_secret_file" && strings.Contains(p.Err.Error(), `systemd credential "oauth2"`) &&
+		strings.HasPrefix(p.Err.Error(), "must be set")
+}
+
+// loadWithClientSecret loads the config with the client secret read from
+// oauthSecretSource (root can read it), as the service would get it.
+func (c *checker) loadWithClientSecret() (*conf.Config, error) {
+	sec := readSecret(c.oauthSecretSource)
+	if sec == "" {
+		return conf.Load(c.path)
+	}
+	cfg, err := conf.LoadClient(c.path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Upstream.OAuth2.ClientSecret = sec
+	c.ok("oauth2 client secret", "read from %s, the source of the service's credential \"oauth2\"", c.oauthSecretSource)
+	return cfg, nil
+}
+
 // oauthToken fetches one access token (not shown) and reports the result.
 func (c *checker) oauthToken(ctx context.Context, cfg *conf.Config) {
 	o := cfg.Upstream.OAuth2

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"relayd/dnscheck"
 	"relayd/internal/oauthtest"
 	"relayd/internal/smtptest"
 	"relayd/token"
@@ -120,5 +123,27 @@ func TestCheckOAuth2(t *testing.T) {
 				t.Fatalf("no FAIL with %q and fix %q:\n%s", tc.want, tc.fix, out)
 			}
 		})
+	}
+}
+
+// Outside the service the credential "oauth2" does not exist: check reads
+// its source file, as systemd would for the service.
+func TestCheckReadsOAuthSecretSource(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	s := newOAuthCheck(t)
+	cfg := s.config(t, "client_credentials")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), fmt.Sprintf("client_secret_file = %q\n", s.secret), "", 1)), 0o644)
+	c := &checker{path: cfg, noDNS: true, now: time.Now, euid: os.Geteuid(), oauthSecretSource: s.secret}
+	var sawOK, sawToken bool
+	for _, f := range c.run(context.Background()) {
+		if f.Level == dnscheck.Fail {
+			t.Errorf("FAIL: %v", f)
+		}
+		sawOK = sawOK || f.What == "oauth2 client secret" && f.Level == dnscheck.OK
+		sawToken = sawToken || strings.HasPrefix(f.What, "oauth2 token") && f.Level == dnscheck.OK
+	}
+	if !sawOK || !sawToken {
+		t.Errorf("secret source OK %v, token OK %v", sawOK, sawToken)
 	}
 }

@@ -247,9 +247,9 @@ func TestOAuth2TokenEndpointDown(t *testing.T) {
 		t.Fatalf("smarthost saw AUTH or mail without a token")
 	}
 	e.ts.Start()
-	msgs := e.sh.WaitMessages(t, 1, 30*time.Second)
+	e.sh.WaitMessages(t, 1, 30*time.Second)
 	time.Sleep(time.Second) // give a wrong bounce the chance to show
-	msgs = e.sh.Messages()
+	msgs := e.sh.Messages()
 	if len(msgs) != 1 || msgs[0].From != "app@example.com" {
 		t.Fatalf("messages %+v, want only the original (no bounce)", msgs)
 	}

@@ -56,8 +56,6 @@ type oauthState struct {
 	warned atomic.Bool
 }
 
-func (cfg Config) oauth() bool { return cfg.Auth == AuthXOAuth2 || cfg.Auth == AuthOAuthBearer }
-
 // checkAuth validates Auth against the credentials given.
 func (cfg Config) checkAuth() []error {
 	var errs []error

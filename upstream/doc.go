@@ -9,7 +9,9 @@
 //     after every RSET (go-smtp's own STARTTLS helpers would say "localhost",
 //     so the upgrade is done here: see session.go).
 //   - Credentials are sent only over TLS (or to loopback with tls = "none"),
-//     and are never logged.
+//     and are never logged. With Config.Auth "xoauth2" or "oauthbearer" the
+//     credential is an OAuth2 access token from Config.Tokens (sasl.go);
+//     failing to get one is a StageAuth *Error like a refused password.
 //   - Every Read and Write on the wire runs under a deadline of
 //     Config.Timeout, and cancelling the context closes the connection, so no
 //     delivery can hang.

@@ -309,3 +309,41 @@ func TestOAuth2LoginThenServe(t *testing.T) {
 	r.stop()
 	e.noSecretsIn(t, out.String()+stderr.String()+r.logs())
 }
+
+// kill -9 the moment the token endpoint has answered a refresh with a new
+// refresh token (relayd may or may not have saved it yet). With the old one
+// still valid until the new one is used, as Microsoft does, the restart
+// works with whichever the file holds, and never with a replaced one.
+func TestOAuth2KilledAtRotation(t *testing.T) {
+	e := newOAuthEnv(t, oauthtest.Options{})
+	e.seed(t)
+	path := e.config(t, "refresh_token", "xoauth2")
+	r := start(t, e.dir, path)
+	killedc := make(chan struct{})
+	var once sync.Once
+	e.ts.OnIssued(func(string) {
+		once.Do(func() {
+			r.cmd.Process.Signal(syscall.SIGKILL)
+			close(killedc)
+		})
+	})
+	if err := r.send(t, "app@example.com", []string{"dest@example.net"}, message(1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-killedc:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("relayd never refreshed:\n%s", r.logs())
+	}
+	r.cmd.Wait()
+	e.ts.OnIssued(nil)
+	first := r.logs()
+	r.start()
+	e.sh.WaitMessages(t, 1, 30*time.Second)
+	r.stop()
+	logs := r.logs()
+	if strings.Contains(logs, "invalid_grant") {
+		t.Errorf("the restart used a dead refresh token:\n%s", logs)
+	}
+	e.noSecretsIn(t, first+logs)
+}

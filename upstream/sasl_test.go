@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 
@@ -194,5 +195,57 @@ func TestAuthConfigChecked(t *testing.T) {
 	}
 	if _, err := New(Config{Address: "127.0.0.1:25", Auth: AuthXOAuth2, Username: "u", Tokens: &fakeTokens{}}); err != nil {
 		t.Errorf("xoauth2 without password: %v", err)
+	}
+}
+
+// gatedTokens blocks Token until gate is closed (a slow token endpoint).
+type gatedTokens struct {
+	fakeTokens
+	gate    chan struct{}
+	waiting chan struct{} // receives when a Token call starts waiting
+}
+
+func (g *gatedTokens) Token(ctx context.Context) (string, error) {
+	g.waiting <- struct{}{}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return g.fakeTokens.Token(ctx)
+}
+
+// A delivery on an authenticated connection goes on while another one
+// waits for a token for its new connection.
+func TestOAuthWaitDoesNotStallOthers(t *testing.T) {
+	var mu sync.Mutex
+	valid := "tok"
+	s := oauthServer(t, &valid, &mu)
+	g := &gatedTokens{fakeTokens: fakeTokens{tok: "tok"}, gate: make(chan struct{}), waiting: make(chan struct{}, 4)}
+	c, _ := newClient(t, s, func(cfg *Config) { cfg.Auth, cfg.Tokens, cfg.Password = AuthXOAuth2, g, "" })
+	first := make(chan error, 1)
+	go func() { _, err := c.Deliver(context.Background(), delivery("m0", "b@example.net")); first <- err }()
+	<-g.waiting
+	close(g.gate) // the first connection gets its token
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// The pooled connection is authenticated; a new gate holds any new one.
+	g.gate = make(chan struct{})
+	defer close(g.gate)
+	blocked := make(chan error, 1)
+	go func() { _, err := c.Deliver(context.Background(), delivery("m1", "b@example.net")); blocked <- err }()
+	go func() { _, err := c.Deliver(context.Background(), delivery("m2", "b@example.net")); blocked <- err }()
+	<-g.waiting // one delivery dials and waits for a token...
+	select {    // ...while the other completes on the pooled connection
+	case err := <-blocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a delivery on an authenticated connection waited for the token")
+	}
+	if n := len(s.Messages()); n != 2 {
+		t.Errorf("%d messages, want 2", n)
 	}
 }

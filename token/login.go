@@ -50,13 +50,13 @@ func (s *Source) Login(ctx context.Context, prompt func(Prompt)) error {
 		return errors.New("token: the provider returned no refresh token: add the scope offline_access (Microsoft) to oauth2.scopes")
 	}
 	unlock, err := lockStore(s.cfg.StoreFile)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.save(tok.RefreshToken)
+		unlock()
 	}
-	err = s.save(tok.RefreshToken)
-	unlock()
 	if err != nil {
-		return s.saveError(err)
+		return &Error{Kind: KindLocal, Err: fmt.Errorf("cannot store the refresh token in %s: %w", s.cfg.StoreFile, err),
+			hint: "run relayd oauth2 login as root or as the user relayd serve runs as"}
 	}
 	s.mu.Lock()
 	s.unsaved, s.lastErr = "", nil

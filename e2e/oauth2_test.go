@@ -255,6 +255,7 @@ func TestOAuth2TokenEndpointDown(t *testing.T) {
 	}
 	r.stop()
 	logs := r.logs()
+	t.Log(logs)
 	if strings.Contains(logs, "status=bounced") || strings.Contains(logs, "status=failed") {
 		t.Errorf("bounced or failed:\n%s", logs)
 	}

@@ -162,6 +162,9 @@ func (c *Client) authFailed(s *session, client sasl.Client, e *Error) *Error {
 		return e
 	}
 	status := m.status()
+	if status == "" && e.Code != 535 {
+		return e // not about the token (e.g. 454 or 500 from the server)
+	}
 	what := "the smarthost refused the OAuth2 token"
 	if status != "" {
 		what += fmt.Sprintf(" (error status %q)", status)

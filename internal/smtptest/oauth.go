@@ -2,6 +2,7 @@ package smtptest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -21,11 +22,19 @@ const oauthMaxLine = 16 << 10
 // Options.OAuth refuses gets the error challenge (a 334 with base64 JSON,
 // RFC 7628 §3.2.2), and after the client's dummy response (empty for
 // XOAUTH2, %x01 for OAUTHBEARER, §3.2.3; either is accepted) 535 5.7.8.
+//
+// Like a real server, it refuses an AUTH command line longer than 512
+// octets (RFC 5321 §4.5.3.1.4): a long initial response must be sent as
+// the answer to an empty 334 instead (RFC 4954 §4).
 type oauthServer struct {
 	mech  string
 	ss    *session
 	state int
+	asked bool // the empty 334 was sent: the response is not on the AUTH line
 }
+
+// errLineTooLong is go-smtp's answer to an overlong command line.
+var errLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long"}
 
 // ErrorStatus is the "status" of the JSON error challenge.
 const ErrorStatus = "invalid_token"
@@ -34,7 +43,11 @@ func (o *oauthServer) Next(resp []byte) ([]byte, bool, error) {
 	switch o.state {
 	case 0:
 		if resp == nil {
+			o.asked = true
 			return []byte{}, false, nil // "334 " asking for the response
+		}
+		if !o.asked && len("AUTH ")+len(o.mech)+1+base64.StdEncoding.EncodedLen(len(resp))+len("\r\n") > 512 {
+			return nil, true, errLineTooLong
 		}
 		o.state = 1
 		user, token, err := o.parse(resp)

@@ -67,6 +67,9 @@ func (u *Upstream) checkAuth(errs *Errors, e env) {
 	o := &u.OAuth2
 	if u.Username == "" {
 		errs.add("upstream.username", "must be set with auth = %q: the mailbox the token is for (e.g. relay@example.com)", u.Auth)
+	} else if strings.ContainsFunc(u.Username, isSpaceOrControl) {
+		// ^A separates the fields of XOAUTH2 and OAUTHBEARER (RFC 7628 §3.1).
+		errs.add("upstream.username", "%q contains spaces or control characters", u.Username)
 	}
 	if u.PasswordFile != "" {
 		errs.add("upstream.password_file", "is not used with auth = %q (the token replaces the password): remove it", u.Auth)

@@ -63,6 +63,8 @@ func TestOAuth2Problems(t *testing.T) {
 		`/etc/relayd/relayd.toml: upstream.auth: "cram-md5" is not one of "" (PLAIN or LOGIN, whichever is offered), plain, login, xoauth2, oauthbearer`,
 		`/etc/relayd/relayd.toml: upstream.oauth2.grant: is set but upstream.auth is "cram-md5": set upstream.auth = "xoauth2" (Microsoft 365, Google) or "oauthbearer"`,
 	)
+	got = parseErrs(t, testEnv(nil), strings.Replace(oauthBase, `"relay@example.com"`, `"relay\u0001@example.com"`, 1)+"grant = \"refresh_token\"\ntoken_url = \"https://t.example/\"\nclient_id = \"i\"\nscopes = [\"s\"]\n")
+	wantLines(t, got, `/etc/relayd/relayd.toml: upstream.username: "relay\x01@example.com" contains spaces or control characters`)
 	got = parseErrs(t, testEnv(nil), oauthBase)
 	wantLines(t, got, `/etc/relayd/relayd.toml: upstream.oauth2.grant: must be set with auth = "xoauth2": "client_credentials", "refresh_token" or "jwt"`)
 }

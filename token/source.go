@@ -163,6 +163,10 @@ func New(cfg Config) (*Source, error) {
 		// in the form from being re-posted elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	if cfg.Grant == GrantRefreshToken {
+		// Also when no mail ever asks for a token (Close stops it).
+		s.keep = time.AfterFunc(cfg.KeepAlive, s.keepAlive)
+	}
 	return s, nil
 }
 

@@ -64,6 +64,7 @@ func (c *checker) oauthToken(ctx context.Context, cfg *conf.Config) {
 	if err != nil {
 		return // build() reported it as a config problem
 	}
+	defer ts.Close()
 	tctx, cancel := context.WithTimeout(ctx, checkProbeTimeout)
 	defer cancel()
 	if _, err := ts.Check(tctx); err != nil {

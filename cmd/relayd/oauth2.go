@@ -101,6 +101,7 @@ func runOAuth2(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relayd oauth2 login: %v\n", err)
 		return exitConfig
 	}
+	defer ts.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)

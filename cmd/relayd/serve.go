@@ -423,6 +423,9 @@ func (d *daemon) reload() error {
 	}
 	comp, errs := build(cfg, d.log)
 	if len(errs) > 0 {
+		if comp.up != nil {
+			comp.up.Close() // stops its token source's keep-alive refreshes
+		}
 		return d.rejectReload(errors.Join(errs...))
 	}
 	d.warnRestartOnly(cfg)

@@ -77,6 +77,10 @@ type Upstream struct {
 	// at a smarthost that refuses the null sender <> (Amazon SES); ""
 	// sends <> (RFC 5321 §4.5.5).
 	NullSender string `toml:"null_sender"`
+	// Auth is the SASL mechanism: "" (PLAIN if offered, else LOGIN),
+	// "plain", "login", "xoauth2" or "oauthbearer" (then OAuth2 below).
+	Auth   string `toml:"auth"`
+	OAuth2 OAuth2 `toml:"oauth2"`
 	// Password is resolved at load time from PasswordFile or the systemd
 	// credential "smarthost"; never logged, never in TOML.
 	Password string `toml:"-" json:"-"`

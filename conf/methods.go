@@ -30,6 +30,9 @@ func (u Upstream) safe() upstreamNoMethods {
 	if u.Password != "" {
 		u.Password = redacted
 	}
+	if u.OAuth2.ClientSecret != "" {
+		u.OAuth2.ClientSecret = redacted
+	}
 	return upstreamNoMethods(u)
 }
 
@@ -56,6 +59,9 @@ func (u Upstream) LogValue() slog.Value {
 	}
 	if u.Password != "" {
 		attrs = append(attrs, slog.String("password", redacted))
+	}
+	if u.Auth != "" {
+		attrs = append(attrs, slog.String("auth", u.Auth))
 	}
 	return slog.GroupValue(attrs...)
 }

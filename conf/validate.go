@@ -201,7 +201,7 @@ func (u *Upstream) check(errs *Errors, e env) {
 			errs.add(f.key, "must be 0 (no limit) or more")
 		}
 	}
-	u.resolvePassword(errs, e)
+	u.checkAuth(errs, e) // oauth2.go
 }
 
 // resolvePassword fills u.Password from password_file, else from the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"relayd/maillog"
+	"relayd/token"
 )
 
 // LogHandler wraps h: every mail log record (msg="mail") is counted, then
@@ -25,8 +26,11 @@ func (l *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "mail" {
+	switch r.Message {
+	case "mail":
 		l.m.count(r)
+	case token.LogRefresh:
+		l.m.countRefresh(r)
 	}
 	if !l.next.Enabled(ctx, r.Level) {
 		return nil

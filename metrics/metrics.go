@@ -37,6 +37,7 @@ type Metrics struct {
 	connFail   prometheus.Counter
 	authFail   prometheus.Counter
 	reloads    *prometheus.CounterVec
+	refreshes  *prometheus.CounterVec // oauth2.go
 	queueStats func() queue.Stats
 	clock      func() time.Time
 }
@@ -78,6 +79,7 @@ func New(o Options) *Metrics {
 		Help: "Hand-offs that failed at AUTH."})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayd_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, rejected)."}, []string{"result"})
+	m.refreshes = newRefreshes()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "relayd_build_info",
 		Help:        "Build information; the value is always 1.",
 		ConstLabels: prometheus.Labels{"version": o.Version, "goversion": runtime.Version()}})
@@ -86,7 +88,7 @@ func New(o Options) *Metrics {
 		m.rcpts.WithLabelValues(s) // export zeros so rate() works from the start
 	}
 	m.reg.MustRegister(m.accepted, m.rejected, m.rcpts, m.bounces, m.delay, m.attempt,
-		m.connFail, m.authFail, m.reloads, build, queueCollector{m},
+		m.connFail, m.authFail, m.reloads, m.refreshes, build, queueCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

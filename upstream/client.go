@@ -25,6 +25,8 @@ type Client struct {
 	health  map[string]*relayHealth
 	changed chan struct{}
 	closed  bool
+
+	oauth oauthState // sasl.go
 }
 
 var _ queue.Deliverer = (*Client)(nil)

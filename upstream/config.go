@@ -41,6 +41,11 @@ type Config struct {
 	// "" sends <>.
 	NullSender         string
 	Username, Password string
+	// Auth picks the SASL mechanism (see sasl.go): "" = PLAIN if offered,
+	// else LOGIN; "plain", "login", "xoauth2", "oauthbearer".
+	Auth string
+	// Tokens supplies the OAuth2 access tokens of xoauth2 and oauthbearer.
+	Tokens TokenSource
 	// Timeout bounds connecting, every write, and every reply as a whole,
 	// all its lines together (default 2m).
 	Timeout time.Duration
@@ -110,9 +115,7 @@ func (cfg Config) normalize() (Config, error) {
 	if badLine(cfg.NullSender) || strings.ContainsAny(cfg.NullSender, "<> ") {
 		errs = append(errs, fmt.Errorf("upstream: null_sender %q is not an address", cfg.NullSender))
 	}
-	if cfg.Username != "" && cfg.Password == "" {
-		errs = append(errs, errors.New("upstream: username set but the password is empty"))
-	}
+	errs = append(errs, cfg.checkAuth()...)
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}

@@ -11,7 +11,9 @@
 //     established session: RSET is sent by the session itself, not by
 //     go-smtp's Reset, which would re-send EHLO.
 //   - Credentials are sent only over TLS (or to loopback with tls = "none"),
-//     and are never logged.
+//     and are never logged. With Config.Auth "xoauth2" or "oauthbearer" the
+//     credential is an OAuth2 access token from Config.Tokens (sasl.go);
+//     failing to get one is a StageAuth *Error like a refused password.
 //   - Every Write on the wire runs under a deadline of Config.Timeout,
 //     every reply as a whole (all its continuation lines) under one
 //     Config.Timeout, and a delivery as a whole under 3*Timeout plus its

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"time"
 )
@@ -131,6 +132,9 @@ func (c *Client) Close() error {
 		s.idleTimer.Stop()
 		s.quit()
 		c.release()
+	}
+	if cl, ok := c.cfg.Tokens.(io.Closer); ok {
+		cl.Close() // e.g. stops a token source's keep-alive refreshes
 	}
 	return nil
 }

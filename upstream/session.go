@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -164,7 +163,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		return sessionError(StageEHLO, s.addr, err)
 	}
 	if cfg.Username != "" {
-		return c.auth(s, host, isTLS)
+		return c.auth(ctx, s, host, isTLS)
 	}
 	return nil
 }
@@ -210,9 +209,9 @@ func (c *Client) startTLS(ctx context.Context, s *session, tp *textproto.Conn, h
 	return nil
 }
 
-// auth authenticates with PLAIN if offered, else LOGIN (RFC 4954), only over
-// TLS or to loopback.
-func (c *Client) auth(s *session, host string, isTLS bool) *Error {
+// auth authenticates (RFC 4954) with the mechanism saslClient picks, only
+// over TLS or to loopback.
+func (c *Client) auth(ctx context.Context, s *session, host string, isTLS bool) *Error {
 	if !isTLS && !isLoopback(host) {
 		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("refusing to send credentials without TLS")}
 	}
@@ -221,23 +220,15 @@ func (c *Client) auth(s *session, host string, isTLS bool) *Error {
 		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("server offers no AUTH"),
 			Hint: "credentials are configured but the smarthost does not advertise AUTH on this port"}
 	}
-	var client sasl.Client
-	for _, m := range strings.Fields(mechs) {
-		if strings.EqualFold(m, sasl.Plain) {
-			client = sasl.NewPlainClient("", c.cfg.Username, c.cfg.Password)
-			break
-		}
-		if strings.EqualFold(m, sasl.Login) {
-			client = &loginClient{user: c.cfg.Username, pass: c.cfg.Password}
-		}
-	}
-	if client == nil {
-		return &Error{Stage: StageAuth, Addr: s.addr, Err: fmt.Errorf("no supported AUTH mechanism in %q (want PLAIN or LOGIN)", mechs)}
+	client, e := c.saslClient(ctx, s, host, mechs)
+	if e != nil {
+		return e
 	}
 	if err := s.c.Auth(client); err != nil {
 		// Never include the exchange itself: only the server's reply.
-		return sessionError(StageAuth, s.addr, err)
+		return c.authFailed(s, client, sessionError(StageAuth, s.addr, err))
 	}
+	c.authOK()
 	return nil
 }
 

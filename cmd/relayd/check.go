@@ -71,7 +71,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		now:         time.Now,
 		euid:        os.Geteuid(),
 
-		credentialSource: credentialSource,
+		credentialSource:  credentialSource,
+		oauthSecretSource: oauthSecretSource,
 	}
 	findings := c.run(context.Background())
 	if *asJSON {
@@ -99,6 +100,8 @@ type checker struct {
 	// credentialSource is read when the config's only problem is the
 	// smarthost password missing outside the service.
 	credentialSource string
+	// oauthSecretSource is the same for the credential "oauth2".
+	oauthSecretSource string
 
 	out []dnscheck.Finding
 }
@@ -126,6 +129,9 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 				c.ok("smarthost password", "read from %s, the source of the service's credential \"smarthost\"", c.credentialSource)
 			}
 		}
+	}
+	if err != nil && onlyMissingClientSecret(err) {
+		cfg, err = c.loadWithClientSecret() // checkoauth.go
 	}
 	if err != nil {
 		// Nothing else can be checked without a configuration: list every
@@ -207,7 +213,11 @@ func (c *checker) fileModes(cfg *conf.Config) []string {
 	for i, k := range cfg.DKIM {
 		files = append(files, secret{fmt.Sprintf("dkim[%d].key_file", i), k.KeyFile})
 	}
-	files = append(files, secret{"listen.tls_key", cfg.Listen.TLSKey}, secret{"upstream.password_file", cfg.Upstream.PasswordFile})
+	files = append(files, secret{"listen.tls_key", cfg.Listen.TLSKey}, secret{"upstream.password_file", cfg.Upstream.PasswordFile},
+		secret{"upstream.oauth2.client_secret_file", cfg.Upstream.OAuth2.SecretFile}, secret{"upstream.oauth2.key_file", cfg.Upstream.OAuth2.KeyFile})
+	if cfg.Upstream.OAuth() && cfg.Upstream.OAuth2.Grant == conf.GrantRefreshToken {
+		files = append(files, secret{"oauth2 refresh token", tokenStoreFile(cfg)})
+	}
 	var bad []string
 	for _, f := range files {
 		if f.path == "" {
@@ -376,12 +386,15 @@ func (c *checker) smarthost(ctx context.Context, cfg *conf.Config, up *upstream.
 	if up == nil {
 		return // build() already reported why the client cannot be made
 	}
+	if u.OAuth() {
+		c.oauthToken(ctx, cfg) // checkoauth.go
+	}
 	pctx, cancel := context.WithTimeout(ctx, checkProbeTimeout)
 	defer cancel()
 	failed := map[string]bool{}
 	for _, e := range probeErrors(up.Probe(pctx)) {
 		failed[e.Addr] = true
-		c.out = append(c.out, diagnose(e, cfg))
+		c.out = append(c.out, diagnoseLogin(e, cfg))
 	}
 	for _, addr := range append([]string{u.Address}, u.Fallback...) {
 		if failed[addr] {
@@ -426,7 +439,9 @@ func probeSummary(cfg *conf.Config) string {
 	default:
 		steps = append(steps, "STARTTLS, certificate verified")
 	}
-	if u.Username != "" {
+	if u.OAuth() {
+		steps = append(steps, "AUTH "+strings.ToUpper(u.Auth)+" with an OAuth2 token accepted for "+u.Username)
+	} else if u.Username != "" {
 		steps = append(steps, "AUTH accepted for "+u.Username)
 	} else {
 		steps = append(steps, "no AUTH configured")

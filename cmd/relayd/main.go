@@ -34,6 +34,7 @@ commands:
                                  check config, smarthost and DNS; exit 1 on any FAIL
   dkim keygen|dns ...            DKIM keys and their DNS records
   passwd                         print a bcrypt hash (password on stdin) for [[users]]
+  oauth2 login [--config FILE]   sign the smarthost mailbox in once (OAuth2 device code)
   config example                 print an annotated example config
   version                        print the version
 
@@ -77,6 +78,8 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDKIM(args, stdout, stderr)
 	case "passwd":
 		return runPasswd(args, stdin, stdout, stderr)
+	case "oauth2":
+		return runOAuth2(args, stdout, stderr)
 	case "config":
 		return runConfig(args, stdout, stderr)
 	case "version", "--version":

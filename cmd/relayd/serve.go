@@ -136,6 +136,14 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: upstream.ca_file: %w", cfg.Source, err)
 	}
+	var tokens upstream.TokenSource
+	if u.OAuth() {
+		ts, err := newTokenSource(cfg, log) // oauth2.go
+		if err != nil {
+			return nil, err
+		}
+		tokens = ts
+	}
 	up, err := upstream.New(upstream.Config{
 		Address:    u.Address,
 		Fallback:   u.Fallback,
@@ -145,6 +153,8 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		NullSender: u.NullSender,
 		Username:   u.Username,
 		Password:   u.Password,
+		Auth:       u.Auth,
+		Tokens:     tokens,
 		Timeout:    u.Timeout.Duration,
 		MaxConns:   cfg.Queue.Concurrency,
 		MinBackoff: cfg.Queue.MinBackoff.Duration,
@@ -433,6 +443,9 @@ func (d *daemon) reload() error {
 	}
 	comp, errs := build(cfg, d.log)
 	if len(errs) > 0 {
+		if comp.up != nil {
+			comp.up.Close() // stops its token source's keep-alive refreshes
+		}
 		return d.rejectReload(errors.Join(errs...))
 	}
 	d.warnRestartOnly(cfg)

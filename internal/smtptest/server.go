@@ -54,6 +54,10 @@ type Options struct {
 	MaxMessageBytes int64
 	// Faults are the initial scripted failures.
 	Faults Faults
+	// OAuth, when set, offers XOAUTH2 and OAUTHBEARER (see oauth.go) and
+	// requires AUTH before MAIL; it reports whether token is currently
+	// valid for user.
+	OAuth func(user, token string) bool
 }
 
 // Message is one message the server accepted.
@@ -140,6 +144,9 @@ func New(t testing.TB, opts Options) *Server {
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	if !opts.NoSTARTTLS && !opts.Implicit {
 		srv.TLSConfig = s.tlsConf
+	}
+	if opts.OAuth != nil {
+		srv.MaxLineLength = oauthMaxLine // a bearer token is 1.5-3 KB, base64 a third more
 	}
 	s.srv = srv
 

@@ -69,7 +69,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.s.opts.RequireTLS && !ss.tls() {
 		return errNeedTLS // RFC 3207 §4
 	}
-	if len(ss.s.opts.Users) > 0 && ss.authUser == "" {
+	if (len(ss.s.opts.Users) > 0 || ss.s.opts.OAuth != nil) && ss.authUser == "" {
 		return errNeedAuth // RFC 4954 §6
 	}
 	if f := ss.s.Faults().MailReply; f != nil {
@@ -170,11 +170,14 @@ func (ss *session) Data(r io.Reader) error {
 // AuthMechanisms advertises PLAIN and LOGIN when accounts exist and, with
 // RequireTLS, only once TLS is up.
 func (ss *session) AuthMechanisms() []string {
-	if len(ss.s.opts.Users) == 0 || (ss.s.opts.RequireTLS && !ss.tls()) {
+	if (len(ss.s.opts.Users) == 0 && ss.s.opts.OAuth == nil) || (ss.s.opts.RequireTLS && !ss.tls()) {
 		return nil
 	}
 	if m := ss.s.opts.AuthMechs; len(m) > 0 {
 		return m
+	}
+	if ss.s.opts.OAuth != nil {
+		return []string{sasl.Plain, sasl.Login, mechXOAuth2, sasl.OAuthBearer}
 	}
 	return []string{sasl.Plain, sasl.Login}
 }
@@ -199,6 +202,8 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		}), nil
 	case sasl.Login:
 		return &loginServer{check: ss.check}, nil
+	case mechXOAuth2, sasl.OAuthBearer:
+		return &oauthServer{mech: mech, ss: ss}, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }

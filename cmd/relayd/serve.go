@@ -201,6 +201,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	defer q.Close()
 	d.q = q
+	importOldSpool(q, cfg.StateDir, d.log)
 	mctx, mstop := context.WithCancel(context.Background())
 	defer mstop()
 	if err := d.serveMetrics(mctx); err != nil {

@@ -106,7 +106,10 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 	var errs []error
 	c := &components{cfg: cfg}
 	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: log})
-	errs = append(errs, kerrs...)
+	for _, e := range kerrs {
+		// FILE: KEY: problem, as every config problem (README).
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, e))
+	}
 	c.sign = sign
 	if cfg.Listen.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Listen.TLSCert, cfg.Listen.TLSKey)
@@ -197,7 +200,7 @@ func (d *daemon) run(ctx context.Context) error {
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
 	if err != nil {
-		return err
+		return stateDirError(cfg.StateDir, err)
 	}
 	defer q.Close()
 	d.q = q
@@ -211,7 +214,7 @@ func (d *daemon) run(ctx context.Context) error {
 	nt.intake = d.intake
 
 	if err := d.listen(); err != nil {
-		return err
+		return listenError(err)
 	}
 	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
 		d.log.Info("outbound rate limit", "limit", rl.String())

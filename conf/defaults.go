@@ -44,10 +44,16 @@ func Default() *Config {
 	return c
 }
 
+// DefaultStateDir is the built-in state_dir: the Debian package's spool
+// (systemd's StateDirectory=relayd), so that mail held by a daemon on the
+// built-in defaults is the packaged daemon's mail too. Before issue 17 it
+// was /var/spool/relayd; the daemon imports mail it finds there.
+const DefaultStateDir = "/var/lib/relayd"
+
 // defaults is Default without the hostname, which costs a DNS lookup.
 func defaults() *Config {
 	return &Config{
-		StateDir: "/var/spool/relayd",
+		StateDir: DefaultStateDir,
 		Listen: Listen{
 			SMTP:                []string{"127.0.0.1:25", "[::1]:25"},
 			RelayNetworks:       []string{"127.0.0.0/8", "::1/128"},

@@ -20,7 +20,7 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("load(\"\") = %+v\nwant %+v", c, want)
 	}
-	if c.Hostname != "relay.test.example" || c.StateDir != "/var/spool/relayd" ||
+	if c.Hostname != "relay.test.example" || c.StateDir != "/var/lib/relayd" ||
 		!reflect.DeepEqual(c.Listen.SMTP, []string{"127.0.0.1:25", "[::1]:25"}) ||
 		!reflect.DeepEqual(c.Listen.RelayNetworks, []string{"127.0.0.0/8", "::1/128"}) ||
 		c.Listen.MaxMessageBytes != 26214400 || c.Listen.MaxRecipients != 1000 ||

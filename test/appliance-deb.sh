@@ -2,8 +2,10 @@
 # appliance-deb.sh: package test for relayd (issue 9).
 #
 # Builds relayd_VERSION_amd64.deb with `make deb`, installs it with dpkg -i
-# into a clean Debian 12 root made by debootstrap (minbase + adduser, cached
-# as a tarball between runs), and checks: the sendmail interface points at
+# into two clean Debian 12 roots made by debootstrap (minbase + adduser, and
+# minbase + adduser + systemd: systemd installed, not running, no /proc, as
+# in an image build; both cached as tarballs between runs), and checks in
+# each: the sendmail interface points at
 # relayd, `relayd check` accepts the packaged config, the user and the spool
 # exist with the right modes, an unprivileged user's `sendmail` lands in the
 # maildrop while the daemon is down, an admin's config edit survives a
@@ -65,19 +67,25 @@ deb=$work/out/relayd_${version}_amd64.deb
 [ -f "$deb" ] || fail "make deb did not produce $deb"
 ok
 
-# 2. A clean Debian 12 root (cached base tarball, fresh copy each run).
-base=$cache/bookworm-minbase.tar.gz
+# 2. A clean Debian 12 root (cached base tarball, fresh copy each run):
+# $1 is the name, $2 the packages debootstrap adds to minbase.
+test_root() {
+name=$1
+base=$cache/bookworm-$name.tar.gz
 if [ ! -f "$base" ]; then
-	say "debootstrap bookworm from $mirror (once; cached in $base)"
+	say "debootstrap bookworm ($name) from $mirror (once; cached in $base)"
 	mkdir -p "$cache"
-	debootstrap --variant=minbase --include=adduser bookworm "$work/base" "$mirror" \
-		>"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap"; }
+	debootstrap --variant=minbase --include="$2" bookworm "$work/base" "$mirror" \
+		>"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap ($name)"; }
 	tar -C "$work/base" -czf "$base.tmp" . && mv "$base.tmp" "$base"
 	rm -rf "$work/base"
 fi
-root=$work/root
+root=$work/root-$name
 mkdir "$root"
 tar -C "$root" -xzf "$base"
+# Nothing is mounted in the root: no /proc, as in debootstrap's second
+# stage or an image build (Debian's MTA packages install there).
+[ ! -e "$root/proc/self" ] || fail "/proc is mounted in the $name root"
 # No service may start inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
@@ -93,8 +101,14 @@ expect_mode() {
 
 # 3. Install and check.
 in_root dpkg -i /tmp/relayd.deb >"$work/install.log" 2>&1 ||
-	{ cat "$work/install.log" >&2; fail "dpkg -i"; }
+	{ cat "$work/install.log" >&2; fail "dpkg -i ($name root)"; }
 ok
+if [ -x "$root/usr/bin/deb-systemd-helper" ]; then
+	# With systemd installed (not running), postinst enables the unit.
+	[ -L "$root/etc/systemd/system/multi-user.target.wants/relayd.service" ] ||
+		fail "relayd.service not enabled in the $name root"
+	ok
+fi
 for l in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases; do
 	[ "$(in_root readlink -f "$l")" = /usr/sbin/relayd ] || fail "$l does not resolve to /usr/sbin/relayd"
 	ok
@@ -168,6 +182,15 @@ chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin RELAYD_PURGE_SPOOL=yes 
 	dpkg -P relayd </dev/null >"$work/purge2.log" 2>&1 || { cat "$work/purge2.log" >&2; fail "dpkg -P (RELAYD_PURGE_SPOOL=yes)"; }
 [ ! -e "$root/var/lib/relayd" ] || fail "RELAYD_PURGE_SPOOL=yes kept the queue"
 ok
+say "$name root: ok ($checks checks so far)"
+[ "${KEEP_ROOT:-}" = 1 ] || rm -rf "$root"
+}
+
+# minbase, as a container or a minimal server; and one with systemd
+# installed but not running and no /proc, where systemd-tmpfiles and
+# systemd-sysusers cannot work.
+test_root minbase adduser
+test_root systemd adduser,systemd
 
 size=$(stat -c %s "$deb")
 echo "appliance-deb: PASS $(basename "$deb") ($((size / 1024)) KiB), $checks checks in $(($(date +%s) - start))s"

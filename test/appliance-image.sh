@@ -5,8 +5,9 @@
 # Builds the appliance with `make image` (Debian 12 by debootstrap, the
 # relayd package, direct kernel boot files), then runs the Go test
 # ./test/applianceimage, which boots it under qemu-system-x86_64 -accel tcg
-# with a configuration drive (label RELAYD) and user-mode networking: host
-# 127.0.0.1:PORT -> guest :25, guest -> 10.0.2.2:PORT2 -> a test smarthost on
+# with the configuration drive of docs/appliance.md (label RELAYD) and
+# user-mode networking with restrict=on and only two forwards: host
+# 127.0.0.1:PORT -> guest :25, guest 10.0.2.100:587 -> a test smarthost on
 # the host (STARTTLS + AUTH, its CA on the drive). One message goes in; the
 # test checks it arrives over TLS with AUTH and DKIM-signed with the key the
 # guest made on first boot (DNS record read from the serial console).

@@ -30,6 +30,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -274,16 +275,29 @@ func (c *checker) stateDir(cfg *conf.Config) {
 		}
 		existing = parent
 	}
+	fix := "mkdir -p " + dir + " && chown relayd:relayd " + dir + " (the user relayd serve runs as)"
+	// As another user than root, say what relayd serve run as this user
+	// would hit: it fails to start, so this is a FAIL (with the way to
+	// check as the daemon's user instead).
+	asUser := "relayd serve run as uid " + strconv.Itoa(c.euid) + " would fail to start; run relayd check as the daemon's user (sudo relayd check, or sudo -u relayd relayd check) to check for it; else: "
 	f, err := os.CreateTemp(existing, ".relayd-check-*")
 	if err != nil {
-		fix := "mkdir -p " + dir + " && chown relayd:relayd " + dir + " (the user relayd serve runs as)"
 		if c.euid != 0 && errors.Is(err, fs.ErrPermission) {
-			c.warn(what, "run relayd check as root or as the daemon's user (sudo -u relayd relayd check) to test it; if relayd serve fails the same way: "+fix,
-				"cannot create a file in %s as uid %d: %v", existing, c.euid, err)
+			c.fail(what, asUser+fix, "cannot create a file in %s as uid %d: %v", existing, c.euid, err)
 			return
 		}
 		c.fail(what, fix, "cannot create a file in %s: %v", existing, err)
 		return
+	}
+	// relayd serve also sets the modes of state_dir: only its owner (or
+	// root) may.
+	if st, err := os.Stat(dir); err == nil && c.euid != 0 {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != c.euid {
+			f.Close()
+			os.Remove(f.Name())
+			c.fail(what, asUser+fix, "owned by uid %d, not uid %d: relayd serve cannot set its mode", sys.Uid, c.euid)
+			return
+		}
 	}
 	name := f.Name()
 	f.Close()
@@ -379,7 +393,8 @@ func (c *checker) hostname(cfg *conf.Config) {
 func (c *checker) smarthost(ctx context.Context, cfg *conf.Config, up *upstream.Client) {
 	u := cfg.Upstream
 	if u.Hold() {
-		c.warn("smarthost", `set upstream.address = "smtp.your-isp.example:587" with username and password_file`,
+		c.warn("smarthost", `set upstream.address = "smtp.your-isp.example:587" and upstream.username, and put the password in `+
+			credentialSource+` (the packaged unit passes it to relayd as the systemd credential "smarthost": leave password_file unset), or without the unit in a file named by upstream.password_file`,
 			"no upstream.address: relayd accepts mail and holds it in the queue until a smarthost is configured")
 		return
 	}

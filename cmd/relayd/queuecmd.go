@@ -40,7 +40,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	ids := fs.Args()
 	switch cmd {
 	case "list":
-		return listQueue(cfg.StateDir, *asJSON, stdout, stderr)
+		return listQueue(cfg.StateDir, cfg.Upstream.Address == "", *asJSON, stdout, stderr)
 	case "show":
 		if len(ids) != 1 {
 			fmt.Fprintln(stderr, "usage: relayd queue show ID")
@@ -116,7 +116,9 @@ type listRcpt struct {
 	LastReply string `json:"last_reply,omitempty"`
 }
 
-func listQueue(stateDir string, asJSON bool, stdout, stderr io.Writer) int {
+// listQueue prints the spool's messages; noSmarthost shows their pending
+// recipients as waiting for one (see markWaiting).
+func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writer) int {
 	var entries []listEntry
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
@@ -127,6 +129,9 @@ func listQueue(stateDir string, asJSON bool, stdout, stderr io.Writer) int {
 			Attempts: m.Attempts, NextTry: m.NextAttempt}
 		for _, r := range m.Rcpts {
 			e.Recipients = append(e.Recipients, listRcpt{Address: r.Addr, State: string(r.State), LastReply: r.LastReply})
+		}
+		if noSmarthost {
+			markWaiting(&e)
 		}
 		n++
 		if asJSON {

@@ -29,7 +29,7 @@ func TestLoadShimSettings(t *testing.T) {
 		t.Errorf("default size limit: %+v %v", s, err)
 	}
 	s, err = loadShimSettings(write("c.toml", "[listen]\nmax_message_bytes = 0\n"))
-	if err != nil || s.stateDir != "/var/spool/relayd" || s.maxMessageBytes != 0 {
+	if err != nil || s.stateDir != "/var/lib/relayd" || s.maxMessageBytes != 0 {
 		t.Errorf("default state_dir: %+v %v", s, err)
 	}
 	for name, body := range map[string]string{

@@ -107,7 +107,10 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 	var errs []error
 	c := &components{cfg: cfg}
 	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: log})
-	errs = append(errs, kerrs...)
+	for _, e := range kerrs {
+		// FILE: KEY: problem, as every config problem (README).
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, e))
+	}
 	c.sign = sign
 	if cfg.Listen.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Listen.TLSCert, cfg.Listen.TLSKey)
@@ -217,10 +220,11 @@ func (d *daemon) run(ctx context.Context) error {
 	qcfg.Notifier = nt
 	q, err := queue.Open(qcfg)
 	if err != nil {
-		return err
+		return stateDirError(cfg.StateDir, err)
 	}
 	defer q.Close()
 	d.q = q
+	importOldSpool(q, cfg.StateDir, d.log)
 	mctx, mstop := context.WithCancel(context.Background())
 	defer mstop()
 	if err := d.serveMetrics(mctx); err != nil {
@@ -230,7 +234,7 @@ func (d *daemon) run(ctx context.Context) error {
 	nt.intake = d.intake
 
 	if err := d.listen(); err != nil {
-		return err
+		return listenError(err)
 	}
 	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
 		d.log.Info("outbound rate limit", "limit", rl.String())

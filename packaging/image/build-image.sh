@@ -12,7 +12,9 @@
 # in /etc/systemd/network/10-static.network.example), systemd-resolved, the
 # relayd package (enabled), openssh-server disabled and without host keys,
 # root's password locked, and relayd-firstboot.service, which applies a
-# configuration drive and makes missing DKIM keys (see docs/appliance.md).
+# configuration drive and makes missing DKIM keys, and relayd-networks.service
+# (see docs/appliance.md). Its default relayd.toml listens on every address
+# and relays for the networks the guest is connected to.
 #
 # Needs root and (apt) debootstrap e2fsprogs qemu-utils. No loop devices or
 # mounts: the filesystem is made with mke2fs -d. Env: DEBIAN_MIRROR,
@@ -71,10 +73,24 @@ in_root systemctl disable ssh.service >/dev/null 2>&1 || true
 rm -f "$root"/etc/ssh/ssh_host_*
 install -D -m 0644 "$here/files/ssh-keygen.conf" "$root/etc/systemd/system/ssh.service.d/relayd-keygen.conf"
 
-# First boot: configuration drive and DKIM keys.
+# First boot: configuration drive and DKIM keys; at every boot, once the
+# network is up, relay_networks = the guest's connected networks.
 install -D -m 0755 "$here/files/relayd-firstboot" "$root/usr/lib/relayd/relayd-firstboot"
-install -m 0644 "$here/files/relayd-firstboot.service" "$root/etc/systemd/system/"
-in_root systemctl enable relayd-firstboot.service relayd.service >/dev/null 2>&1
+install -m 0644 "$here/files/relayd-firstboot.service" "$here/files/relayd-networks.service" \
+	"$root/etc/systemd/system/"
+in_root systemctl enable relayd-firstboot.service relayd-networks.service relayd.service \
+	systemd-networkd-wait-online.service >/dev/null 2>&1
+
+# The image's default config: an appliance is there to be reached, so
+# relayd listens on every address (0.0.0.0:25 is one socket for IPv4 and
+# IPv6) and lets the networks the guest is connected to relay (filled in
+# at each boot by relayd-networks.service). A relayd.toml on the
+# configuration drive replaces it.
+cfg=$root/etc/relayd/relayd.toml
+sed -i -e 's|^smtp = \["127.0.0.1:25", "\[::1\]:25"\]$|smtp = ["0.0.0.0:25"] # every address, IPv4 and IPv6: the appliance|' \
+	-e 's|^relay_networks = \["127.0.0.0/8", "::1/128"\]$|relay_networks = ["127.0.0.0/8", "::1/128"] # + connected networks|' "$cfg"
+grep -q '^smtp = \["0.0.0.0:25"\]' "$cfg" && grep -q '# + connected networks$' "$cfg" ||
+	{ echo "build-image.sh: could not set the appliance's listen defaults in $cfg" >&2; exit 1; }
 
 # Kernel and initramfs for direct kernel boot. Rebuild the initramfs now
 # that everything is installed (debootstrap may configure the kernel before

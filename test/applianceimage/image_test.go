@@ -23,10 +23,15 @@ import (
 const (
 	bootTimeout     = 15 * time.Minute // TCG on 2 cores: normally 1 to 3 minutes
 	deliveryTimeout = 5 * time.Minute
-	smarthostUser   = "relay@example.test"
-	smarthostPass   = "appliance-test-secret"
-	dkimDomain      = "example.test"
-	dkimSelector    = "appliance"
+	// As in docs/appliance.md's drive relayd.toml.
+	smarthostUser = "relay@example.com"
+	smarthostPass = "appliance-test-secret"
+	dkimDomain    = "example.com"
+	dkimSelector  = "s2026"
+	// The guest's smarthost: QEMU's guestfwd (the only way out under
+	// restrict=on) carries it to the test smarthost on the host.
+	guestSmarthostIP = "10.0.2.100"
+	guestSmarthost   = guestSmarthostIP + ":587"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -40,43 +45,77 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// configDrive writes the files of the configuration drive and makes an ext4
-// filesystem labelled RELAYD from them.
-func configDrive(t *testing.T, dir string, smarthostPort int, caPEM []byte) string {
+// docBlocks returns the fenced blocks of docs/appliance.md in the given
+// language ("toml", "sh"), in order.
+func docBlocks(t *testing.T, lang string) []string {
 	t.Helper()
-	src := filepath.Join(dir, "drive")
+	b, err := os.ReadFile("../../docs/appliance.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	var cur *strings.Builder
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case cur == nil && l == "```"+lang:
+			cur = &strings.Builder{}
+		case cur != nil && l == "```":
+			blocks = append(blocks, cur.String())
+			cur = nil
+		case cur != nil:
+			cur.WriteString(l + "\n")
+		}
+	}
+	return blocks
+}
+
+// docDriveConfig is the configuration drive's relayd.toml of
+// docs/appliance.md, with only the smarthost address changed and ca_file
+// uncommented (the test's smarthost has a private CA).
+func docDriveConfig(t *testing.T, smarthost string) string {
+	t.Helper()
+	var doc string
+	for _, b := range docBlocks(t, "toml") {
+		if strings.Contains(b, "# + connected networks") {
+			doc = b
+			break
+		}
+	}
+	if doc == "" {
+		t.Fatal("docs/appliance.md has no configuration drive relayd.toml (a toml block with \"# + connected networks\")")
+	}
+	cfg := doc
+	for _, r := range [][2]string{
+		{`address = "smtp.isp.example:587"`, fmt.Sprintf("address = %q", smarthost)},
+		{`# ca_file = "/etc/relayd/tls/smarthost-ca.pem"`, `ca_file = "/etc/relayd/tls/smarthost-ca.pem"`},
+	} {
+		if !strings.Contains(cfg, r[0]) {
+			t.Fatalf("docs/appliance.md's drive relayd.toml has no line %s:\n%s", r[0], doc)
+		}
+		cfg = strings.Replace(cfg, r[0], r[1], 1)
+	}
+	for _, want := range []string{`username = "` + smarthostUser + `"`, `domain = "` + dkimDomain + `"`,
+		`selector = "` + dkimSelector + `"`} {
+		if !strings.Contains(cfg, want) {
+			t.Fatalf("docs/appliance.md's drive relayd.toml has no %s", want)
+		}
+	}
+	return cfg
+}
+
+// configDrive writes the files of the configuration drive, with the doc's
+// relayd.toml, and makes the drive with the doc's commands (run as printed
+// in dir).
+func configDrive(t *testing.T, dir, smarthost string, caPEM []byte) string {
+	t.Helper()
 	files := map[string]string{
-		"relayd.toml": fmt.Sprintf(`hostname = "relay.example.test"
-state_dir = "/var/lib/relayd"
-
-[listen]
-smtp = ["0.0.0.0:25"]
-relay_networks = ["10.0.2.0/24", "127.0.0.0/8"]
-
-[upstream]
-address = "10.0.2.2:%d"
-tls = "starttls"
-ca_file = "/etc/relayd/tls/smarthost-ca.pem"
-username = %q
-
-[[dkim]]
-domain = %q
-selector = %q
-key_file = "/etc/relayd/dkim/example.test.appliance.pem"
-
-[rewrite]
-admin = "admin@example.test"
-sender = "noreply@example.test"
-
-[log]
-level = "debug"
-`, smarthostPort, smarthostUser, dkimDomain, dkimSelector),
-		"smarthost.secret":     smarthostPass + "\n",
-		"hostname":             "relay-test\n",
-		"tls/smarthost-ca.pem": string(caPEM),
+		"relayd.toml":                docDriveConfig(t, smarthost),
+		"smarthost.secret":           smarthostPass + "\n",
+		"drive/hostname":             "relay-test\n",
+		"drive/tls/smarthost-ca.pem": string(caPEM),
 	}
 	for name, body := range files {
-		p := filepath.Join(src, name)
+		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -84,12 +123,39 @@ level = "debug"
 			t.Fatal(err)
 		}
 	}
+	var cmds string
+	for _, b := range docBlocks(t, "sh") {
+		if strings.Contains(b, "mke2fs") && strings.Contains(b, "-L RELAYD") {
+			cmds = b
+			break
+		}
+	}
+	if cmds == "" {
+		t.Fatal("docs/appliance.md has no sh block that makes the drive with mke2fs -L RELAYD")
+	}
+	// The doc's "mkdir drive" would fail on the drive/ made above for the
+	// extra files: make it -p, the only change.
+	cmds = strings.Replace(cmds, "mkdir drive", "mkdir -p drive", 1)
+	c := exec.Command("sh", "-ec", cmds)
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("the doc's drive commands:\n%s\n%v\n%s", cmds, err, out)
+	}
 	img := filepath.Join(dir, "config.img")
-	out, err := exec.Command("mke2fs", "-q", "-t", "ext4", "-L", "RELAYD", "-d", src, img, "8M").CombinedOutput()
-	if err != nil {
-		t.Fatalf("mke2fs config drive: %v\n%s", err, out)
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("the doc's drive commands made no config.img: %v", err)
 	}
 	return img
+}
+
+func TestDocDriveConfig(t *testing.T) {
+	cfg := docDriveConfig(t, guestSmarthost)
+	for _, want := range []string{`smtp = ["0.0.0.0:25"]`, `address = "` + guestSmarthost + `"`,
+		"\nca_file = ", `relay_networks = ["127.0.0.0/8", "::1/128"] # + connected networks`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("drive config lacks %s:\n%s", want, cfg)
+		}
+	}
 }
 
 // waitBanner polls the forwarded port until the guest's relayd greets.
@@ -164,7 +230,7 @@ func TestApplianceImage(t *testing.T) {
 	// The smarthost: STARTTLS required, AUTH required, certificate for the
 	// address the guest dials.
 	ca := smtptest.NewCA(t)
-	leaf := ca.Leaf(t, "10.0.2.2")
+	leaf := ca.Leaf(t, guestSmarthostIP)
 	srv := smtptest.New(t, smtptest.Options{
 		RequireTLS: true,
 		Users:      map[string]string{smarthostUser: smarthostPass},
@@ -174,7 +240,7 @@ func TestApplianceImage(t *testing.T) {
 	var smarthostPort int
 	fmt.Sscan(portStr, &smarthostPort)
 
-	drive := configDrive(t, tmp, smarthostPort, ca.PEM())
+	drive := configDrive(t, tmp, guestSmarthost, ca.PEM())
 	overlay := filepath.Join(tmp, "overlay.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
 		"-b", image, overlay).CombinedOutput(); err != nil {
@@ -194,7 +260,12 @@ func TestApplianceImage(t *testing.T) {
 		"-append", "root=LABEL=relayd-root ro console=ttyS0 panic=-1",
 		"-drive", "file="+overlay+",if=virtio,format=qcow2",
 		"-drive", "file="+drive+",if=virtio,format=raw,readonly=on",
-		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:25", smtpPort),
+		// Isolated: the guest reaches nothing but the two forwards. The
+		// guestfwd command runs once per connection, joining it to the
+		// smarthost (bash's /dev/tcp: no extra tool).
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:25,"+
+			"guestfwd=tcp:%s-cmd:bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; cat <&3 & exec cat >&3'",
+			smtpPort, guestSmarthost, smarthostPort),
 		"-device", "virtio-net-pci,netdev=n0",
 	)
 	var qemuOut bytes.Buffer
@@ -248,20 +319,23 @@ func TestApplianceImage(t *testing.T) {
 	t.Logf("DKIM record from the console: %.60s...", record)
 
 	// One message in through the forwarded port 25.
-	msg := "From: Alice <alice@example.test>\r\n" +
+	msg := "From: Alice <alice@example.com>\r\n" +
 		"To: bob@example.net\r\n" +
 		"Subject: appliance image test\r\n" +
 		"\r\n" +
 		"Sent through the relayd appliance under QEMU.\r\n"
+	// Through the forward the guest sees the client as 10.0.2.2: it may
+	// relay only because relayd-networks.service added the guest's own
+	// network, 10.0.2.0/24, to relay_networks.
 	if err := smtp.SendMail(fmt.Sprintf("127.0.0.1:%d", smtpPort), nil,
-		"alice@example.test", []string{"bob@example.net"}, []byte(msg)); err != nil {
+		"alice@example.com", []string{"bob@example.net"}, []byte(msg)); err != nil {
 		t.Fatalf("send to the guest: %v", err)
 	}
 	got := srv.WaitMessages(t, 1, deliveryTimeout)[0]
 	if !got.TLS || got.AuthUser != smarthostUser {
 		t.Errorf("smarthost saw TLS=%v AUTH=%q, want STARTTLS and %q", got.TLS, got.AuthUser, smarthostUser)
 	}
-	if got.From != "alice@example.test" || len(got.To) != 1 || got.To[0] != "bob@example.net" {
+	if got.From != "alice@example.com" || len(got.To) != 1 || got.To[0] != "bob@example.net" {
 		t.Errorf("envelope %s -> %v", got.From, got.To)
 	}
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(got.Data), &dkim.VerifyOptions{

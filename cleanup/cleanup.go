@@ -48,8 +48,13 @@ type Config struct {
 	MaxReceived     int    // default 50
 	Admin           string // rewrite.admin
 	Sender          string // rewrite.sender
-	Clock           func() time.Time
-	Logger          *slog.Logger
+	// LocalDomains are the host's own names beyond Hostname and localhost
+	// (Host.LocalDomains): addresses there get the local rules.
+	LocalDomains []string
+	Clock        func() time.Time
+	Logger       *slog.Logger
+
+	local localSet // built by Update from Hostname and LocalDomains
 }
 
 // Cleanup is the intake stage. It is safe for concurrent use; Update
@@ -83,6 +88,7 @@ func (c *Cleanup) Update(cfg Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.local = newLocalSet(cfg.Hostname, cfg.LocalDomains)
 	c.cfg.Store(&cfg)
 }
 

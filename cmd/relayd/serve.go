@@ -261,8 +261,12 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 	if d.sign != nil {
 		s = d.sign
 	}
+	local := localDomains(cfg, cleanup.OSHost(conf.HostFQDN))
+	d.log.Info("local domains: mail to these goes to rewrite.admin, mail from them is sent as rewrite.sender",
+		"hostname", cfg.Hostname, "local_domains", local)
 	return cleanup.Config{
 		Hostname:        cfg.Hostname,
+		LocalDomains:    local,
 		Spool:           d.q,
 		Signer:          s,
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,

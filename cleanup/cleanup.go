@@ -175,6 +175,7 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 
 	now := c.Clock()
 	c.rewriteFrom(h, sub.Envelope.From)
+	c.qualifyHeader(h)
 	added := c.completions(h, id, sub.Envelope.From, now)
 	prefix := append(c.received(sub, id, now), added...)
 

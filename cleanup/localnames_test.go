@@ -77,7 +77,7 @@ func TestLocalNamesMailDomainsSkipped(t *testing.T) {
 	for mailname, want := range map[string]bool{"Example.COM.\n": false, "": false, "two words\n": false, "other.example\nsecond line": true} {
 		domains := testHost(t, mailname).LocalDomains(nil, []string{"example.com"})
 		c := &Config{Hostname: "relay.example.com", LocalDomains: domains}
-		name := strings.ToLower(strings.TrimSuffix(strings.Fields(mailname+" x")[0], "."))
+		name := strings.ToLower(strings.TrimSuffix(strings.Fields(mailname + " x")[0], "."))
 		if got := c.isLocal("bob@" + name); got != want {
 			t.Errorf("mailname %q: isLocal(bob@%s) = %v, want %v (%q)", mailname, name, got, want, domains)
 		}

@@ -212,7 +212,11 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		}
 		prefix = append(sig, prefix...)
 	}
-	if err := draft.Commit(ctx, sub.Envelope, prefix, sub.Origin); err != nil {
+	env := sub.Envelope
+	// A sender that is rewrite.sender stands in for a local one (or is the
+	// no-reply address itself): its notices go to rewrite.admin (issue 18).
+	env.LocalSender = env.LocalSender || (c.Sender != "" && strings.EqualFold(env.From, c.Sender))
+	if err := draft.Commit(ctx, env, prefix, sub.Origin); err != nil {
 		return id, storageError(err)
 	}
 	committed = true

@@ -124,3 +124,24 @@ func TestOSHostNameIsLocal(t *testing.T) {
 		t.Errorf("not signed for rewrite.sender's domain:\n%s", got)
 	}
 }
+
+// The envelope records that the sender stands in for a local one.
+func TestLocalSenderRecorded(t *testing.T) {
+	q := newQueue(t)
+	c := newCleanup(t, q, nil)
+	for from, want := range map[string]bool{"noreply@example.com": true, "NoReply@Example.com": true, "app@example.com": false} {
+		sub := smtpSub("bob@example.org")
+		sub.Envelope.From = from
+		id, err := c.Submit(context.Background(), sub, strings.NewReader("Subject: s\n\nb\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.LocalSender != want {
+			t.Errorf("sender %s: LocalSender = %v, want %v", from, m.LocalSender, want)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+package queue
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// A message whose sender stands in for a local one says so in its notice
+// (issue 18), and the flag survives the meta file; an older meta file
+// without it reads as false.
+func TestLocalSenderReachesNotice(t *testing.T) {
+	h := newHarness(t, nil)
+	h.del.set(replyAll(500, smtp.EnhancedCode{5, 5, 2}, "Line too long"))
+	id := h.commit(Envelope{From: "noreply@x.example", Rcpts: rcpts("a@y.example"), LocalSender: true}, FromLocal)
+	if !h.meta(id).LocalSender {
+		t.Fatal("LocalSender not stored")
+	}
+	h.commit(Envelope{From: "app@x.example", Rcpts: rcpts("b@y.example")}, FromSMTP)
+	h.run()
+	waitFor(t, "both failed", func() bool { return len(h.notif.kinds(NoticeFailed)) == 2 })
+	for _, n := range h.notif.kinds(NoticeFailed) {
+		if want := n.From == "noreply@x.example"; n.LocalSender != want {
+			t.Errorf("notice for %s: LocalSender = %v, want %v", n.From, n.LocalSender, want)
+		}
+	}
+	var old Meta
+	if err := json.Unmarshal([]byte(`{"version":1,"id":"x","from":"a@b.example","rcpts":[]}`), &old); err != nil || old.LocalSender {
+		t.Errorf("old meta: %+v, %v", old, err)
+	}
+	if b, _ := json.Marshal(Meta{}); strings.Contains(string(b), "local_sender") {
+		t.Errorf("false LocalSender written: %s", b)
+	}
+}

@@ -181,7 +181,8 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 
 	// The signer sees the message as it goes on the wire, minus its own
 	// DKIM-Signature fields, which are prepended last.
-	var sink io.Writer = draft
+	eight := &eightBit{w: draft}
+	var sink io.Writer = eight
 	var finish func() ([]byte, error)
 	if c.Signer != nil {
 		domain := signingDomain(h, sub.Envelope.From)
@@ -196,7 +197,7 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 			if _, err := w.Write(prefix); err != nil {
 				return id, fmt.Errorf("%w: %w", ErrSign, err)
 			}
-			sink, finish = io.MultiWriter(draft, w), fin
+			sink, finish = io.MultiWriter(eight, w), fin
 		} else if domain != "" {
 			c.Logger.Debug("no DKIM key for domain, relaying unsigned", "id", id, "domain", domain)
 		}
@@ -213,6 +214,7 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		prefix = append(sig, prefix...)
 	}
 	env := sub.Envelope
+	bodyType(&env, h, eight.seen)
 	// A sender that is rewrite.sender stands in for a local one (or is the
 	// no-reply address itself): its notices go to rewrite.admin (issue 18).
 	env.LocalSender = env.LocalSender || (c.Sender != "" && strings.EqualFold(env.From, c.Sender))

@@ -58,7 +58,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 		return c.transactPipelined(s, d, opts, body, out)
 	}
 	s.open = true
-	if err := s.c.Mail(d.From, opts); err != nil {
+	if err := s.mail(d, opts); err != nil {
 		if se, ok := serverReply(err); ok {
 			return all(se) // 4xx or 5xx at MAIL applies to every recipient
 		}

@@ -27,7 +27,7 @@ func (c *Config) qualifyHeader(h *header) {
 		if !addressFields[f.name] {
 			continue
 		}
-		if raw, ok := qualifyField(f.raw, len(f.name)+1, "@"+c.Hostname); ok {
+		if raw, ok := qualifyField(f.raw, f.valueAt(), "@"+c.Hostname); ok {
 			f.raw = raw
 		}
 	}

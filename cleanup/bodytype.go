@@ -1,6 +1,7 @@
 package cleanup
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"unicode/utf8"
@@ -8,19 +9,44 @@ import (
 	"relayd/queue"
 )
 
-// eightBit watches what is written through it for an octet above 127, so
-// the envelope can say BODY=8BITMIME exactly when the content needs it
-// (RFC 6152 §3); once one is seen, the rest passes unexamined.
-type eightBit struct {
-	w    io.Writer
-	seen bool
+// watch looks at what is written through it: an octet above 127, so the
+// envelope can say BODY=8BITMIME exactly when the content needs it (RFC
+// 6152 §3), and a line over 998 octets (RFC 5322 §2.1.1), which the intake
+// then re-encodes (longlines.go). The writes are CRLF-normalised.
+type watch struct {
+	w      io.Writer
+	seen   bool // an 8-bit octet
+	long   bool // a line over maxLine octets, CRLF excluded
+	curLen int  // octets since the last LF
 }
 
-func (e *eightBit) Write(p []byte) (int, error) {
+// maxLine is the longest line SMTP allows, without its CRLF.
+const maxLine = 998
+
+func (e *watch) Write(p []byte) (int, error) {
 	if !e.seen {
 		e.seen = has8bit(p)
 	}
+	if !e.long {
+		e.lines(p)
+	}
 	return e.w.Write(p)
+}
+
+func (e *watch) lines(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			e.curLen += len(p)
+			e.long = e.curLen > maxLine+1 // a CR may still come
+			return
+		}
+		if e.curLen+i > maxLine+1 { // i counts the CR before the LF
+			e.long = true
+			return
+		}
+		e.curLen, p = 0, p[i+1:]
+	}
 }
 
 // has8bit reports whether b holds an octet above 127, eight at a time.

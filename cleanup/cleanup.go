@@ -176,45 +176,43 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	now := c.Clock()
 	c.rewriteFrom(h, sub.Envelope.From)
 	c.qualifyHeader(h)
-	added := c.completions(h, id, sub.Envelope.From, now)
-	prefix := append(c.received(sub, id, now), added...)
-
-	// The signer sees the message as it goes on the wire, minus its own
-	// DKIM-Signature fields, which are prepended last.
-	eight := &eightBit{w: draft}
-	var sink io.Writer = eight
-	var finish func() ([]byte, error)
-	if c.Signer != nil {
-		domain := signingDomain(h, sub.Envelope.From)
-		w, fin, err := c.Signer.Sign(domain)
-		if err != nil {
-			return id, fmt.Errorf("%w: %w", ErrSign, err)
-		}
-		if cl, ok := w.(io.Closer); ok {
-			defer cl.Close() // a no-op after finish; releases an abandoned signing
-		}
-		if w != nil {
-			if _, err := w.Write(prefix); err != nil {
-				return id, fmt.Errorf("%w: %w", ErrSign, err)
-			}
-			sink, finish = io.MultiWriter(eight, w), fin
-		} else if domain != "" {
-			c.Logger.Debug("no DKIM key for domain, relaying unsigned", "id", id, "domain", domain)
-		}
-	}
-
-	if err := writeMessage(sink, h, br, c.MaxMessageBytes); err != nil {
+	prefix := c.prefix(sub, h, id, now)
+	domain := signingDomain(h, sub.Envelope.From)
+	out, err := c.startOutput(draft, domain, prefix, id)
+	defer out.close()
+	if err != nil {
 		return id, err
 	}
-	if finish != nil {
-		sig, err := finish()
+	if err := writeMessage(out.sink, h, br, c.MaxMessageBytes); err != nil {
+		return id, err
+	}
+	if out.watch.long {
+		// A line over 998 octets: the message is re-encoded from the
+		// draft into a second one, which replaces it (issue 16).
+		d2, p2, o2, err := c.fixLongLines(sub, h, draft, domain, now)
+		if o2 != nil {
+			defer o2.close()
+		}
+		if d2 != nil {
+			defer d2.Abort() // a no-op once committed
+		}
+		if err != nil {
+			return id, err
+		}
+		if d2 != nil {
+			draft.Abort()
+			draft, id, prefix, out = d2, d2.ID(), p2, o2
+		}
+	}
+	if out.finish != nil {
+		sig, err := out.finish()
 		if err != nil {
 			return id, fmt.Errorf("%w: %w", ErrSign, err)
 		}
 		prefix = append(sig, prefix...)
 	}
 	env := sub.Envelope
-	bodyType(&env, h, eight.seen)
+	bodyType(&env, h, out.watch.seen)
 	// A sender that is rewrite.sender stands in for a local one (or is the
 	// no-reply address itself): its notices go to rewrite.admin (issue 18).
 	env.LocalSender = env.LocalSender || (c.Sender != "" && strings.EqualFold(env.From, c.Sender))
@@ -299,6 +297,12 @@ func (e errWriter) Write(p []byte) (int, error) {
 		err = writeError{err}
 	}
 	return n, err
+}
+
+// prefix is what relayd adds before the message for queue ID id: its
+// Received field, then the completions.
+func (c *Config) prefix(sub *Submission, h *header, id string, now time.Time) []byte {
+	return append(c.received(sub, id, now), c.completions(h, id, sub.Envelope.From, now)...)
 }
 
 // completions returns the fields a submission agent adds when missing

@@ -16,6 +16,11 @@
 //   - completes what a submission agent must add (RFC 6409 §8.1-8.3):
 //     Date, Message-ID and From when missing;
 //   - prepends its Received trace field (RFC 5321 §4.4);
+//   - when a body line is over 998 octets (RFC 5322 §2.1.1), re-reads the
+//     draft and re-encodes the affected MIME parts into a second draft,
+//     which replaces the first, with its own queue ID and signature
+//     (internal/reencode; logged with fixed=long-lines); a part whose
+//     encoding cannot be changed is refused with 550 5.6.0;
 //   - streams the result into the queue's body file and, when a DKIM key
 //     covers the From domain, into the signer.
 //
@@ -28,7 +33,7 @@
 //     (internal/hdrscan). Added fields travel as a prefix stored beside the
 //     body, so the body file is written once and never rewritten.
 //   - Memory is bounded by MaxHeaderBytes plus fixed buffers, whatever the
-//     message size.
+//     message size or line length.
 //   - Every error returned by Submit is an *smtp.SMTPError carrying the
 //     right code: 4xx for what may succeed later (disk full, I/O, signing
 //     failure), 5xx for what never will (bad content, too big, loop).

@@ -1,0 +1,45 @@
+package cleanup
+
+import (
+	"errors"
+	"time"
+
+	"relayd/internal/reencode"
+	"relayd/queue"
+)
+
+// fixLongLines re-encodes the message in draft, whose body has a line over
+// 998 octets, into a new draft with its own queue ID, prefix and signature
+// (RFC 5322 §2.1.1; RFC 2045 §6.7, §6.8; see internal/reencode). It returns
+// a nil draft when there was nothing to re-encode after all (the long line
+// is in the header, which is passed on as it is). The caller aborts the
+// draft that is not kept and closes the output.
+func (c *Config) fixLongLines(sub *Submission, h *header, draft *queue.Draft, domain string, now time.Time) (*queue.Draft, []byte, *output, error) {
+	r, size, err := draft.Contents()
+	if err != nil {
+		return nil, nil, nil, storageError(err)
+	}
+	d2, err := c.Spool.Create()
+	if err != nil {
+		return nil, nil, nil, storageError(err)
+	}
+	id := d2.ID()
+	prefix := c.prefix(sub, h, id, now)
+	out, err := c.startOutput(d2, domain, prefix, id)
+	if err != nil {
+		return d2, nil, out, err
+	}
+	n, err := reencode.Fix(out.sink, r, size)
+	switch {
+	case errors.Is(err, reencode.ErrUnfixable):
+		return d2, nil, out, ErrLineTooLong
+	case err != nil: // the spool or the signer: 451/452, may succeed later
+		return d2, nil, out, storageError(err)
+	case n == 0:
+		d2.Abort()
+		out.close()
+		return nil, nil, nil, nil
+	}
+	c.Logger.Info("lines over 998 octets re-encoded", "id", id, "fixed", "long-lines", "parts", n, "draft", draft.ID())
+	return d2, prefix, out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -32,5 +33,22 @@ func TestLocalSenderReachesNotice(t *testing.T) {
 	}
 	if b, _ := json.Marshal(Meta{}); strings.Contains(string(b), "local_sender") {
 		t.Errorf("false LocalSender written: %s", b)
+	}
+}
+
+// A message never attempted is due at once when read back at start-up (it
+// was held while no smarthost was set); one already attempted keeps its
+// retry time (issue 16).
+func TestFirstDue(t *testing.T) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	later := now.Add(time.Hour)
+	if got := firstDue(&Meta{NextAttempt: later}, now); !got.Equal(now) {
+		t.Errorf("never attempted: due %v, want now", got)
+	}
+	if got := firstDue(&Meta{Attempts: 1, NextAttempt: later}, now); !got.Equal(later) {
+		t.Errorf("attempted: due %v, want %v", got, later)
+	}
+	if got := firstDue(&Meta{NextAttempt: now.Add(-time.Minute)}, now); !got.Equal(now.Add(-time.Minute)) {
+		t.Errorf("already due: %v", got)
 	}
 }

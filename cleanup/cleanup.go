@@ -51,6 +51,10 @@ type Config struct {
 	// LocalDomains are the host's own names beyond Hostname and localhost
 	// (Host.LocalDomains): addresses there get the local rules.
 	LocalDomains []string
+	// SevenBitOnly reports that the smarthost is known not to offer
+	// 8BITMIME: 8-bit parts are then downgraded to quoted-printable at
+	// intake, before signing (RFC 6152 §3). nil: never.
+	SevenBitOnly func() bool
 	Clock        func() time.Time
 	Logger       *slog.Logger
 
@@ -186,10 +190,12 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	if err := writeMessage(out.sink, h, br, c.MaxMessageBytes); err != nil {
 		return id, err
 	}
-	if out.watch.long {
-		// A line over 998 octets: the message is re-encoded from the
-		// draft into a second one, which replaces it (issue 16).
-		d2, p2, o2, err := c.fixLongLines(sub, h, draft, domain, now)
+	sevenBit := out.watch.seen && c.SevenBitOnly != nil && c.SevenBitOnly()
+	if out.watch.long || sevenBit {
+		// A line over 998 octets, or 8-bit content for a smarthost known
+		// not to take it: the message is re-encoded from the draft into a
+		// second one, which replaces it (issue 16).
+		d2, p2, o2, err := c.reencode(sub, h, draft, domain, now, out.watch.long, sevenBit)
 		if o2 != nil {
 			defer o2.close()
 		}

@@ -16,7 +16,10 @@
 //   - completes what a submission agent must add (RFC 6409 §8.1-8.3):
 //     Date, Message-ID and From when missing;
 //   - prepends its Received trace field (RFC 5321 §4.4);
-//   - when a body line is over 998 octets (RFC 5322 §2.1.1), re-reads the
+//   - when a body line is over 998 octets (RFC 5322 §2.1.1), or the body
+//     has 8-bit octets and the smarthost did not offer 8BITMIME when last
+//     asked (RFC 6152 §3: the downgrade is done here, so the signature
+//     covers it; SevenBitOnly), re-reads the
 //     draft and re-encodes the affected MIME parts into a second draft,
 //     which replaces the first, with its own queue ID and signature
 //     (internal/reencode; logged with fixed=long-lines); a part whose

@@ -72,3 +72,32 @@ func TestLongLineRefusedOrUntouched(t *testing.T) {
 		t.Errorf("a 998-octet line was changed")
 	}
 }
+
+// With a smarthost known not to take 8BITMIME, an 8-bit body is downgraded
+// to quoted-printable at intake, before signing; the envelope then says
+// 7BIT. Otherwise it stays as it is.
+func TestSevenBitSmarthostDowngrade(t *testing.T) {
+	q := newQueue(t)
+	seven := true
+	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func() bool { return seven } })
+	msg := "From: app@example.com\nSubject: s\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGr\xc3\xbc\xc3\x9fe\n"
+	id, err := c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := wire(t, q, id)
+	if !strings.Contains(got, "Content-Transfer-Encoding: quoted-printable\r\n") || !strings.HasSuffix(got, "\r\n\r\nGr=C3=BC=C3=9Fe\r\n") {
+		t.Errorf("not downgraded:\n%s", got)
+	}
+	if m, _ := q.Get(id); m.Body != "7BIT" {
+		t.Errorf("Body = %q, want 7BIT", m.Body)
+	}
+	seven = false
+	id, err = c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wire(t, q, id); !strings.HasSuffix(got, "8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n") {
+		t.Errorf("changed for an 8BITMIME smarthost:\n%s", got)
+	}
+}

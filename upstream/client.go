@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"relayd/queue"
 )
@@ -20,6 +21,8 @@ type Client struct {
 	idle    []*session // oldest first
 	changed chan struct{}
 	closed  bool
+
+	eightBit atomic.Int32 // what the last EHLO said of 8BITMIME (mailcmd.go)
 }
 
 var _ queue.Deliverer = (*Client)(nil)

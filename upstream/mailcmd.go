@@ -97,3 +97,25 @@ func xtext(s string) string {
 	}
 	return b.String()
 }
+
+// Values of Client.eightBit.
+const (
+	eightBitUnknown int32 = iota
+	eightBitOffered
+	eightBitNotOffered
+)
+
+// note8Bit records whether the smarthost offered 8BITMIME in the EHLO of
+// the session about to send mail.
+func (c *Client) note8Bit(s *session) {
+	v := eightBitNotOffered
+	if ok, _ := s.c.Extension("8BITMIME"); ok {
+		v = eightBitOffered
+	}
+	c.eightBit.Store(v)
+}
+
+// SevenBitOnly reports that the smarthost, when last asked, did not offer
+// 8BITMIME (RFC 6152): the intake then downgrades 8-bit parts to
+// quoted-printable before signing. False until a first transaction.
+func (c *Client) SevenBitOnly() bool { return c.eightBit.Load() == eightBitNotOffered }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +63,38 @@ func TestBodyParamOnlyFor8bit(t *testing.T) {
 func TestXtext(t *testing.T) {
 	if got := xtext("a+b=c d"); got != "a+2Bb+3Dc+20d" {
 		t.Errorf("xtext = %q", got)
+	}
+}
+
+// SevenBitOnly says what the smarthost's EHLO said of 8BITMIME, once a
+// transaction has asked; until then it is false.
+func TestSevenBitOnly(t *testing.T) {
+	s8 := strictServer(t, smtptest.Faults{})
+	c8, _ := newClient(t, s8, nil)
+	if c8.SevenBitOnly() {
+		t.Error("SevenBitOnly before any transaction")
+	}
+	if _, err := c8.Deliver(context.Background(), delivery("m", "b@example.net")); err != nil {
+		t.Fatal(err)
+	}
+	if c8.SevenBitOnly() {
+		t.Error("SevenBitOnly with a server offering 8BITMIME")
+	}
+	s7 := smtptest.NewSevenBit(t)
+	c7, err := New(Config{Address: s7.Addr, Hostname: testHost, TLS: TLSNone, Timeout: 5 * time.Second, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c7.Close()
+	d := delivery("m", "b@example.net")
+	d.Body = "8BITMIME"
+	if out, err := c7.Deliver(context.Background(), d); err != nil || out.Rcpts[0] != nil {
+		t.Fatalf("Deliver: %v %v", err, out.Rcpts)
+	}
+	if !c7.SevenBitOnly() {
+		t.Error("SevenBitOnly false with a server without 8BITMIME")
+	}
+	if m := s7.Messages(); len(m) != 1 || strings.Contains(m[0].Mail, "BODY=") {
+		t.Errorf("MAIL to a 7-bit server: %+v", m)
 	}
 }

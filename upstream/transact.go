@@ -179,6 +179,7 @@ func badLine(s string) bool { return strings.ContainsAny(s, "\r\n") }
 // BODY=8BITMIME by itself whenever 8BITMIME is offered, and SIZE when the
 // server advertised SIZE and Size is non-zero (RFC 1870).
 func (c *Client) mailOptions(s *session, d *queue.Delivery) (*smtp.MailOptions, *smtp.SMTPError) {
+	c.note8Bit(s)
 	opts := &smtp.MailOptions{Size: d.Size}
 	if d.UTF8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); ok {

@@ -21,3 +21,12 @@ func localDomains(cfg *conf.Config, host cleanup.Host) []string {
 	}
 	return host.LocalDomains(cfg.Rewrite.LocalDomains, mail)
 }
+
+// sevenBitOnly reports that the current smarthost did not offer 8BITMIME
+// when last asked, so cleanup downgrades 8-bit parts before signing.
+func (d *daemon) sevenBitOnly() bool {
+	d.mu.Lock()
+	up := d.up
+	d.mu.Unlock()
+	return up != nil && up.SevenBitOnly()
+}

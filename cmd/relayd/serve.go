@@ -272,6 +272,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
+		SevenBitOnly:    d.sevenBitOnly,
 		Logger:          d.log,
 	}
 }

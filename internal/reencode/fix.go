@@ -14,6 +14,20 @@ import (
 // package doc). It returns how many parts it re-encoded; 0 means w got the
 // message unchanged. On ErrUnfixable nothing has been written.
 func Fix(w io.Writer, r io.ReaderAt, size int64) (int, error) {
+	return FixWith(w, r, size, Options{})
+}
+
+// Options adds repairs to Fix.
+type Options struct {
+	// SevenBit also re-encodes, as quoted-printable, the parts that have
+	// 8-bit octets and no, 7bit, 8bit or binary encoding: the downgrade RFC
+	// 6152 §3 asks for before relaying to a server without 8BITMIME.
+	// 8-bit octets in header fields are left alone.
+	SevenBit bool
+}
+
+// FixWith is Fix with more repairs.
+func FixWith(w io.Writer, r io.ReaderAt, size int64, o Options) (int, error) {
 	leaves, err := scan(io.NewSectionReader(r, 0, size))
 	if err != nil {
 		return 0, err
@@ -21,6 +35,9 @@ func Fix(w io.Writer, r io.ReaderAt, size int64) (int, error) {
 	var todo []leaf
 	for _, lf := range leaves {
 		if !lf.long {
+			if o.SevenBit && lf.eight && lf.fixable && encodingOf(lf) == "quoted-printable" {
+				todo = append(todo, lf)
+			}
 			continue
 		}
 		if !lf.fixable || encodingOf(lf) == "" {

@@ -3,6 +3,7 @@ package reencode
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -117,4 +118,31 @@ func TestUnfixableAndUnchanged(t *testing.T) {
 		t.Errorf("octet-stream: %d %v\n%q", n, err, got[:200])
 	}
 	sameContent(t, bin, got)
+}
+
+// For a smarthost without 8BITMIME, 8-bit text parts become
+// quoted-printable; 7-bit parts and headers stay as they are.
+func TestSevenBitDowngrade(t *testing.T) {
+	msg := "From: a@x.example\r\nSubject: caf\xc3\xa9\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>ascii</p>\r\n--b--\r\n"
+	var out bytes.Buffer
+	n, err := FixWith(&out, strings.NewReader(msg), int64(len(msg)), Options{SevenBit: true})
+	got := out.String()
+	if err != nil || n != 1 {
+		t.Fatalf("FixWith: %d %v", n, err)
+	}
+	body := got[strings.Index(got, "\r\n\r\n"):]
+	for _, c := range []byte(body) {
+		if c >= 0x80 {
+			t.Fatalf("8-bit octet left in the body:\n%s", got)
+		}
+	}
+	if !strings.Contains(got, "Subject: caf\xc3\xa9\r\n") || !strings.Contains(got, "--b\r\nContent-Type: text/html\r\n\r\n<p>ascii</p>\r\n--b--") {
+		t.Errorf("more changed than the 8-bit part:\n%s", got)
+	}
+	sameContent(t, msg, got)
+	if n, _ := FixWith(io.Discard, strings.NewReader(msg), int64(len(msg)), Options{}); n != 0 {
+		t.Errorf("without SevenBit: %d parts changed", n)
+	}
 }

@@ -51,6 +51,7 @@ type leaf struct {
 	hdrStart, hdrEnd   int64 // its header fields (hdrEnd: where the empty line starts)
 	bodyStart, bodyEnd int64 // its content, without the CRLF before a delimiter
 	long               bool
+	eight              bool // an octet above 127 in the content
 	cte                string // lower case, "" when absent
 	text               bool
 	fixable            bool // the body type allows a new encoding
@@ -236,6 +237,14 @@ func (s *scanner) leafBody(bounds []string, lf leaf) (int, error) {
 		}
 		if s.curLen += n; s.curLen > MaxLine {
 			lf.long = true
+		}
+		if !lf.eight {
+			for _, c := range piece {
+				if c >= 0x80 {
+					lf.eight = true
+					break
+				}
+			}
 		}
 	}
 }

@@ -51,7 +51,7 @@ type leaf struct {
 	hdrStart, hdrEnd   int64 // its header fields (hdrEnd: where the empty line starts)
 	bodyStart, bodyEnd int64 // its content, without the CRLF before a delimiter
 	long               bool
-	eight              bool // an octet above 127 in the content
+	eight              bool   // an octet above 127 in the content
 	cte                string // lower case, "" when absent
 	text               bool
 	fixable            bool // the body type allows a new encoding

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +51,35 @@ func TestFirstDue(t *testing.T) {
 	}
 	if got := firstDue(&Meta{NextAttempt: now.Add(-time.Minute)}, now); !got.Equal(now.Add(-time.Minute)) {
 		t.Errorf("already due: %v", got)
+	}
+}
+
+// ReplacePrefix rewrites only the stored prefix, durably: after a reopen
+// the message reads back with the new prefix and the same body.
+func TestReplacePrefix(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}, FromSMTP)
+	err := h.q.ReplacePrefix(id, func(m *Meta, msg io.Reader) ([]byte, error) {
+		b, _ := io.ReadAll(msg)
+		if string(b) != "Received: by test\r\nSubject: x\r\n\r\nbody\r\n" {
+			t.Errorf("fn saw %q", b)
+		}
+		return []byte("DKIM-Signature: new\r\nReceived: by test\r\n"), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := h.q.OpenMessage(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	m, _ := h.q.Get(id)
+	if string(b) != "DKIM-Signature: new\r\nReceived: by test\r\nSubject: x\r\n\r\nbody\r\n" || m.Size != int64(len(b)) {
+		t.Errorf("after ReplacePrefix: %q (size %d)", b, m.Size)
+	}
+	if err := h.q.ReplacePrefix("01NOSUCHMESSAGE000", func(*Meta, io.Reader) ([]byte, error) { return nil, nil }); err == nil {
+		t.Error("unknown ID accepted")
 	}
 }

@@ -212,6 +212,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.listen(); err != nil {
 		return err
 	}
+	go d.logUnsigned(d.sign) // held mail a new key could sign (issue 16)
 	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
 		d.log.Info("outbound rate limit", "limit", rl.String())
 	}

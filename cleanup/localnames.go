@@ -37,12 +37,13 @@ func OSHost(fqdn func() string) Host {
 // Names in extra are the admin's explicit choice and always kept.
 func (h Host) LocalDomains(extra, mailDomains []string) []string {
 	var out []string
-	skip := map[string]bool{}
+	skip, seen := map[string]bool{}, map[string]bool{}
 	for _, d := range mailDomains {
 		skip[normDomain(d)] = true
 	}
 	add := func(d string) {
-		if d = normDomain(d); d != "" && !skip[d] {
+		if d = normDomain(d); d != "" && !skip[d] && !seen[d] {
+			seen[d] = true
 			out = append(out, d)
 		}
 	}
@@ -74,13 +75,14 @@ func (h Host) LocalDomains(extra, mailDomains []string) []string {
 					ip = v.IP
 				}
 				if na, ok := netip.AddrFromSlice(ip); ok {
-					out = append(out, literal(na))
+					add(literal(na))
 				}
 			}
 		}
 	}
 	for _, d := range extra {
-		if d = normDomain(d); d != "" {
+		if d = normDomain(d); d != "" && !seen[d] {
+			seen[d] = true
 			out = append(out, d)
 		}
 	}

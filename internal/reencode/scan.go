@@ -53,10 +53,9 @@ type leaf struct {
 	long               bool
 	eight              bool   // an octet above 127 in the content
 	cte                string // lower case, "" when absent
-	text               bool
-	fixable            bool // the body type allows a new encoding
-	top                bool // the message's own header
-	hasMIME            bool // top: MIME-Version present
+	fixable            bool   // the body type allows a new encoding
+	top                bool   // the message's own header
+	hasMIME            bool   // top: MIME-Version present
 }
 
 // lines reads a message as pieces of lines with their offsets.
@@ -200,7 +199,6 @@ func (s *scanner) entity(bounds []string, top bool) (ended int, err error) {
 	if strings.HasPrefix(ctype, "multipart/") && boundary != "" {
 		return s.multipart(append(bounds[:len(bounds):len(bounds)], boundary), lf)
 	}
-	lf.text = strings.HasPrefix(ctype, "text/")
 	lf.fixable = !strings.HasPrefix(ctype, "message/") && !strings.HasPrefix(ctype, "multipart/")
 	return s.leafBody(bounds, lf)
 }

@@ -29,6 +29,11 @@ func ParseAddress(addr string) (string, *smtp.SMTPError) {
 		return "", smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Address contains a forbidden character")
 	}
 	local, domain, hasDomain := cutDomain(addr)
+	// A trailing dot ("root@vm.") is the root of the DNS, not part of the
+	// name: tolerated and dropped, as Postfix does.
+	if d, ok := strings.CutSuffix(domain, "."); ok && hasDomain && !strings.HasPrefix(domain, "[") {
+		domain = d
+	}
 	// An '@' in the local part is only valid inside a quoted string
 	// (RFC 5321 section 4.1.2): "a@@example.com" is not an address.
 	if local == "" || (hasDomain && !validDomain(domain)) || (strings.Contains(local, "@") && !strings.HasPrefix(local, `"`)) {
@@ -80,17 +85,19 @@ func Domain(addr string) string {
 }
 
 // isLocal reports whether addr names this host rather than a real mail
-// domain: no domain at all ("root"), or the host's own name.
+// domain: no domain at all ("root"), or one of the host's own names (see
+// Config.LocalDomains and Host.LocalDomains), compared case-insensitively
+// and with a trailing dot tolerated.
 func (c *Config) isLocal(addr string) bool {
-	d := Domain(addr)
-	switch d {
-	case "":
-		_, _, ok := cutDomain(addr)
-		return !ok
-	case "localhost", "localhost.localdomain", strings.ToLower(c.Hostname):
+	_, d, ok := cutDomain(addr)
+	if !ok {
 		return true
 	}
-	return false
+	set := c.local
+	if set.names == nil { // a Config not passed through Update
+		set = newLocalSet(c.Hostname, c.LocalDomains)
+	}
+	return set.has(d)
 }
 
 // mapRecipient maps an envelope recipient: a local address (root, cron,
@@ -114,9 +121,9 @@ func (c *Config) mapRecipient(addr string) (string, *smtp.SMTPError) {
 	return c.Admin, nil
 }
 
-// mapSender maps an envelope sender: a local sender (no domain, or this host's
-// name) becomes rewrite.sender; without one it is qualified with the
-// hostname (as Postfix's myorigin does). The null sender stays null.
+// mapSender maps an envelope sender: a local sender (no domain, or one of
+// this host's names) becomes rewrite.sender; without one it is qualified
+// with the hostname (as Postfix's myorigin does). The null sender stays null.
 func (c *Config) mapSender(addr string) (string, *smtp.SMTPError) {
 	addr, err := ParseAddress(addr)
 	if err != nil || addr == "" || !c.isLocal(addr) {
@@ -125,10 +132,15 @@ func (c *Config) mapSender(addr string) (string, *smtp.SMTPError) {
 	if c.Sender != "" {
 		return c.Sender, nil
 	}
-	if Domain(addr) == "" {
-		return addr + "@" + c.Hostname, nil
-	}
-	return addr, nil
+	return c.qualify(addr), nil
+}
+
+// qualify puts a local address at the configured hostname: "root" and
+// "root@localhost" become "root@relay.example.com" (RFC 5322 §3.4.1 wants a
+// domain; Postfix's append_at_myorigin does the same).
+func (c *Config) qualify(addr string) string {
+	local, _, _ := cutDomain(addr)
+	return local + "@" + c.Hostname
 }
 
 // localWithComment splits the legacy form "root (Cron Daemon)" that cron,

@@ -48,8 +48,17 @@ type Config struct {
 	MaxReceived     int    // default 50
 	Admin           string // rewrite.admin
 	Sender          string // rewrite.sender
-	Clock           func() time.Time
-	Logger          *slog.Logger
+	// LocalDomains are the host's own names beyond Hostname and localhost
+	// (Host.LocalDomains): addresses there get the local rules.
+	LocalDomains []string
+	// SevenBitOnly reports that the smarthost is known not to offer
+	// 8BITMIME: 8-bit parts are then downgraded to quoted-printable at
+	// intake, before signing (RFC 6152 §3). nil: never.
+	SevenBitOnly func() bool
+	Clock        func() time.Time
+	Logger       *slog.Logger
+
+	local localSet // built by Update from Hostname and LocalDomains
 }
 
 // Cleanup is the intake stage. It is safe for concurrent use; Update
@@ -83,6 +92,7 @@ func (c *Cleanup) Update(cfg Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.local = newLocalSet(cfg.Hostname, cfg.LocalDomains)
 	c.cfg.Store(&cfg)
 }
 
@@ -169,43 +179,50 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 
 	now := c.Clock()
 	c.rewriteFrom(h, sub.Envelope.From)
-	added := c.completions(h, id, sub.Envelope.From, now)
-	prefix := append(c.received(sub, id, now), added...)
-
-	// The signer sees the message as it goes on the wire, minus its own
-	// DKIM-Signature fields, which are prepended last.
-	var sink io.Writer = draft
-	var finish func() ([]byte, error)
-	if c.Signer != nil {
-		domain := signingDomain(h, sub.Envelope.From)
-		w, fin, err := c.Signer.Sign(domain)
-		if err != nil {
-			return id, fmt.Errorf("%w: %w", ErrSign, err)
-		}
-		if cl, ok := w.(io.Closer); ok {
-			defer cl.Close() // a no-op after finish; releases an abandoned signing
-		}
-		if w != nil {
-			if _, err := w.Write(prefix); err != nil {
-				return id, fmt.Errorf("%w: %w", ErrSign, err)
-			}
-			sink, finish = io.MultiWriter(draft, w), fin
-		} else if domain != "" {
-			c.Logger.Debug("no DKIM key for domain, relaying unsigned", "id", id, "domain", domain)
-		}
-	}
-
-	if err := writeMessage(sink, h, br, c.MaxMessageBytes); err != nil {
+	c.qualifyHeader(h)
+	prefix := c.prefix(sub, h, id, now)
+	domain := signingDomain(h, sub.Envelope.From)
+	out, err := c.startOutput(draft, domain, prefix, id)
+	defer out.close()
+	if err != nil {
 		return id, err
 	}
-	if finish != nil {
-		sig, err := finish()
+	if err := writeMessage(out.sink, h, br, c.MaxMessageBytes); err != nil {
+		return id, err
+	}
+	sevenBit := out.watch.seen && c.SevenBitOnly != nil && c.SevenBitOnly()
+	if out.watch.long || sevenBit {
+		// A line over 998 octets, or 8-bit content for a smarthost known
+		// not to take it: the message is re-encoded from the draft into a
+		// second one, which replaces it (issue 16).
+		d2, p2, o2, err := c.reencode(sub, h, draft, domain, now, out.watch.long, sevenBit)
+		if o2 != nil {
+			defer o2.close()
+		}
+		if d2 != nil {
+			defer d2.Abort() // a no-op once committed
+		}
+		if err != nil {
+			return id, err
+		}
+		if d2 != nil {
+			draft.Abort()
+			draft, id, prefix, out = d2, d2.ID(), p2, o2
+		}
+	}
+	if out.finish != nil {
+		sig, err := out.finish()
 		if err != nil {
 			return id, fmt.Errorf("%w: %w", ErrSign, err)
 		}
 		prefix = append(sig, prefix...)
 	}
-	if err := draft.Commit(ctx, sub.Envelope, prefix, sub.Origin); err != nil {
+	env := sub.Envelope
+	bodyType(&env, h, out.watch.seen)
+	// A sender that is rewrite.sender stands in for a local one (or is the
+	// no-reply address itself): its notices go to rewrite.admin (issue 18).
+	env.LocalSender = env.LocalSender || (c.Sender != "" && strings.EqualFold(env.From, c.Sender))
+	if err := draft.Commit(ctx, env, prefix, sub.Origin); err != nil {
 		return id, storageError(err)
 	}
 	committed = true
@@ -286,6 +303,12 @@ func (e errWriter) Write(p []byte) (int, error) {
 		err = writeError{err}
 	}
 	return n, err
+}
+
+// prefix is what relayd adds before the message for queue ID id: its
+// Received field, then the completions.
+func (c *Config) prefix(sub *Submission, h *header, id string, now time.Time) []byte {
+	return append(c.received(sub, id, now), c.completions(h, id, sub.Envelope.From, now)...)
 }
 
 // completions returns the fields a submission agent adds when missing

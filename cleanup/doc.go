@@ -9,21 +9,34 @@
 //   - reads the header block (bounded by MaxHeaderBytes) and rejects a loop
 //     (more than MaxReceived Received fields, RFC 5321 §6.3);
 //   - removes Bcc and Return-Path (RFC 6409 §8, RFC 5321 §4.4);
-//   - for local senders, rewrites the From address to rewrite.sender,
-//     keeping the display name;
+//   - for local senders (no domain, or one of the host's own names: see
+//     Host.LocalDomains), rewrites the From address to rewrite.sender,
+//     keeping the display name; qualifies addresses without a domain in
+//     the address fields with the hostname (RFC 5322 §3.4.1);
 //   - completes what a submission agent must add (RFC 6409 §8.1-8.3):
 //     Date, Message-ID and From when missing;
 //   - prepends its Received trace field (RFC 5321 §4.4);
+//   - when a body line is over 998 octets (RFC 5322 §2.1.1), or the body
+//     has 8-bit octets and the smarthost did not offer 8BITMIME when last
+//     asked (RFC 6152 §3: the downgrade is done here, so the signature
+//     covers it; SevenBitOnly), re-reads the
+//     draft and re-encodes the affected MIME parts into a second draft,
+//     which replaces the first, with its own queue ID and signature
+//     (internal/reencode; logged with fixed=long-lines); a part whose
+//     encoding cannot be changed is refused with 550 5.6.0;
 //   - streams the result into the queue's body file and, when a DKIM key
 //     covers the From domain, into the signer.
 //
 // Invariants:
 //   - Existing header fields are written byte for byte as received (apart
-//     from line-ending normalisation and the removals and the local-From
-//     rewrite above). Added fields travel as a prefix stored beside the
+//     from line-ending normalisation, the removals and the local-From
+//     rewrite above, "@hostname" appended to addresses without a domain,
+//     and the obsolete "Name :" written as "Name:"). The header is read
+//     with the scanner the sendmail command, the signer and dsn use
+//     (internal/hdrscan). Added fields travel as a prefix stored beside the
 //     body, so the body file is written once and never rewritten.
 //   - Memory is bounded by MaxHeaderBytes plus fixed buffers, whatever the
-//     message size.
+//     message size or line length.
 //   - Every error returned by Submit is an *smtp.SMTPError carrying the
 //     right code: 4xx for what may succeed later (disk full, I/O, signing
 //     failure), 5xx for what never will (bad content, too big, loop).

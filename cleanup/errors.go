@@ -25,6 +25,8 @@ var (
 		"Too many Received headers: mail forwarding loop (RFC 5321 section 6.3)")
 	ErrTooBig = smtpErr(552, smtp.EnhancedCode{5, 3, 4},
 		"Maximum message size exceeded")
+	ErrLineTooLong = smtpErr(550, smtp.EnhancedCode{5, 6, 0},
+		"Line too long in a part whose encoding cannot be changed (RFC 5322 section 2.1.1: at most 998 octets per line; re-encode it as base64 or quoted-printable with shorter lines)")
 	ErrFromDenied = smtpErr(553, smtp.EnhancedCode{5, 7, 1},
 		"From header address not allowed for this user")
 )

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/hdrscan"
 )
 
 // field is one header field with all its lines, CRLF-terminated.
@@ -47,9 +49,13 @@ func (h *header) get(name string) *field {
 	return nil
 }
 
+// valueAt is the offset of the field's value in raw, just after the ':'
+// (which may follow whitespace: "Subject : hi").
+func (f *field) valueAt() int { return len(f.raw) - len(hdrscan.Value(f.raw)) }
+
 // value returns the unfolded value of a field.
 func (f *field) value() string {
-	v := f.raw[len(f.name)+1:]
+	v := f.raw[f.valueAt():]
 	v = bytes.ReplaceAll(v, []byte("\r\n"), nil)
 	return strings.TrimSpace(string(v))
 }
@@ -89,21 +95,6 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	return append(body, '\r', '\n'), nil
 }
 
-// isFieldStart reports whether line starts a header field: a name of
-// printable ASCII other than ':' followed by ':' (RFC 5322 §2.2).
-func isFieldStart(line []byte) (name string, ok bool) {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return "", false
-	}
-	for _, b := range line[:i] {
-		if b < 33 || b > 126 {
-			return "", false
-		}
-	}
-	return strings.ToLower(string(line[:i])), true
-}
-
 // readHeader reads the header block, up to and including the empty line
 // that ends it (which is consumed and not stored).
 func readHeader(br *bufio.Reader, limit int) (*header, error) {
@@ -120,19 +111,21 @@ func readHeader(br *bufio.Reader, limit int) (*header, error) {
 		if len(line) == 2 { // the empty line: end of header
 			return h, nil
 		}
-		if (line[0] == ' ' || line[0] == '\t') && len(h.fields) > 0 {
+		kind, name := hdrscan.Classify(line, len(h.fields) > 0)
+		switch kind {
+		case hdrscan.Continuation:
 			last := &h.fields[len(h.fields)-1]
 			last.raw = append(last.raw, line...)
 			continue
-		}
-		name, ok := isFieldStart(line)
-		if !ok {
+		case hdrscan.Body:
 			// Not a header field: the header block ended without its empty
 			// line (a common script mistake); keep the line as body.
 			h.noSeparator, h.firstBody = true, line
 			return h, nil
 		}
-		h.fields = append(h.fields, field{name: name, raw: line})
+		// "Subject : hi" leaves as "Subject: hi" (RFC 5322 §4.5: accepted,
+		// never generated; dkimpy refuses to verify the obsolete form).
+		h.fields = append(h.fields, field{name: strings.ToLower(string(name)), raw: hdrscan.Canonical(line)})
 	}
 }
 

@@ -3,6 +3,7 @@ package cleanup
 import (
 	"bufio"
 	"io"
+	"net/netip"
 	"strings"
 	"testing/iotest"
 )
@@ -11,3 +12,5 @@ func bufioOneByte(s string) *bufio.Reader {
 	var r io.Reader = iotest.OneByteReader(strings.NewReader(s))
 	return bufio.NewReaderSize(r, 16)
 }
+
+func netip0() netip.Addr { return netip.Addr{} }

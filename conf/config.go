@@ -112,6 +112,11 @@ type DKIM struct {
 type Rewrite struct {
 	Admin  string `toml:"admin"`
 	Sender string `toml:"sender"`
+	// LocalDomains are more names of this host, beyond those relayd finds
+	// itself (hostname, the OS host name and its FQDN, /etc/mailname,
+	// localhost and the host's address literals): mail to them goes to
+	// Admin, mail from them is sent as Sender.
+	LocalDomains []string `toml:"local_domains"`
 }
 
 // Metrics configures the Prometheus endpoint.

@@ -128,3 +128,7 @@ func (e env) fqdn() string {
 	}
 	return h
 }
+
+// HostFQDN is the OS host name qualified through the resolver, as the
+// default hostname is found (see fqdn); it may cost a DNS lookup.
+func HostFQDN() string { return osEnv().fqdn() }

@@ -88,3 +88,26 @@ func checkAddrSpec(s string) error {
 	}
 	return nil
 }
+
+// validLocalDomain accepts what rewrite.local_domains may hold: a DNS name
+// (a trailing dot is tolerated) or an address literal, "[192.0.2.1]" or
+// "[IPv6:2001:db8::1]" (RFC 5321 §4.1.3).
+func validLocalDomain(s string) bool {
+	if lit, ok := strings.CutPrefix(s, "["); ok {
+		lit, ok = strings.CutSuffix(lit, "]")
+		if v6, isV6 := cutFoldPrefix(lit, "IPv6:"); isV6 {
+			a, err := netip.ParseAddr(v6)
+			return ok && err == nil && a.Is6()
+		}
+		a, err := netip.ParseAddr(lit)
+		return ok && err == nil && a.Is4()
+	}
+	return validDNSName(strings.TrimSuffix(s, "."))
+}
+
+func cutFoldPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}

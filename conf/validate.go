@@ -46,6 +46,11 @@ func (c *Config) validate(e env) Errors {
 			}
 		}
 	}
+	for i, d := range c.Rewrite.LocalDomains {
+		if !validLocalDomain(d) {
+			errs.add(fmt.Sprintf("rewrite.local_domains[%d]", i), "%q is neither a DNS name nor an address literal such as [192.0.2.1]", d)
+		}
+	}
 	if c.Metrics.Listen != "" {
 		if _, err := checkHostPort(c.Metrics.Listen, true, 0); err != nil {
 			errs.add("metrics.listen", "%w", err)

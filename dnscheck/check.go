@@ -52,10 +52,14 @@ func (c *Checker) Run(ctx context.Context, in Input) []Finding {
 		server = s
 	}
 	r := newResolver(server, c.client())
-	if err := r.probe(ctx); err != nil {
+	authOnly, err := r.probeFor(ctx, append(domains(in), in.Hostname))
+	if err != nil {
 		return []Finding{resolverFailure(server, err)}
 	}
 	ru := &run{r: r, in: in}
+	if authOnly != "" {
+		ru.add(authoritativeOnly(server, authOnly))
+	}
 	ru.checkHost(ctx)
 	ru.resolveSmarthost(ctx)
 	for _, k := range in.DKIM {
@@ -103,6 +107,7 @@ type run struct {
 	in        Input
 	out       []Finding
 	transport map[int]bool // indexes of findings caused by a dead resolver
+	after     []Finding    // findings to add after the one being made (DMARC reports)
 
 	smarthostAddrs []netip.Addr
 	ispSPF         *string // memoized smarthost SPF domain ("" if none)

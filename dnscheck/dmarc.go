@@ -21,6 +21,8 @@ func (ru *run) checkDMARC(ctx context.Context, domain string) {
 		return
 	}
 	ru.add(f)
+	ru.add(ru.after...)
+	ru.after = nil
 }
 
 func (ru *run) dmarcFinding(ctx context.Context, what, domain string) (Finding, error) {
@@ -73,6 +75,11 @@ func (ru *run) dmarcFinding(ctx context.Context, what, domain string) (Finding, 
 	where := at
 	if org {
 		where = fmt.Sprintf("%s (organizational domain; no record at _dmarc.%s)", at, domain)
+	}
+	if f, err := ru.externalReports(ctx, "DMARC reports "+domain, domain, tags); err != nil {
+		return Finding{}, err
+	} else if f != nil {
+		ru.after = append(ru.after, *f) // after the policy finding
 	}
 	switch strings.ToLower(p) {
 	case "quarantine", "reject":

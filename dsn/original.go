@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"relayd/internal/hdrscan"
 	"relayd/queue"
 )
 
@@ -112,27 +113,18 @@ func readCapped(r io.Reader, limit int64) (data []byte, truncated bool, err erro
 	return data, false, nil
 }
 
-// headerBlock returns the header section of msg (RFC 5322 §2.1): everything
-// before the first empty line. When the block was cut off by the read cap,
-// it ends at the last complete line.
+// headerBlock returns the header section of msg (RFC 5322 §2.1): its
+// fields, as the intake's scanner finds them (internal/hdrscan), without the
+// empty line or the first body line after them. When the block was cut off
+// by the read cap, it ends at the last complete line.
 func headerBlock(msg []byte, truncated bool) []byte {
-	// An empty first line means there are no headers at all.
-	if bytes.HasPrefix(msg, []byte("\r\n")) || bytes.HasPrefix(msg, []byte("\n")) {
-		return nil
-	}
-	end := len(msg)
-	if i := bytes.Index(msg, []byte("\n\r\n")); i >= 0 {
-		end = i + 1
-	}
-	if i := bytes.Index(msg[:end], []byte("\n\n")); i >= 0 {
-		end = i + 1
-	}
-	if end == len(msg) && truncated {
-		if i := bytes.LastIndexByte(msg, '\n'); i >= 0 {
-			end = i + 1
-		} else {
-			end = 0
-		}
+	end := 0
+	body := hdrscan.Fields(msg, func(_, raw []byte) bool {
+		end += len(raw) // the fields tile the header from its start
+		return true
+	})
+	if body == len(msg) && truncated {
+		end = bytes.LastIndexByte(msg[:end], '\n') + 1
 	}
 	return msg[:end]
 }

@@ -22,6 +22,10 @@ type Envelope struct {
 	UTF8  bool        `json:"utf8,omitempty"`  // SMTPUTF8 was used
 	// Body is the RFC 6152 body type ("7BIT", "8BITMIME", "BINARYMIME" or "").
 	Body string `json:"body,omitempty"`
+	// LocalSender: the sender is rewrite.sender, standing in for a local
+	// one (root, cron, user@this-host), so nobody reads its notices; they go
+	// to rewrite.admin instead. Absent in older entries: false.
+	LocalSender bool `json:"local_sender,omitempty"`
 }
 
 // Recipient is one envelope recipient and its delivery state.
@@ -108,6 +112,9 @@ type Notice struct {
 	// IsNotice is true when the failed message was itself a notice (null
 	// sender); a Notifier sends such failures to the admin, or drops them.
 	IsNotice bool
+	// LocalSender is the message's Envelope.LocalSender: From stands in for
+	// a local sender and the notice goes to the admin.
+	LocalSender bool
 }
 
 // Notifier turns a Notice into a queued message. A nil error means the notice

@@ -84,7 +84,7 @@ func (q *Queue) sendNotice(ctx context.Context, m *Meta, kind NoticeKind, about 
 	n := Notice{
 		Kind: kind, ID: m.ID, From: m.From, Arrival: m.Arrival, EnvID: m.EnvID, Ret: m.Ret,
 		RemoteMTA: m.RemoteMTA, LastAttempt: m.LastAttempt, Open: q.opener(m), Size: m.Size,
-		IsNotice: isNotice,
+		IsNotice: isNotice, LocalSender: m.LocalSender,
 	}
 	if kind == NoticeDelayed {
 		n.WillRetryUntil = m.Arrival.Add(q.cfg.MaxAge)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"strings"
+
+	"relayd/internal/hdrscan"
 )
 
 // MaxHeaderBytes bounds the header block kept in memory.
@@ -69,14 +71,21 @@ func ReadMessage(r io.Reader, opts Options, fromAddr string) (*Message, error) {
 			continue
 		}
 		first = false
-		if lr.started && isBlank(line) {
-			break
-		}
-		if (!lr.started || line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+		if !lr.started && len(fields) > 0 { // the rest of a long line
 			fields[len(fields)-1] = append(fields[len(fields)-1], line...)
 			continue
 		}
-		if !isFieldStart(line) {
+		// One rule with the daemon's intake (internal/hdrscan): the
+		// obsolete "Subject : hi" is a field, not the start of the body.
+		kind, _ := hdrscan.Classify(line, len(fields) > 0)
+		if kind == hdrscan.Blank {
+			break
+		}
+		if kind == hdrscan.Continuation {
+			fields[len(fields)-1] = append(fields[len(fields)-1], line...)
+			continue
+		}
+		if kind == hdrscan.Body {
 			// The body starts without an empty line: push the line back
 			// so that the body begins with it, after our empty line.
 			lr.unread(line)
@@ -87,8 +96,8 @@ func ReadMessage(r io.Reader, opts Options, fromAddr string) (*Message, error) {
 
 	var hdr bytes.Buffer
 	for _, f := range fields {
-		name := strings.ToLower(string(f[:bytes.IndexByte(f, ':')]))
-		name = strings.TrimRight(name, " \t")
+		n, _ := hdrscan.FieldName(f)
+		name := strings.ToLower(string(n))
 		switch name {
 		case "to", "cc", "bcc":
 			if opts.ExtractRecipients {
@@ -129,30 +138,6 @@ func displayName(n string) string {
 		return n
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(n) + `"`
-}
-
-func isBlank(line []byte) bool {
-	return len(line) == 2 && line[0] == '\r' && line[1] == '\n'
-}
-
-// isFieldStart reports whether line starts an RFC 5322 section 2.2 header
-// field: printable ASCII except ':' up to a ':'. Whitespace before the colon
-// is tolerated (obsolete syntax, RFC 5322 section 4.5).
-func isFieldStart(line []byte) bool {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return false
-	}
-	name := bytes.TrimRight(line[:i], " \t")
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if c < 33 || c > 126 {
-			return false
-		}
-	}
-	return true
 }
 
 // fieldValue returns the unfolded value of a complete header field.

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"relayd/internal/hdrscan"
 )
 
 // MaxHeaderBytes bounds the header block buffered while signing.
@@ -346,23 +348,14 @@ func checkField(f string) error {
 
 // countSignable counts the signable fields of a header block (each field
 // with its continuation lines and CRLF), without copying it: this runs for
-// every message.
+// every message. Fields are found by the scanner the intake uses
+// (internal/hdrscan), so "Subject : hi" counts as a Subject.
 func countSignable(hdr []byte) counts {
 	var c counts
 	var buf [maxName]byte
-	for len(hdr) > 0 {
-		line := hdr
-		if i := bytes.Index(hdr, []byte("\r\n")); i >= 0 {
-			line = hdr[:i+2]
-		}
-		hdr = hdr[len(line):]
-		if line[0] == ' ' || line[0] == '\t' {
-			continue // a continuation line (RFC 5322 §2.2.3)
-		}
-		name, _, ok := bytes.Cut(line, []byte(":"))
-		name = bytes.TrimRight(name, " \t")
-		if !ok || len(name) > maxName {
-			continue
+	hdrscan.Fields(hdr, func(name, _ []byte) bool {
+		if len(name) > maxName {
+			return true
 		}
 		lower := buf[:len(name)]
 		for i, b := range name {
@@ -374,7 +367,8 @@ func countSignable(hdr []byte) counts {
 		if i, ok := signableIndex[string(lower)]; ok {
 			c[i]++
 		}
-	}
+		return true
+	})
 	return c
 }
 

@@ -472,7 +472,7 @@ func TestSplitFields(t *testing.T) {
 func TestCountSignable(t *testing.T) {
 	hdr := "FROM: a\r\nfrom : b\r\nTo: c,\r\n d\r\nSubject: x\r\n\tFrom: not a field\r\n" +
 		"X-From: y\r\nFromage: z\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" +
-		"content-transfer-encoding\t: 7bit\r\nno colon here\r\nReceived: r\r\nCc: e\r\n"
+		"content-transfer-encoding\t: 7bit\r\nReceived: r\r\nCc: e\r\n"
 	got := countSignable([]byte(hdr))
 	var want counts
 	for _, f := range splitFields([]byte(hdr)) {
@@ -485,6 +485,11 @@ func TestCountSignable(t *testing.T) {
 	}
 	if got[signableIndex["from"]] != 2 || got[signableIndex["to"]] != 1 {
 		t.Errorf("from=%d to=%d, want 2 and 1", got[signableIndex["from"]], got[signableIndex["to"]])
+	}
+	// A line that is not a field ends the header, as at the intake
+	// (internal/hdrscan): what follows is body and is not counted.
+	if c := countSignable([]byte("From: a\r\nno colon here\r\nCc: e\r\n")); c[signableIndex["cc"]] != 0 || c[signableIndex["from"]] != 1 {
+		t.Errorf("after a non-field line: from=%d cc=%d, want 1 and 0", c[signableIndex["from"]], c[signableIndex["cc"]])
 	}
 }
 

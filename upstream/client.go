@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"relayd/queue"
@@ -26,7 +27,8 @@ type Client struct {
 	changed chan struct{}
 	closed  bool
 
-	oauth oauthState // sasl.go
+	oauth    oauthState   // sasl.go
+	eightBit atomic.Int32 // what the last EHLO said of 8BITMIME (mailcmd.go)
 }
 
 var _ queue.Deliverer = (*Client)(nil)

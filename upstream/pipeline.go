@@ -65,9 +65,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 	var cmds strings.Builder
 	cmds.WriteString("MAIL FROM:<" + d.From + ">")
-	if ok, _ := s.c.Extension("8BITMIME"); ok {
-		cmds.WriteString(" BODY=8BITMIME") // as go-smtp's Client does
-	}
+	cmds.WriteString(bodyParam(s, d)) // RFC 6152 §3, only for an 8-bit body
 	if ok, _ := s.c.Extension("SIZE"); ok && opts.Size > 0 {
 		cmds.WriteString(" SIZE=" + strconv.FormatInt(opts.Size, 10)) // RFC 1870
 	}

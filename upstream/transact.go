@@ -224,7 +224,7 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 		return res, e
 	}
 	s.open = true
-	if err := s.c.Mail(d.From, opts); err != nil {
+	if err := s.mail(d, opts); err != nil {
 		if se, ok := serverReply(err); ok {
 			if se.Code == 503 {
 				return txResult{out: fillUndecided(out, se), badSequence: true}, nil
@@ -369,6 +369,7 @@ func badLine(s string) bool { return strings.ContainsAny(s, "\r\n") }
 // BODY=8BITMIME by itself whenever 8BITMIME is offered, and SIZE when the
 // server advertised SIZE and Size is non-zero (RFC 1870).
 func (c *Client) mailOptions(s *session, d *queue.Delivery) (*smtp.MailOptions, *smtp.SMTPError) {
+	c.note8Bit(s)
 	opts := &smtp.MailOptions{Size: d.Size}
 	if d.UTF8 {
 		if ok, _ := s.c.Extension("SMTPUTF8"); ok {

@@ -95,11 +95,15 @@ func lastReply(no queue.Notice) string {
 // rewrite.admin; a notice never goes to a local name (root, or anything at
 // this host's own name, which the smarthost cannot deliver back to us): the
 // intake maps such an address to rewrite.admin as it does for recipients.
+// A notice about mail whose sender stands in for a local one
+// (Envelope.LocalSender) goes to rewrite.admin too.
 // Whatever is addressed to the admin carries FromAdminNotice, so if it fails
 // it is logged and dropped instead of going to the admin again.
 func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
 	to, admin := "", n.intake.Admin()
-	if !no.IsNotice {
+	// A sender rewritten from a local one is rewrite.sender, a no-reply
+	// address: the notice goes to the admin (issue 18).
+	if !no.IsNotice && !no.LocalSender {
 		if mapped, err := n.intake.Recipient(no.From); err == nil && cleanup.Domain(mapped) != "" {
 			to = mapped
 		}

@@ -24,9 +24,9 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("queue", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE`")
 	asJSON := fs.Bool("json", false, "JSON output (list)")
-	all := fs.Bool("all", false, "every message (delete)")
+	all := fs.Bool("all", false, "every message (delete, resign)")
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID... | bounce ID...")
+		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID... | bounce ID... | resign ID...|--all")
 		return exitUsage
 	}
 	cmd := args[0]
@@ -47,8 +47,8 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return showMessage(cfg.StateDir, ids[0], stdout, stderr)
-	case "flush", "delete", "hold", "release", "bounce":
-		if cmd != "flush" && len(ids) == 0 && !(cmd == "delete" && *all) {
+	case "flush", "delete", "hold", "release", "bounce", "resign":
+		if cmd != "flush" && len(ids) == 0 && !((cmd == "delete" || cmd == "resign") && *all) {
 			fmt.Fprintf(stderr, "usage: relayd queue %s ID...\n", cmd)
 			return exitUsage
 		}
@@ -269,6 +269,8 @@ func (h controlHandler) Handle(ctx context.Context, req control.Request) (int, e
 		err = q.Release(ids...)
 	case "bounce":
 		err = q.Bounce(ids...)
+	case "resign":
+		return h.d.resign(ids)
 	case "reload":
 		return 0, h.d.reload()
 	default:

@@ -236,6 +236,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if err := d.listen(); err != nil {
 		return listenError(err)
 	}
+	go d.logUnsigned(d.sign) // held mail a new key could sign (issue 16)
 	if rl := rateLimit(cfg); rl != (queue.RateLimit{}) {
 		d.log.Info("outbound rate limit", "limit", rl.String())
 	}
@@ -286,13 +287,18 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 	if d.sign != nil {
 		s = d.sign
 	}
+	local := localDomains(cfg, cleanup.OSHost(conf.HostFQDN))
+	d.log.Info("local domains: mail to these goes to rewrite.admin, mail from them is sent as rewrite.sender",
+		"hostname", cfg.Hostname, "local_domains", local)
 	return cleanup.Config{
 		Hostname:        cfg.Hostname,
+		LocalDomains:    local,
 		Spool:           d.q,
 		Signer:          s,
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
+		SevenBitOnly:    d.sevenBitOnly,
 		Logger:          d.log,
 	}
 }

@@ -46,6 +46,9 @@ type Server struct {
 	// Drop, if it returns true, leaves the query unanswered (a dead or
 	// filtering resolver).
 	Drop func(q dns.Question) bool
+	// Refuse, if it returns true, answers REFUSED, as an authoritative-only
+	// server does for a name outside its zones.
+	Refuse func(q dns.Question) bool
 
 	records map[string][]dns.RR
 	udpQ    atomic.Int32
@@ -137,6 +140,11 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	m := new(dns.Msg)
 	m.SetReply(req)
+	if s.Refuse != nil && s.Refuse(q) {
+		m.SetRcode(req, dns.RcodeRefused)
+		_ = w.WriteMsg(m)
+		return
+	}
 	m.RecursionAvailable = true
 	s.answer(m, q)
 	if udp {

@@ -321,7 +321,7 @@ func TestDSNDelayNoticeOncePerMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	msgs := sh.WaitMessages(t, 2, 30*time.Second)
+	sh.WaitMessages(t, 2, 30*time.Second)
 	// Several more retry rounds (1-2 s backoff) for both messages.
 	after := tries.Load()
 	deadline := time.Now().Add(30 * time.Second)
@@ -331,7 +331,7 @@ func TestDSNDelayNoticeOncePerMessage(t *testing.T) {
 	if tries.Load() < after+6 {
 		t.Fatalf("only %d retries after the notices", tries.Load()-after)
 	}
-	msgs = sh.Messages()
+	msgs := sh.Messages()
 	notices, others := noticesIn(msgs)
 	if len(others) != 0 || len(notices) != 2 {
 		t.Fatalf("%d notices and %d other messages after %d attempts; want 2 and 0:\n%s",

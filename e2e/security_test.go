@@ -397,9 +397,9 @@ func TestSmuggling(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	msgs := sh.WaitMessages(t, accepted, 30*time.Second)
+	sh.WaitMessages(t, accepted, 30*time.Second)
 	time.Sleep(time.Second)
-	msgs = sh.Messages()
+	msgs := sh.Messages()
 	if len(msgs) != accepted {
 		t.Errorf("smarthost got %d messages for %d accepted", len(msgs), accepted)
 	}

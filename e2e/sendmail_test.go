@@ -743,9 +743,15 @@ func TestMaildropUntrusted(t *testing.T) {
 	outside := filepath.Join(e.dir, "outside")
 	os.Mkdir(outside, 0o755)
 	entry := func(env, msg string) string { return "RELAYD-MAILDROP 1\n" + env + "\n" + msg }
+	// Entries appear whole (written beside, then renamed in), as the shim
+	// makes them: a half-written file would be refused for its truncation.
 	write := func(dir, name, data string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		tmp := filepath.Join(e.dir, ".part-"+name)
+		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
 			t.Fatal(err)
 		}
 		return p

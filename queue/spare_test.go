@@ -380,7 +380,7 @@ func TestKeptDescriptorTravelsWithTheFile(t *testing.T) {
 
 	// A first attempt that defers closes the descriptor; the retry opens
 	// msg/ID and reads the same bytes.
-	got = readingDeliverer(t, h, func(d *Delivery) (Outcome, error) { return Outcome{}, errors.New("smarthost down") })
+	readingDeliverer(t, h, func(d *Delivery) (Outcome, error) { return Outcome{}, errors.New("smarthost down") })
 	third := bytes.Repeat([]byte("deferred once\r\n"), 30)
 	id := commitBody(t, h.q, env, prefix, third, FromSMTP)
 	waitFor(t, "the first attempt", func() bool { return h.del.countID(id) == 1 })

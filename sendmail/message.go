@@ -160,8 +160,6 @@ type lineReader struct {
 	eof     bool
 }
 
-var errEndOfInput = errors.New("end of input")
-
 // line returns the next line (or piece of a long line), nil at the end.
 func (l *lineReader) line() ([]byte, error) {
 	if l.pending != nil {

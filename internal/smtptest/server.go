@@ -311,12 +311,3 @@ func (s *Server) addHelo(name string) {
 	s.helos = append(s.helos, name)
 	s.mu.Unlock()
 }
-
-func (s *Server) stopped() bool {
-	select {
-	case <-s.quit:
-		return true
-	default:
-		return false
-	}
-}

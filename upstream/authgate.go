@@ -24,7 +24,7 @@ var ErrAuthBackoff = errors.New("not logging in again yet: the smarthost rejecte
 // *Error at StageAuth with the server's code. Such a failure will not clear
 // by itself, so the relay is not asked again until its backoff expires.
 func (e *Error) CredentialsRejected() bool {
-	return e != nil && e.Stage == StageAuth && (e.Code == 535 || e.Code == 534) && !errors.Is(e.Err, ErrAuthBackoff)
+	return e != nil && e.Stage == StageAuth && (e.Code == 535 || e.Code == 534) && !e.staleToken && !errors.Is(e.Err, ErrAuthBackoff)
 }
 
 type authState struct {
@@ -59,9 +59,13 @@ func (c *Client) authGate(ctx context.Context, addr string) (probe bool, _ *Erro
 		case st.backoff > 0 && c.cfg.Clock().Before(st.until):
 			l := st.last
 			c.mu.Unlock()
+			fix := "check upstream.username and upstream.password_file, then reload"
+			if l.Hint != "" {
+				fix = l.Hint // the rejection's own diagnosis (OAuth2: status and fix)
+			}
 			return false, &Error{Stage: StageAuth, Addr: addr, Temporary: true, Code: l.Code, Enhanced: l.Enhanced, Message: l.Message,
 				Err:  ErrAuthBackoff,
-				Hint: "no new login before " + st.until.Format(time.RFC3339) + ": check upstream.username and upstream.password_file, then reload"}
+				Hint: "no new login before " + st.until.Format(time.RFC3339) + ": " + fix}
 		case st.probe == nil:
 			st.probe = make(chan struct{})
 			c.mu.Unlock()

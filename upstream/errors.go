@@ -50,6 +50,11 @@ type Error struct {
 	// Hint is a one-line diagnosis with the fix, for logs and `relayd check`.
 	Hint string
 	Err  error
+
+	// staleToken: an OAuth2 token the source had not just issued was
+	// refused; the source drops it and fetches another, so the refusal
+	// says nothing yet about the credentials (sasl.go, authgate.go).
+	staleToken bool
 }
 
 func (e *Error) Error() string {

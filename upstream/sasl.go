@@ -171,6 +171,7 @@ func (c *Client) authFailed(s *session, client sasl.Client, e *Error) *Error {
 	}
 	if !c.cfg.Tokens.Reject(m.token()) {
 		e.Hint = what + "; a new token is fetched for the next attempt"
+		e.staleToken = true // no AUTH backoff: the next login uses a new token
 		return e
 	}
 	e.Hint = what + ": " + oauthFix

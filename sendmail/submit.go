@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
 )
 
 // DefaultTimeout bounds each read and write on the daemon's socket.
@@ -251,8 +253,7 @@ func smtpExit(err error, cmd string) *ExitError {
 	case strings.HasPrefix(cmd, "RCPT"):
 		code = ExNoUser
 	}
-	return &ExitError{Code: code, Msg: fmt.Sprintf("relayd refused %s: %d %d.%d.%d %s", cmd,
-		se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)}
+	return &ExitError{Code: code, Msg: fmt.Sprintf("relayd refused %s: %s", cmd, reply.Format(se))}
 }
 
 func (s *Submitter) say(format string, args ...any) {

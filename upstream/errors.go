@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
 )
 
 // Stage names the step of the SMTP session that failed.
@@ -62,11 +63,9 @@ func (e *Error) Error() string {
 	fmt.Fprintf(&b, "upstream %s: %s: ", e.Addr, e.Stage)
 	switch {
 	case e.Code != 0:
-		b.WriteString(strconv.Itoa(e.Code))
-		if e.Enhanced != (smtp.EnhancedCode{}) && e.Enhanced != smtp.NoEnhancedCode {
-			fmt.Fprintf(&b, " %d.%d.%d", e.Enhanced[0], e.Enhanced[1], e.Enhanced[2])
-		}
-		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " "))
+		// The reply as the server gave it: no X.0.0 made up for one
+		// without an enhanced code.
+		b.WriteString(reply.Peer(e.Code, e.Enhanced, e.Message))
 	case e.Err != nil:
 		b.WriteString(e.Err.Error())
 	default:
@@ -148,24 +147,17 @@ func sessionError(stage Stage, addr string, err error) *Error {
 }
 
 // replyError converts a reply line to an SMTPError, splitting off the RFC
-// 3463 enhanced status code when present.
+// 3463 enhanced status code when present (and its repetitions at the start
+// of a multi-line reply's further lines, RFC 2034 §4).
 func replyError(code int, msg string) *smtp.SMTPError {
 	se := &smtp.SMTPError{Code: code, Message: msg}
 	first, rest, ok := strings.Cut(msg, " ")
 	if !ok {
 		return se
 	}
-	parts := strings.Split(first, ".")
-	if len(parts) != 3 {
+	ec, ok := reply.ParseEnhanced(first)
+	if !ok {
 		return se
-	}
-	var ec smtp.EnhancedCode
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return se
-		}
-		ec[i] = n
 	}
 	se.EnhancedCode = ec
 	se.Message = strings.ReplaceAll(rest, "\n"+first+" ", "\n")

@@ -39,6 +39,8 @@ import (
 
 	"relayd/conf"
 	"relayd/dnscheck"
+	"relayd/internal/sysexits"
+	"relayd/internal/tlsmode"
 	"relayd/signer"
 	"relayd/upstream"
 )
@@ -58,11 +60,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	noSmarthost := fs.Bool("no-smarthost", false, "skip the smarthost probe")
 	asJSON := fs.Bool("json", false, "print the findings as a JSON array")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "relayd check: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+		return sysexits.Usage
 	}
 	c := &checker{
 		path:        configPath(*cfgFlag),
@@ -87,7 +89,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if dnscheck.Failed(findings) {
 		return exitFailure
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 // checker is one run of `relayd check`.
@@ -447,9 +449,9 @@ func probeSummary(cfg *conf.Config) string {
 	u := cfg.Upstream
 	var steps []string
 	switch u.TLS {
-	case conf.TLSImplicit:
+	case tlsmode.Implicit:
 		steps = append(steps, "implicit TLS, certificate verified")
-	case conf.TLSNone:
+	case tlsmode.None:
 		steps = append(steps, "connected without TLS (loopback)")
 	default:
 		steps = append(steps, "STARTTLS, certificate verified")
@@ -528,7 +530,7 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	case errors.As(e, &record):
 		return set(fmt.Sprintf("the server does not speak TLS on port %s", port),
 			`set upstream.tls = "starttls" (port 587), or use the ISP's implicit-TLS port 465`)
-	case e.Stage == upstream.StageGreeting && e.Timeout() && cfg.Upstream.TLS != conf.TLSImplicit && (port == "465" || speaksTLS(e.Addr, cfg.Upstream.Timeout.Duration)):
+	case e.Stage == upstream.StageGreeting && e.Timeout() && cfg.Upstream.TLS != tlsmode.Implicit && (port == "465" || speaksTLS(e.Addr, cfg.Upstream.Timeout.Duration)):
 		return set(fmt.Sprintf("no SMTP greeting on port %s: it may expect TLS from the first byte", port),
 			`set upstream.tls = "implicit" (port 465)`)
 	case e.Stage == upstream.StageGreeting && e.Timeout():
@@ -633,7 +635,7 @@ func readGreeting(ctx context.Context, cfg *conf.Config) (string, error) {
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	if u.TLS == conf.TLSImplicit {
+	if u.TLS == tlsmode.Implicit {
 		host, _, _ := net.SplitHostPort(u.Address)
 		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		if u.CAFile != "" {

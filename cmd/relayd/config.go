@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"relayd/conf"
+	"relayd/internal/sysexits"
 )
 
 const defaultConfigPath = "/etc/relayd/relayd.toml"
@@ -97,8 +98,8 @@ func flagSet(name string, stderr io.Writer) *flag.FlagSet {
 func runConfig(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && args[0] == "example" {
 		stdout.Write(conf.Example)
-		return exitOK
+		return sysexits.OK
 	}
 	fmt.Fprintln(stderr, "usage: relayd config example")
-	return exitUsage
+	return sysexits.Usage
 }

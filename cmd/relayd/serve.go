@@ -24,6 +24,7 @@ import (
 	"relayd/cleanup"
 	"relayd/conf"
 	"relayd/control"
+	"relayd/internal/sysexits"
 	"relayd/metrics"
 	"relayd/queue"
 	"relayd/signer"
@@ -43,7 +44,7 @@ func runServe(args []string, stderr io.Writer) int {
 	fs := flagSet("serve", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	if os.Getenv("GOGC") == "" {
 		// relayd's live heap is a few MB and does not grow with the load
@@ -56,7 +57,7 @@ func runServe(args []string, stderr io.Writer) int {
 	path := configPath(*cfgFlag)
 	d, err := newDaemon(path, stderr)
 	if err != nil {
-		return exitConfig
+		return sysexits.Config
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -64,7 +65,7 @@ func runServe(args []string, stderr io.Writer) int {
 		d.log.Error("relayd stopped", "err", err)
 		return exitFailure
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 // daemon is one running relayd: the pipeline listener -> cleanup -> signer

@@ -74,9 +74,9 @@ func printProblems(w io.Writer, path string, err error) {
 func newHandler(c conf.Log, w io.Writer, lv *slog.LevelVar) slog.Handler {
 	opts := &slog.HandlerOptions{Level: lv}
 	if strings.EqualFold(c.Format, "json") {
-		return slog.NewJSONHandler(w, opts)
+		return withTrailingAttrs(slog.NewJSONHandler(w, opts))
 	}
-	return slog.NewTextHandler(w, opts)
+	return withTrailingAttrs(slog.NewTextHandler(w, opts))
 }
 
 // logLevel parses [log] level; conf validated it, info otherwise.

@@ -169,12 +169,13 @@ func (c *Client) authFailed(s *session, client sasl.Client, e *Error) *Error {
 	if status != "" {
 		what += fmt.Sprintf(" (error status %q)", status)
 	}
+	e.oauthStatus = status
 	if !c.cfg.Tokens.Reject(m.token()) {
 		e.Hint = what + "; a new token is fetched for the next attempt"
 		e.staleToken = true // no AUTH backoff: the next login uses a new token
 		return e
 	}
-	e.Hint = what + ": " + oauthFix
+	e.Hint, e.fix = what+": "+oauthFix, oauthFix
 	if c.oauth.warned.CompareAndSwap(false, true) {
 		reply := ""
 		if r := e.Reply(); r != nil {

@@ -194,7 +194,7 @@ func (c *Client) startTLS(ctx context.Context, s *session, tp *textproto.Conn, h
 	if !offered {
 		_ = tp.PrintfLine("QUIT")
 		return &Error{Stage: StageSTARTTLS, Addr: s.addr, Err: errors.New("server offers no STARTTLS"),
-			Hint: "set tls = \"implicit\" with port 465? (credentials are never sent in clear)"}
+			kind: KindNoSTARTTLS, Hint: KindNoSTARTTLS.hint(s.addr)}
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
 		return sessionError(StageSTARTTLS, s.addr, err)
@@ -221,7 +221,7 @@ func (c *Client) auth(ctx context.Context, s *session, host string, isTLS bool) 
 	ok, mechs := s.c.Extension("AUTH")
 	if !ok {
 		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("server offers no AUTH"),
-			Hint: "credentials are configured but the smarthost does not advertise AUTH on this port"}
+			kind: KindNoAUTH, Hint: KindNoAUTH.hint(s.addr)}
 	}
 	client, e := c.saslClient(ctx, s, host, mechs)
 	if e != nil {

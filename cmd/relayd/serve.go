@@ -48,10 +48,9 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	if os.Getenv("GOGC") == "" {
 		// relayd's live heap is a few MB and does not grow with the load
-		// or the queue; at the default of 100 the collector ran about
-		// 40 times a second under small messages. 200 gave about 5 %
-		// more messages per second for about 3 MB more resident memory.
-		// GOGC in the environment still decides.
+		// or the queue, so a higher target trades a little memory for
+		// fewer collections (figures: bench/README.md, "Costs behind the
+		// code"). GOGC in the environment still decides.
 		debug.SetGCPercent(gcPercent)
 	}
 	path := configPath(*cfgFlag)
@@ -622,9 +621,8 @@ func (d *daemon) queueStats() queue.Stats {
 // listenSMTP opens an SMTP listener whose connections get no TCP
 // keepalive: every read and write has the idle deadline
 // (listen.idle_timeout), which ends a dead client's session, and enabling
-// the probes costs four setsockopt(2) calls per connection (about 0.5 % of
-// relayd's CPU with a connection per message). Postfix's smtpd does not
-// enable them either.
+// the probes costs four setsockopt(2) calls per connection (bench/README.md,
+// "Costs behind the code"). Postfix's smtpd does not enable them either.
 func listenSMTP(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", addr)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/internal/reply"
 	"relayd/maillog"
 	"relayd/queue"
 )
@@ -143,7 +144,7 @@ func (c *Config) Submit(ctx context.Context, sub *Submission, r io.Reader) (stri
 		}
 		maillog.Log(c.Logger, maillog.Event{
 			ID: id, From: sub.Envelope.From, To: rcptList(sub.Envelope.Rcpts),
-			Status: maillog.Rejected, DSN: enhanced(se), Reply: se.Message,
+			Status: maillog.Rejected, DSN: reply.Enhanced(se), Reply: se.Message,
 			Extra: []slog.Attr{slog.String("cause", err.Error())},
 		})
 		return "", se
@@ -417,14 +418,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func enhanced(se *smtp.SMTPError) string {
-	e := se.EnhancedCode
-	if e == smtp.NoEnhancedCode || e == (smtp.EnhancedCode{}) {
-		return ""
-	}
-	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
 }
 
 func rcptList(rs []queue.Recipient) string {

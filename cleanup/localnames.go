@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+
+	"relayd/internal/loopback"
 )
 
 // Host is what the machine says about its own names, injected so the
@@ -154,7 +156,7 @@ func newLocalSet(hostname string, domains []string) localSet {
 func (s localSet) has(d string) bool {
 	d = normDomain(d)
 	if a, ok := parseLiteral(d); ok {
-		return a.IsLoopback() || s.ips[a]
+		return loopback.Addr(a) || s.ips[a]
 	}
 	return s.names[d]
 }

@@ -7,8 +7,8 @@ import (
 )
 
 // Buffers are reused across messages: allocating 128 KiB per message (the
-// reader and copyBody's output) made the garbage collector about a tenth
-// of relayd's CPU under a load of small messages. A pool holds at most
+// reader and copyBody's output) kept the garbage collector busy under small
+// messages (bench/README.md, "Costs behind the code"). A pool holds at most
 // about one buffer per concurrent submission.
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}

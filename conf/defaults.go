@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"relayd/internal/tlsmode"
 )
 
 // resolver is the part of *net.Resolver used to find the host's FQDN.
@@ -64,7 +66,7 @@ func defaults() *Config {
 			MaxConnectionsPerIP: 50,
 		},
 		Upstream: Upstream{
-			TLS:     TLSStartTLS,
+			TLS:     tlsmode.StartTLS,
 			Timeout: Duration{2 * time.Minute},
 		},
 		Queue: Queue{
@@ -79,13 +81,6 @@ func defaults() *Config {
 		Log: Log{Format: "text", Level: "info"},
 	}
 }
-
-// Values of Upstream.TLS.
-const (
-	TLSStartTLS = "starttls"
-	TLSImplicit = "implicit"
-	TLSNone     = "none"
-)
 
 // fqdn returns the host's fully qualified name: os.Hostname if it has a dot,
 // else its canonical name from the resolver (CNAME, then the reverse name of

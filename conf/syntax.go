@@ -53,15 +53,6 @@ func checkHostPort(addr string, emptyHost bool, minPort uint64) (string, error) 
 	return host, nil
 }
 
-// isLoopback reports whether host is "localhost" or a loopback IP.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}
-
 // parseNet parses a CIDR prefix, or a bare IP as a single-address prefix,
 // and returns it masked.
 func parseNet(s string) (netip.Prefix, error) {

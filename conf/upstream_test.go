@@ -11,12 +11,14 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+
+	"relayd/internal/tlsmode"
 )
 
 func TestCleartextOnlyToLoopback(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1:25", "[::1]:25", "localhost:2525", "127.0.0.53:25"} {
+	for _, addr := range []string{"127.0.0.1:25", "[::1]:25", "localhost:2525", "LOCALHOST:2525", "127.0.0.53:25", "[::ffff:127.0.0.1]:25"} {
 		c := mustParse(t, testEnv(nil), fmt.Sprintf("[upstream]\naddress = %q\ntls = \"none\"\n", addr))
-		if c.Upstream.TLS != TLSNone || c.Upstream.Address != addr {
+		if c.Upstream.TLS != tlsmode.None || c.Upstream.Address != addr {
 			t.Errorf("%s: %+v", addr, c.Upstream)
 		}
 	}

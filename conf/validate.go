@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"relayd/internal/loopback"
+	"relayd/internal/tlsmode"
 )
 
 // Validate checks c and reports every problem found, each naming its key
@@ -174,13 +177,13 @@ func checkBcrypt(h string) error {
 }
 
 func (u *Upstream) check(errs *Errors, e env) {
-	checkEnum(errs, "upstream.tls", u.TLS, TLSStartTLS, TLSImplicit, TLSNone)
-	clear := u.TLS == TLSNone
+	checkEnum(errs, "upstream.tls", u.TLS, tlsmode.StartTLS, tlsmode.Implicit, tlsmode.None)
+	clear := u.TLS == tlsmode.None
 	if u.Address != "" {
 		host, err := checkHostPort(u.Address, false, 1)
 		if err != nil {
 			errs.add("upstream.address", "%w", err)
-		} else if clear && !isLoopback(host) {
+		} else if clear && !loopback.Host(host) {
 			errs.add("upstream.tls", `"none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
 		}
 	} else if len(u.Fallback) > 0 {
@@ -191,7 +194,7 @@ func (u *Upstream) check(errs *Errors, e env) {
 		host, err := checkHostPort(f, false, 1)
 		if err != nil {
 			errs.add(key, "%w", err)
-		} else if clear && !isLoopback(host) {
+		} else if clear && !loopback.Host(host) {
 			errs.add(key, `tls = "none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"relayd/internal/reply"
 	"relayd/queue"
 )
 
@@ -50,9 +51,9 @@ func Subject(kind queue.NoticeKind) string {
 // the text and left out, because the notice must still go out. Nothing is
 // written to w unless the whole notice was composed.
 func Compose(n queue.Notice, p Params, w io.Writer) error {
-	host := asciiOnly(oneLine(p.Hostname))
-	to := oneLine(p.To)
-	msgID := asciiOnly(oneLine(p.MessageID))
+	host := asciiOnly(reply.OneLine(p.Hostname))
+	to := reply.OneLine(p.To)
+	msgID := asciiOnly(reply.OneLine(p.MessageID))
 	switch {
 	case host == "" || strings.ContainsAny(host, " <>@"):
 		return fmt.Errorf("%w: hostname %q", ErrParams, p.Hostname)
@@ -152,10 +153,10 @@ func Compose(n queue.Notice, p Params, w io.Writer) error {
 func deliveryStatus(n queue.Notice, host string, reps []rcptReport) []byte {
 	var b bytes.Buffer
 	writeField(&b, "Reporting-MTA", "dns; "+host) // §2.2.2
-	if id := asciiOnly(oneLine(n.ID)); id != "" {
+	if id := asciiOnly(reply.OneLine(n.ID)); id != "" {
 		writeField(&b, "X-Relayd-Queue-ID", id) // §2.4 extension field
 	}
-	if env := asciiOnly(oneLine(n.EnvID)); env != "" {
+	if env := asciiOnly(reply.OneLine(n.EnvID)); env != "" {
 		writeField(&b, "Original-Envelope-Id", env) // §2.2.1
 	}
 	if !n.Arrival.IsZero() {
@@ -200,7 +201,7 @@ func validBoundary(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strings.IndexByte("'()+_,-./:=?", c) >= 0 {
+		if (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strings.IndexByte("'()+_,-./:=?", c) >= 0 {
 			continue
 		}
 		return false

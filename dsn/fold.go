@@ -3,6 +3,8 @@ package dsn
 import (
 	"bytes"
 	"strings"
+
+	"relayd/internal/reply"
 )
 
 const (
@@ -15,7 +17,7 @@ const (
 
 // writeField writes "name: value" CRLF, folding at spaces (RFC 5322
 // §2.2.3) so lines stay near foldWidth and never exceed hardLimit. value
-// must already be one line (see oneLine).
+// must already be one line (see reply.OneLine).
 func writeField(b *bytes.Buffer, name, value string) {
 	b.WriteString(name)
 	b.WriteByte(':')
@@ -61,7 +63,7 @@ func utf8Start(c byte) bool { return c&0xC0 != 0x80 }
 func wrapText(indent, s string, width int) string {
 	var b strings.Builder
 	lineLen := 0
-	for _, word := range splitRuns(oneLine(s)) {
+	for _, word := range splitRuns(reply.OneLine(s)) {
 		if lineLen > 0 && lineLen+1+len(word) > width {
 			b.WriteByte('\n')
 			lineLen = 0

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"relayd/internal/reply"
 	"relayd/queue"
 )
 
@@ -63,7 +64,7 @@ func humanText(n queue.Notice, host string, now time.Time, reps []rcptReport, at
 	}
 
 	add("", att.note)
-	add("", "Queue ID: "+oneLine(n.ID))
+	add("", "Queue ID: "+reply.OneLine(n.ID))
 	return strings.Join(paras, "\n\n") + "\n"
 }
 

@@ -4,84 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"relayd/internal/reply"
 )
-
-// ParseReply splits an SMTP reply line such as "550 5.1.1 No such user"
-// into its reply code (RFC 5321 §4.2), its enhanced status code (RFC 3463 /
-// RFC 2034, "" when absent or malformed) and the remaining text.
-//
-// Multi-line replies stored as one line joined with "; " are accepted: only
-// the first code is parsed. A reply whose enhanced code class disagrees with
-// the reply code's first digit (e.g. "550 4.1.1") has its enhanced code
-// ignored, as RFC 2034 §4 requires them to agree. When s does not start with
-// a three-digit code, code is 0 and text is s (trimmed).
-func ParseReply(s string) (code int, enhanced string, text string) {
-	s = strings.TrimSpace(s)
-	if len(s) < 3 || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || s[0] < '2' || s[0] > '5' {
-		return 0, "", s
-	}
-	if len(s) > 3 && s[3] != ' ' && s[3] != '-' {
-		return 0, "", s
-	}
-	code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
-	rest := ""
-	if len(s) > 4 {
-		rest = strings.TrimLeft(s[4:], " ")
-	}
-	first, after, _ := strings.Cut(rest, " ")
-	if validEnhanced(first) && first[0] == s[0] {
-		return code, first, strings.TrimSpace(after)
-	}
-	return code, "", rest
-}
-
-// validEnhanced reports whether e is class "." subject "." detail with
-// class 2, 4 or 5, subject 1-3 digits and detail 1-3 digits (RFC 3463 §2).
-func validEnhanced(e string) bool {
-	parts := strings.Split(e, ".")
-	if len(parts) != 3 {
-		return false
-	}
-	if parts[0] != "2" && parts[0] != "4" && parts[0] != "5" {
-		return false
-	}
-	for _, p := range parts[1:] {
-		if len(p) < 1 || len(p) > 3 {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if !isDigit(p[i]) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isDigit(b byte) bool { return b >= '0' && b <= '9' }
-
-// oneLine makes external text safe for a single header or field value:
-// every control character (CR and LF included) becomes a space, runs of
-// white space collapse to one space, invalid UTF-8 is replaced, and the
-// result is trimmed. The result may still contain non-ASCII characters.
-func oneLine(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	b.Grow(len(s))
-	space := false
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == ' ' || r == '\u2028' || r == '\u2029' {
-			space = true
-			continue
-		}
-		if space && b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		space = false
-		b.WriteRune(r)
-	}
-	return b.String()
-}
 
 // asciiOnly replaces every non-ASCII character of an already one-lined
 // string with '?', for the US-ASCII message/delivery-status part.
@@ -114,8 +39,8 @@ func isASCII(s string) bool {
 // the utf-8 type with utf-8-addr-xtext encoding (RFC 6533 §3), which keeps
 // message/delivery-status pure ASCII.
 func typedAddress(typ, addr string) string {
-	addr = oneLine(addr)
-	t := strings.ToLower(strings.TrimSpace(oneLine(typ)))
+	addr = reply.OneLine(addr)
+	t := strings.ToLower(strings.TrimSpace(reply.OneLine(typ)))
 	if t == "" {
 		t = "rfc822"
 	}
@@ -156,7 +81,7 @@ func splitORcpt(orcpt string) (typ, addr string, ok bool) {
 // remoteHost extracts the host name from a relay string "host[ip]:port"
 // (queue.Outcome.Relay); when there is no name, the IP address is used.
 func remoteHost(relay string) string {
-	relay = oneLine(relay)
+	relay = reply.OneLine(relay)
 	if relay == "" {
 		return ""
 	}

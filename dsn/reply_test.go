@@ -4,38 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"relayd/internal/reply"
 	"relayd/queue"
 )
-
-func TestParseReply(t *testing.T) {
-	cases := []struct {
-		in       string
-		code     int
-		enhanced string
-		text     string
-	}{
-		{"550 5.1.1 <b@example.org>: User unknown", 550, "5.1.1", "<b@example.org>: User unknown"},
-		{"451 4.7.1 Greylisted; 451 4.7.1 try later", 451, "4.7.1", "Greylisted; 451 4.7.1 try later"},
-		{"550-5.1.1 first line; 550 5.1.1 second", 550, "5.1.1", "first line; 550 5.1.1 second"},
-		{"421 Service not available", 421, "", "Service not available"},
-		{"550 4.1.1 class mismatch", 550, "", "4.1.1 class mismatch"},
-		{"552 5.3.4", 552, "5.3.4", ""},
-		{"250", 250, "", ""},
-		{"  554 5.7.1 padded  ", 554, "5.7.1", "padded"},
-		{"550 5.1234.1 bad subject", 550, "", "5.1234.1 bad subject"},
-		{"550 5.1. odd", 550, "", "5.1. odd"},
-		{"dial tcp: connection refused", 0, "", "dial tcp: connection refused"},
-		{"5500 not a code", 0, "", "5500 not a code"},
-		{"650 out of range", 0, "", "650 out of range"},
-		{"", 0, "", ""},
-	}
-	for _, c := range cases {
-		code, enh, text := ParseReply(c.in)
-		if code != c.code || enh != c.enhanced || text != c.text {
-			t.Errorf("ParseReply(%q) = %d %q %q, want %d %q %q", c.in, code, enh, text, c.code, c.enhanced, c.text)
-		}
-	}
-}
 
 func TestStatusDerivation(t *testing.T) {
 	cases := []struct {
@@ -66,6 +37,20 @@ func TestStatusDerivation(t *testing.T) {
 			t.Errorf("%s %q: got %s %s expired=%v diag=%q, want %s %s %v %q",
 				c.kind, c.reply, r.action, r.status, r.expired, r.diag, c.action, c.status, c.expired, c.diag)
 		}
+		// The same reply stored as fields (what the queue writes now)
+		// gives the same report as the string an older entry holds.
+		var rc queue.Recipient
+		rc.Addr = "b@example.org"
+		rc.SetReply(reply.Parse(c.reply))
+		if f := report(c.kind, rc); f != r {
+			t.Errorf("%s %q: from fields %+v, from the string %+v", c.kind, c.reply, f, r)
+		}
+	}
+	// Fields win over the string: dsn does not parse what queue formatted.
+	rc := queue.Recipient{Addr: "b@example.org", LastReply: "451 4.3.0 stale",
+		Reply: reply.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
+	if r := report(queue.NoticeFailed, rc); r.status != "5.1.1" || r.diag != "smtp; 550 5.1.1 no such user" {
+		t.Errorf("fields ignored: %+v", r)
 	}
 }
 

@@ -3,6 +3,7 @@ package dsn
 import (
 	"strings"
 
+	"relayd/internal/reply"
 	"relayd/queue"
 )
 
@@ -23,14 +24,16 @@ type rcptReport struct {
 // report classifies one recipient for a notice of the given kind.
 func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
 	rep := rcptReport{
-		addr:  oneLine(r.Addr),
+		addr:  reply.OneLine(r.Addr),
 		final: typedAddress("rfc822", r.Addr),
-		reply: oneLine(r.LastReply),
 	}
+	last := r.Last()
+	rep.reply = last.String()
 	if typ, addr, ok := splitORcpt(r.ORcpt); ok {
 		rep.orig = typedAddress(typ, addr)
 	}
-	code, enh, _ := ParseReply(rep.reply)
+	// Only a status of the reply code's own class is the peer's (RFC 2034 §4).
+	code, enh := last.Code, last.Status()
 	rep.code, rep.enhanced = code, enh
 	class := code / 100
 

@@ -55,7 +55,9 @@ func writeCert(t *testing.T, dir string, ca *smtptest.CA) (certFile, keyFile str
 // listenerAddr returns the address relayd logged for a listener mode.
 func listenerAddr(t *testing.T, r *relayd, mode string) string {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)msg=listening addr=(\S+) mode=` + mode + `$`).FindStringSubmatch(r.logs())
+	// The mode ends its value: "submission" is not "submissions"; more
+	// attributes (component=) may follow.
+	m := regexp.MustCompile(`(?m)msg=listening addr=(\S+) mode=` + mode + `(?: |$)`).FindStringSubmatch(r.logs())
 	if m == nil {
 		t.Fatalf("no %s listener in the log:\n%s", mode, r.logs())
 	}

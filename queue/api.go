@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
 )
 
 // Envelope is what the client said in MAIL and RCPT, plus the RFC 3461 DSN
@@ -34,10 +36,30 @@ type Recipient struct {
 	ORcpt  string   `json:"orcpt,omitempty"`  // RFC 3461 ORCPT, "type;addr"
 	Notify []string `json:"notify,omitempty"` // RFC 3461 NOTIFY: NEVER | SUCCESS,FAILURE,DELAY
 
-	State     RcptState `json:"state"`
-	LastReply string    `json:"last_reply,omitempty"` // the peer's last reply, "451 4.3.0 text"
-	Updated   time.Time `json:"updated,omitzero"`
-	Notified  bool      `json:"notified,omitempty"` // a final notice (failed/relayed) was generated
+	State RcptState `json:"state"`
+	// LastReply is the peer's last reply on one line, "451 4.3.0 text"
+	// (Reply.String()), for people and for entries written before Reply.
+	LastReply string `json:"last_reply,omitempty"`
+	// Reply is the same reply as fields, so a reader (dsn) need not parse
+	// LastReply back. Absent in older entries: see Last.
+	Reply    reply.Reply `json:"reply,omitzero"`
+	Updated  time.Time   `json:"updated,omitzero"`
+	Notified bool        `json:"notified,omitempty"` // a final notice (failed/relayed) was generated
+}
+
+// SetReply records rp as the recipient's last reply, in both forms.
+func (r *Recipient) SetReply(rp reply.Reply) {
+	r.Reply, r.LastReply = rp, rp.String()
+}
+
+// Last is the recipient's last reply as fields: Reply, or for an entry
+// written before Reply existed (or a Recipient built with LastReply
+// only), LastReply parsed.
+func (r *Recipient) Last() reply.Reply {
+	if !r.Reply.IsZero() {
+		return r.Reply
+	}
+	return reply.Parse(r.LastReply)
 }
 
 // RcptState is the per-recipient delivery state.

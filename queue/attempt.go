@@ -3,12 +3,12 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
 
 	"relayd/maillog"
 )
@@ -220,15 +220,18 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 	out, err := d.Deliver(ctx, dl)
 	delay := q.now().Sub(m.Arrival)
 	if err != nil {
-		reply := oneLine(err.Error())
+		// No reply to a recipient: the session failed (Code 0, the
+		// error's text).
+		why := reply.Reply{Text: reply.OneLine(err.Error())}
 		q.s.mu.Lock()
-		q.s.downWhy = reply
+		q.s.downWhy = why.Text
 		q.s.mu.Unlock()
 		for _, i := range idx {
 			r := &m.Rcpts[i]
-			r.LastReply, r.Updated = reply, now
+			r.SetReply(why)
+			r.Updated = now
 			maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
-				Delay: delay, Reply: reply})
+				Delay: delay, Reply: r.LastReply})
 		}
 		return transportDown, true
 	}
@@ -246,22 +249,24 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 		}
 		r.Updated = now
 		ev := maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Relay: out.Relay, Delay: delay}
+		var rp reply.Reply
+		if se != nil {
+			rp = reply.FromSMTP(se)
+		}
+		r.SetReply(rp)
 		switch {
 		case se == nil || se.Code/100 == 2:
-			r.State, r.LastReply = Sent, ""
-			if se != nil {
-				r.LastReply = formatReply(se)
-			}
+			r.State = Sent
 			// The smarthost took over DSN duties: no relayed notice from us.
 			r.Notified = out.DSNPassed
-			ev.Status, ev.DSN, ev.Reply = maillog.Sent, "2.0.0", r.LastReply
+			ev.Status, ev.DSN = maillog.Sent, "2.0.0"
 		case se.Code/100 == 5:
-			r.State, r.LastReply = Failed, formatReply(se)
-			ev.Status, ev.DSN, ev.Reply = maillog.Failed, enhanced(se), r.LastReply
+			r.State = Failed
+			ev.Status, ev.DSN = maillog.Failed, rp.Enhanced
 		default:
-			r.LastReply = formatReply(se)
-			ev.Status, ev.DSN, ev.Reply = maillog.Deferred, enhanced(se), r.LastReply
+			ev.Status, ev.DSN = maillog.Deferred, rp.Enhanced
 		}
+		ev.Reply = r.LastReply
 		maillog.Log(q.log, ev)
 	}
 	return transportUp, true
@@ -270,15 +275,16 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 // returnToSender fails every pending recipient on the admin's order
 // (relayd queue bounce); the failure notice follows as for any failure.
 func (q *Queue) returnToSender(m *Meta, now time.Time) {
-	const reply = "550 5.0.0 returned to the sender by the mail administrator (relayd queue bounce)"
+	rp := reply.Reply{Code: 550, Enhanced: "5.0.0", Text: "returned to the sender by the mail administrator (relayd queue bounce)"}
 	for i := range m.Rcpts {
 		r := &m.Rcpts[i]
 		if r.State != Pending {
 			continue
 		}
-		r.State, r.Updated, r.LastReply = Failed, now, reply
+		r.State, r.Updated = Failed, now
+		r.SetReply(rp)
 		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Failed,
-			Delay: now.Sub(m.Arrival), DSN: "5.0.0", Reply: reply})
+			Delay: now.Sub(m.Arrival), DSN: rp.Enhanced, Reply: r.LastReply})
 	}
 }
 
@@ -289,8 +295,9 @@ func (q *Queue) expire(m *Meta, now time.Time) {
 		if r.State != Pending {
 			continue
 		}
-		if r.LastReply == "" {
-			r.LastReply = "451 4.4.7 message expired before it could be delivered"
+		if r.LastReply == "" && r.Reply.IsZero() {
+			// RFC 3463 §3.5: X.4.7, delivery time expired.
+			r.SetReply(reply.Reply{Code: 451, Enhanced: "4.4.7", Text: "message expired before it could be delivered"})
 		}
 		r.State, r.Updated = Failed, now
 		// RFC 3463 4.4.7: delivery time expired.
@@ -343,36 +350,4 @@ func (q *Queue) keepUnsaved(e *entry, m *Meta) {
 	q.s.mu.Lock()
 	e.unsaved = m
 	q.s.mu.Unlock()
-}
-
-// formatReply renders an SMTP error as "550 5.1.1 text" on one line.
-func formatReply(e *smtp.SMTPError) string {
-	s := fmt.Sprintf("%03d", e.Code)
-	if ec := enhanced(e); ec != "" {
-		s += " " + ec
-	}
-	if e.Message != "" {
-		s += " " + oneLine(e.Message)
-	}
-	return s
-}
-
-// enhanced returns the RFC 3463 enhanced code, deriving X.0.0 from the
-// reply code when the peer gave none.
-func enhanced(e *smtp.SMTPError) string {
-	switch e.EnhancedCode {
-	case smtp.NoEnhancedCode:
-		return ""
-	case smtp.EnhancedCodeNotSet:
-		if c := e.Code / 100; c >= 2 && c <= 5 {
-			return fmt.Sprintf("%d.0.0", c)
-		}
-		return ""
-	}
-	c := e.EnhancedCode
-	return fmt.Sprintf("%d.%d.%d", c[0], c[1], c[2])
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -133,7 +133,7 @@ func metaSize(m *Meta) int64 {
 	}
 	n := m.Size + int64(len(m.Prefix))/2 + 1024
 	for _, r := range m.Rcpts {
-		n += int64(len(r.Addr)+len(r.ORcpt)+len(r.LastReply)) + 256
+		n += int64(len(r.Addr)+len(r.ORcpt)+2*len(r.LastReply)) + 256
 	}
 	return n
 }

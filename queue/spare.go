@@ -16,9 +16,8 @@ import (
 // a later Create overwrites it in place instead of creating a file. On ext4
 // without a journal, allocating an inode skips every inode freed in the last
 // 30 s or more, looking each one up (recently_deleted() in
-// fs/ext4/ialloc.c): at a few thousand messages a second, creating the
-// message file was a quarter of relayd's CPU, and the cost grows with the
-// rate. A rename allocates nothing, and an overwrite reuses the file's
+// fs/ext4/ialloc.c), so creating the message file costs more the higher
+// the rate (bench/README.md, "Costs behind the code"). A rename allocates nothing, and an overwrite reuses the file's
 // blocks.
 //
 // Invariants:

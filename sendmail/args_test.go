@@ -4,6 +4,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"relayd/internal/sysexits"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -83,7 +85,7 @@ func TestParseArgsErrors(t *testing.T) {
 			if !errors.As(err, &ue) {
 				t.Fatalf("ParseArgs(%q) = %v, want *UsageError", tt.args, err)
 			}
-			if ExitCode(err) != ExUsage {
+			if ExitCode(err) != sysexits.Usage {
 				t.Errorf("exit code %d, want 64", ExitCode(err))
 			}
 		})

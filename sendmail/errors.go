@@ -1,17 +1,9 @@
 package sendmail
 
-import "fmt"
+import (
+	"fmt"
 
-// Exit codes from sysexits.h, the values sendmail-compatible callers expect.
-const (
-	ExOK          = 0
-	ExUsage       = 64 // command line usage error
-	ExDataErr     = 65 // data format error (bad input message)
-	ExNoUser      = 67 // addressee unknown
-	ExUnavailable = 69 // service unavailable (permanent refusal)
-	ExSoftware    = 70 // internal software error
-	ExTempFail    = 75 // temporary failure, the caller should retry
-	ExConfig      = 78 // configuration error
+	"relayd/internal/sysexits"
 )
 
 // ExitError is a failure with the process exit code it maps to.
@@ -50,15 +42,15 @@ func usagef(format string, args ...any) *UsageError {
 // default for an unknown failure).
 func ExitCode(err error) int {
 	if err == nil {
-		return ExOK
+		return sysexits.OK
 	}
 	var ue *UsageError
 	if asErr(err, &ue) {
-		return ExUsage
+		return sysexits.Usage
 	}
 	var ee *ExitError
 	if asErr(err, &ee) {
 		return ee.Code
 	}
-	return ExTempFail
+	return sysexits.TempFail
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"relayd/internal/sysexits"
 )
 
 // DropMagic is the first line of every maildrop file.
@@ -81,7 +83,7 @@ type stagedDrop struct {
 // not, nothing of msg was read). On error nothing is left behind.
 func stageDrop(dir string, env Envelope, msg io.Reader) (sd *stagedDrop, created bool, err error) {
 	if err := env.validate(); err != nil {
-		return nil, false, exitf(ExSoftware, err, "bad envelope")
+		return nil, false, exitf(sysexits.Software, err, "bad envelope")
 	}
 	if env.Submitted.IsZero() {
 		env.Submitted = time.Now().UTC()
@@ -89,12 +91,12 @@ func stageDrop(dir string, env Envelope, msg io.Reader) (sd *stagedDrop, created
 	env.UID = os.Getuid()
 	meta, err := json.Marshal(env)
 	if err != nil {
-		return nil, false, exitf(ExSoftware, err, "encoding envelope")
+		return nil, false, exitf(sysexits.Software, err, "encoding envelope")
 	}
 	tmp := filepath.Join(dir, ".tmp."+randomHex())
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, false, exitf(ExTempFail, err, "cannot create maildrop file")
+		return nil, false, exitf(sysexits.TempFail, err, "cannot create maildrop file")
 	}
 	staged := &stagedDrop{f: f, dir: dir, tmp: tmp, env: env}
 	ok := false
@@ -114,10 +116,10 @@ func stageDrop(dir string, env Envelope, msg io.Reader) (sd *stagedDrop, created
 		if errors.As(err, &ee) {
 			return nil, true, ee // e.g. message too big, bad input: not a write failure
 		}
-		return nil, true, exitf(ExTempFail, err, "writing maildrop file")
+		return nil, true, exitf(sysexits.TempFail, err, "writing maildrop file")
 	}
 	if err := w.Flush(); err != nil {
-		return nil, true, exitf(ExTempFail, err, "writing maildrop file")
+		return nil, true, exitf(sysexits.TempFail, err, "writing maildrop file")
 	}
 	staged.size = staged.msgOff + n
 	ok = true
@@ -136,14 +138,14 @@ func (sd *stagedDrop) message() io.Reader {
 // non-root user cannot open the mode-1733 directory to fsync it.
 func (sd *stagedDrop) commit() (name string, err error) {
 	if err := sd.f.Chmod(0o644); err != nil {
-		return "", exitf(ExTempFail, err, "maildrop chmod")
+		return "", exitf(sysexits.TempFail, err, "maildrop chmod")
 	}
 	if err := sd.f.Sync(); err != nil {
-		return "", exitf(ExTempFail, err, "fsync maildrop file")
+		return "", exitf(sysexits.TempFail, err, "fsync maildrop file")
 	}
 	name = fmt.Sprintf("%016x%s", sd.env.Submitted.UnixNano(), randomHex())
 	if err := os.Rename(sd.tmp, filepath.Join(sd.dir, name)); err != nil {
-		return "", exitf(ExTempFail, err, "renaming maildrop file")
+		return "", exitf(sysexits.TempFail, err, "renaming maildrop file")
 	}
 	sd.done = true
 	// The rename is the commit; syncfs flushes the directory entry too.
@@ -153,7 +155,7 @@ func (sd *stagedDrop) commit() (name string, err error) {
 		// The file is in place but maybe not durable: report a temporary
 		// failure and remove it, so the caller's retry cannot duplicate it.
 		os.Remove(filepath.Join(sd.dir, name))
-		return "", exitf(ExTempFail, err, "syncing maildrop")
+		return "", exitf(sysexits.TempFail, err, "syncing maildrop")
 	}
 	return name, nil
 }

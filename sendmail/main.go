@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"relayd/internal/sysexits"
 )
 
 // Deps is what Main needs from its caller (cmd/relayd wiring); everything
@@ -47,31 +49,31 @@ func Main(argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer
 	case "mailq":
 		return listQueue(deps, stdout, stderr)
 	case "newaliases":
-		return ExOK // relayd has no alias database
+		return sysexits.OK // relayd has no alias database
 	}
 	opts, err := ParseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\nusage: %s [-t] [-i] [-f sender] [-F name] [-N dsn] [-bm|-bs|-bp|-q] [--] [recipient ...]\n", prog, err, prog)
-		return ExUsage
+		return sysexits.Usage
 	}
 	switch opts.Mode {
 	case NoOp:
-		return ExOK
+		return sysexits.OK
 	case ListQueue:
 		return listQueue(deps, stdout, stderr)
 	case FlushQueue:
 		if deps.FlushQueue == nil {
-			return fail(exitf(ExUnavailable, nil, "queue flush is not available"))
+			return fail(exitf(sysexits.Unavailable, nil, "queue flush is not available"))
 		}
 		return deps.FlushQueue()
 	}
 
 	if deps.StateDir == nil {
-		return fail(exitf(ExConfig, nil, "no configuration loader"))
+		return fail(exitf(sysexits.Config, nil, "no configuration loader"))
 	}
 	stateDir, err := deps.StateDir(opts.ConfigFile)
 	if err != nil {
-		return fail(exitf(ExConfig, err, "configuration"))
+		return fail(exitf(sysexits.Config, err, "configuration"))
 	}
 	sub := &Submitter{StateDir: stateDir, Dial: deps.Dial, Timeout: deps.Timeout, MaxBytes: deps.MaxMessageBytes}
 	if opts.Verbose {
@@ -80,16 +82,16 @@ func Main(argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer
 	ctx := context.Background()
 	if opts.Mode == SMTPStdio {
 		if err := ServeStdio(ctx, stdin, stdout, sub, stderr); err != nil {
-			return fail(exitf(ExTempFail, err, "SMTP session"))
+			return fail(exitf(sysexits.TempFail, err, "SMTP session"))
 		}
-		return ExOK
+		return sysexits.OK
 	}
 
 	login := loginName(deps)
 	if err := deliver(ctx, opts, login, stdin, sub); err != nil {
 		return fail(err)
 	}
-	return ExOK
+	return sysexits.OK
 }
 
 // deliver is sendmail -bm: read, collect recipients, submit.
@@ -159,7 +161,7 @@ func loginName(deps Deps) string {
 func listQueue(deps Deps, stdout, stderr io.Writer) int {
 	if deps.ListQueue == nil {
 		fmt.Fprintln(stderr, "mailq: queue listing is not available")
-		return ExUnavailable
+		return sysexits.Unavailable
 	}
 	return deps.ListQueue(stdout)
 }

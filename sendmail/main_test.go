@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"relayd/internal/sysexits"
 )
 
 func testDeps(stateDir string) Deps {
@@ -79,13 +81,13 @@ func TestMainExitCodes(t *testing.T) {
 		stdin string
 		code  int
 	}{
-		{"unknown flag", "sendmail", []string{"-Z"}, "", ExUsage},
-		{"no recipients", "sendmail", nil, "Subject: x\n\nb\n", ExUsage},
-		{"-t but none in headers", "sendmail", []string{"-t"}, "Subject: x\n\nb\n", ExUsage},
-		{"injection in -f", "sendmail", []string{"-f", "a\nb", "x"}, "", ExUsage},
-		{"newaliases", "/usr/bin/newaliases", nil, "", ExOK},
-		{"-bi", "sendmail", []string{"-bi"}, "", ExOK},
-		{"header too large", "sendmail", []string{"x"}, strings.Repeat("X: "+strings.Repeat("a", 999)+"\n", 1100), ExDataErr},
+		{"unknown flag", "sendmail", []string{"-Z"}, "", sysexits.Usage},
+		{"no recipients", "sendmail", nil, "Subject: x\n\nb\n", sysexits.Usage},
+		{"-t but none in headers", "sendmail", []string{"-t"}, "Subject: x\n\nb\n", sysexits.Usage},
+		{"injection in -f", "sendmail", []string{"-f", "a\nb", "x"}, "", sysexits.Usage},
+		{"newaliases", "/usr/bin/newaliases", nil, "", sysexits.OK},
+		{"-bi", "sendmail", []string{"-bi"}, "", sysexits.OK},
+		{"header too large", "sendmail", []string{"x"}, strings.Repeat("X: "+strings.Repeat("a", 999)+"\n", 1100), sysexits.DataErr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +109,7 @@ func TestMainConfigError(t *testing.T) {
 	deps := testDeps("")
 	deps.StateDir = func(f string) (string, error) { return "", errors.New("bad config " + f) }
 	code, _, stderr := runMain(t, "sendmail", []string{"-C", "/x.toml", "root"}, "", deps)
-	if code != ExConfig || !strings.Contains(stderr, "/x.toml") {
+	if code != sysexits.Config || !strings.Contains(stderr, "/x.toml") {
 		t.Errorf("exit %d stderr %q", code, stderr)
 	}
 }

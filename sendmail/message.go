@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"relayd/internal/hdrscan"
+	"relayd/internal/sysexits"
 )
 
 // MaxHeaderBytes bounds the header block kept in memory.
@@ -54,7 +55,7 @@ func ReadMessage(r io.Reader, opts Options, fromAddr string) (*Message, error) {
 	for {
 		line, err := lr.line()
 		if err != nil {
-			return nil, exitf(ExDataErr, err, "reading message")
+			return nil, exitf(sysexits.DataErr, err, "reading message")
 		}
 		if line == nil { // end of input
 			m.done = true
@@ -62,7 +63,7 @@ func ReadMessage(r io.Reader, opts Options, fromAddr string) (*Message, error) {
 		}
 		hdrSize += len(line)
 		if hdrSize > MaxHeaderBytes {
-			return nil, exitf(ExDataErr, nil, "header too large (over %d bytes)", MaxHeaderBytes)
+			return nil, exitf(sysexits.DataErr, nil, "header too large (over %d bytes)", MaxHeaderBytes)
 		}
 		if first && bytes.HasPrefix(line, []byte("From ")) {
 			// An mbox "From " separator line: not a header, dropped as
@@ -230,7 +231,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	for len(b.buf) == 0 {
 		line, err := b.lr.line()
 		if err != nil {
-			return 0, exitf(ExDataErr, err, "reading message")
+			return 0, exitf(sysexits.DataErr, err, "reading message")
 		}
 		if line == nil {
 			return 0, io.EOF

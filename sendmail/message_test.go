@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"relayd/internal/sysexits"
 )
 
 func readAll(t *testing.T, in string, opts Options, from string) (*Message, string) {
@@ -120,7 +122,7 @@ func TestFullNameAddsFrom(t *testing.T) {
 func TestHeaderTooLarge(t *testing.T) {
 	in := strings.Repeat("X-Pad: "+strings.Repeat("a", 1000)+"\n", 1100) + "\nbody\n"
 	_, err := ReadMessage(strings.NewReader(in), Options{}, "me")
-	if ExitCode(err) != ExDataErr || !strings.Contains(err.Error(), "header too large") {
+	if ExitCode(err) != sysexits.DataErr || !strings.Contains(err.Error(), "header too large") {
 		t.Fatalf("err = %v (code %d), want 65 header too large", err, ExitCode(err))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/sysexits"
 )
 
 // ServeStdio runs one SMTP session (sendmail -bs) on in/out: a go-smtp
@@ -84,11 +86,11 @@ func (s *stdioSession) Data(r io.Reader) error {
 	}
 	msg := err.Error()
 	switch ExitCode(err) {
-	case ExTempFail:
+	case sysexits.TempFail:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: msg}
-	case ExNoUser:
+	case sysexits.NoUser:
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: msg}
-	case ExUnavailable:
+	case sysexits.Unavailable:
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: msg}
 	default:
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: msg}

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
+	"relayd/internal/sysexits"
 )
 
 // DefaultTimeout bounds each read and write on the daemon's socket.
@@ -70,7 +73,7 @@ func DropDir(stateDir string) string { return filepath.Join(stateDir, "maildrop"
 // *ExitError.
 func (s *Submitter) Submit(ctx context.Context, env Envelope, msg io.Reader) error {
 	if err := env.validate(); err != nil {
-		return exitf(ExUsage, err, "invalid envelope")
+		return exitf(sysexits.Usage, err, "invalid envelope")
 	}
 	if s.MaxBytes > 0 {
 		msg = &limitReader{r: msg, left: s.MaxBytes}
@@ -85,7 +88,7 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, msg io.Reader) err
 		s.logf("cannot stage in the maildrop (%v); socket only", err)
 		conn, derr := s.dial(ctx)
 		if derr != nil {
-			return exitf(ExTempFail, derr, "cannot connect to relayd at %s, and %v", SocketPath(s.StateDir), err)
+			return exitf(sysexits.TempFail, derr, "cannot connect to relayd at %s, and %v", SocketPath(s.StateDir), err)
 		}
 		ee, _ := s.sendSMTP(ctx, conn, env, msg)
 		if ee != nil {
@@ -186,9 +189,9 @@ func (s *Submitter) sendSMTP(ctx context.Context, conn net.Conn, env Envelope, m
 		}
 		var se *sourceErr
 		if errors.As(err, &se) {
-			return exitf(ExTempFail, se.err, "reading the message"), false
+			return exitf(sysexits.TempFail, se.err, "reading the message"), false
 		}
-		return exitf(ExTempFail, err, "sending message to relayd"), true
+		return exitf(sysexits.TempFail, err, "sending message to relayd"), true
 	}
 	if err := w.Close(); err != nil {
 		return smtpExit(err, "end of DATA"), temporary(err)
@@ -236,23 +239,22 @@ func (r *sourceReader) Read(p []byte) (int, error) {
 func smtpExit(err error, cmd string) *ExitError {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
-		return exitf(ExTempFail, err, "relayd connection failed at %s", cmd)
+		return exitf(sysexits.TempFail, err, "relayd connection failed at %s", cmd)
 	}
-	code := ExUnavailable
+	code := sysexits.Unavailable
 	switch {
 	case se.Code >= 400 && se.Code < 500:
-		code = ExTempFail
+		code = sysexits.TempFail
 	case se.Code == 552 || se.EnhancedCode == smtp.EnhancedCode{5, 3, 4}:
-		code = ExUnavailable
+		code = sysexits.Unavailable
 	case se.EnhancedCode[0] == 5 && se.EnhancedCode[1] == 6:
 		// RFC 3463 5.6.x: the content itself (bare CR, NUL, a line too
 		// long): bad message data, and the text says which.
-		code = ExDataErr
+		code = sysexits.DataErr
 	case strings.HasPrefix(cmd, "RCPT"):
-		code = ExNoUser
+		code = sysexits.NoUser
 	}
-	return &ExitError{Code: code, Msg: fmt.Sprintf("relayd refused %s: %d %d.%d.%d %s", cmd,
-		se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)}
+	return &ExitError{Code: code, Msg: fmt.Sprintf("relayd refused %s: %s", cmd, reply.Format(se))}
 }
 
 func (s *Submitter) say(format string, args ...any) {
@@ -303,7 +305,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	if l.left < 0 {
 		// Postfix's sendmail exits 69 (EX_UNAVAILABLE) with "message file
 		// too big"; callers such as PHP and cron already know that status.
-		return 0, exitf(ExUnavailable, nil, "message file too big")
+		return 0, exitf(sysexits.Unavailable, nil, "message file too big")
 	}
 	return n, err
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/sysexits"
 )
 
 // received is one message a test daemon accepted.
@@ -176,11 +178,11 @@ func TestSubmitDaemonErrors(t *testing.T) {
 		code      int
 	}{
 		// A 4xx sends the message to the maildrop (exit 0).
-		{"4xx at RCPT", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, nil, ExOK},
-		{"4xx at DATA", nil, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "disk full"}, ExOK},
-		{"5xx at RCPT", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, nil, ExNoUser},
-		{"5xx at DATA", nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy"}, ExUnavailable},
-		{"bad content at DATA", nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bare CR"}, ExDataErr},
+		{"4xx at RCPT", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}, nil, sysexits.OK},
+		{"4xx at DATA", nil, &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "disk full"}, sysexits.OK},
+		{"5xx at RCPT", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}, nil, sysexits.NoUser},
+		{"5xx at DATA", nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy"}, sysexits.Unavailable},
+		{"bad content at DATA", nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bare CR"}, sysexits.DataErr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +195,7 @@ func TestSubmitDaemonErrors(t *testing.T) {
 				t.Fatalf("err %v: code %d, want %d", err, ExitCode(err), tt.code)
 			}
 			want := 0
-			if tt.code == ExOK {
+			if tt.code == sysexits.OK {
 				want = 1
 			}
 			if n := dropFiles(t, st); len(n) != want {
@@ -300,7 +302,7 @@ func TestSizeLimitNothingQueued(t *testing.T) {
 		d := startDaemon(t, st)
 		s := &Submitter{StateDir: st, MaxBytes: 1000}
 		err := s.Submit(context.Background(), Envelope{From: "a@b", Rcpts: []string{"c@d"}}, strings.NewReader(big))
-		if ExitCode(err) != ExUnavailable || !strings.Contains(err.Error(), "too big") {
+		if ExitCode(err) != sysexits.Unavailable || !strings.Contains(err.Error(), "too big") {
 			t.Fatalf("err %v, want 69 too big", err)
 		}
 		// The message is staged before the socket is tried: the daemon
@@ -316,7 +318,7 @@ func TestSizeLimitNothingQueued(t *testing.T) {
 		st := newStateDir(t)
 		s := &Submitter{StateDir: st, MaxBytes: 1000}
 		err := s.Submit(context.Background(), Envelope{From: "a@b", Rcpts: []string{"c@d"}}, strings.NewReader(big))
-		if ExitCode(err) != ExUnavailable {
+		if ExitCode(err) != sysexits.Unavailable {
 			t.Fatalf("err %v, want 69", err)
 		}
 		if n := dropFiles(t, st); len(n) != 0 {

@@ -125,7 +125,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Observe == nil {
 		cfg.Observe = func(string) {}
 	}
-	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "oauth2")}
+	s := &Source{cfg: cfg, log: cfg.Logger}
 	switch cfg.Grant {
 	case GrantClientCredentials:
 		if cfg.TokenURL == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {

@@ -64,7 +64,7 @@ func (c *Client) authGate(ctx context.Context, addr string) (probe bool, _ *Erro
 				fix = l.Hint // the rejection's own diagnosis (OAuth2: status and fix)
 			}
 			return false, &Error{Stage: StageAuth, Addr: addr, Temporary: true, Code: l.Code, Enhanced: l.Enhanced, Message: l.Message,
-				Err:  ErrAuthBackoff,
+				Err: ErrAuthBackoff, kind: l.Kind(), oauthStatus: l.oauthStatus,
 				Hint: "no new login before " + st.until.Format(time.RFC3339) + ": " + fix}
 		case st.probe == nil:
 			st.probe = make(chan struct{})

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"relayd/internal/smtptest"
+	"relayd/internal/tlsmode"
 )
 
 // elsewhere dials the real server but reports a non-loopback peer, as if
@@ -30,7 +31,7 @@ func (d *elsewhere) DialContext(ctx context.Context, network, addr string) (net.
 func TestCleartextOnlyToLoopbackPeer(t *testing.T) {
 	s := smtptest.New(t, smtptest.Options{})
 	c, _ := newClient(t, s, func(cfg *Config) {
-		cfg.TLS = TLSNone
+		cfg.TLS = tlsmode.None
 		cfg.Username, cfg.Password = "", ""
 		cfg.Dialer = &elsewhere{}
 	})
@@ -41,5 +42,19 @@ func TestCleartextOnlyToLoopbackPeer(t *testing.T) {
 	}
 	if n := len(s.Messages()); n != 0 {
 		t.Errorf("%d messages sent in clear to a non-loopback peer", n)
+	}
+}
+
+// TestCleartextConfigLoopback: upstream's rule for tls = "none" is conf's
+// (internal/loopback): they disagreed on "LOCALHOST" before.
+func TestCleartextConfigLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"localhost:25": true, "LOCALHOST:25": true, "127.0.0.2:25": true, "[::1]:25": true,
+		"[::ffff:127.0.0.1]:25": true, "smtp.isp.example:25": false, "[::ffff:192.0.2.1]:25": false,
+	} {
+		_, err := Config{Address: addr, TLS: tlsmode.None}.normalize()
+		if (err == nil) != ok {
+			t.Errorf("%s: normalize error %v, want accepted=%v", addr, err, ok)
+		}
 	}
 }

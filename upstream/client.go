@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"relayd/internal/tlsmode"
 	"relayd/queue"
 )
 
@@ -39,9 +40,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "upstream"), changed: make(chan struct{}),
+	c := &Client{cfg: cfg, log: cfg.Logger, changed: make(chan struct{}),
 		authBlock: map[string]*authState{}, health: map[string]*relayHealth{}}
-	if cfg.TLS == TLSNone {
+	if cfg.TLS == tlsmode.None {
 		c.log.Warn("UPSTREAM TLS IS DISABLED: mail to the smarthost travels in clear (allowed only because it is loopback)",
 			"address", cfg.Address)
 	}

@@ -10,19 +10,15 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"relayd/internal/loopback"
+	"relayd/internal/tlsmode"
 )
 
 // Dialer opens TCP connections; *net.Dialer satisfies it.
 type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
-
-// TLS modes of Config.TLS.
-const (
-	TLSStartTLS = "starttls"
-	TLSImplicit = "implicit"
-	TLSNone     = "none"
-)
 
 // Config configures a Client. Zero fields take the defaults noted.
 type Config struct {
@@ -97,8 +93,8 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	switch cfg.TLS {
 	case "":
-		cfg.TLS = TLSStartTLS
-	case TLSStartTLS, TLSImplicit, TLSNone:
+		cfg.TLS = tlsmode.StartTLS
+	case tlsmode.StartTLS, tlsmode.Implicit, tlsmode.None:
 	default:
 		errs = append(errs, fmt.Errorf("upstream: tls = %q: want \"starttls\", \"implicit\" or \"none\"", cfg.TLS))
 	}
@@ -108,7 +104,7 @@ func (cfg Config) normalize() (Config, error) {
 			errs = append(errs, fmt.Errorf("upstream: address %q: %w", a, err))
 			continue
 		}
-		if cfg.TLS == TLSNone && !isLoopback(host) {
+		if cfg.TLS == tlsmode.None && !loopback.Host(host) {
 			errs = append(errs, fmt.Errorf("upstream: tls = \"none\" refused for %s: only a loopback smarthost may be reached without TLS", a))
 		}
 	}
@@ -163,13 +159,4 @@ func (cfg Config) deliveryTimeout(size int64) time.Duration {
 
 func (cfg Config) relays() []string {
 	return append([]string{cfg.Address}, cfg.Fallback...)
-}
-
-// isLoopback reports whether host is "localhost" or a loopback IP literal.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

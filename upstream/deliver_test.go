@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/internal/smtptest"
+	"relayd/internal/tlsmode"
 	"relayd/queue"
 )
 
@@ -54,7 +55,7 @@ func TestSTARTTLSAuthDelivery(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	s := smtptest.New(t, smtptest.Options{Implicit: true, RequireTLS: true, Users: map[string]string{testUser: testPass}})
-	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = TLSImplicit })
+	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = tlsmode.Implicit })
 	if _, err := c.Deliver(context.Background(), delivery("m1", "b@example.net")); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestImplicitTLS(t *testing.T) {
 
 func TestPlainToLoopback(t *testing.T) {
 	s := smtptest.New(t, smtptest.Options{NoSTARTTLS: true})
-	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = TLSNone; cfg.Username, cfg.Password = "", "" })
+	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = tlsmode.None; cfg.Username, cfg.Password = "", "" })
 	if _, err := c.Deliver(context.Background(), delivery("m1", "b@example.net")); err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +74,10 @@ func TestPlainToLoopback(t *testing.T) {
 		t.Fatalf("TLS = %v", m.TLS)
 	}
 
-	if _, err := New(Config{Address: "smtp.example.net:25", TLS: TLSNone}); err == nil {
+	if _, err := New(Config{Address: "smtp.example.net:25", TLS: tlsmode.None}); err == nil {
 		t.Fatal("tls=none to a non-loopback host accepted")
 	}
-	if _, err := New(Config{Address: "127.0.0.1:25", Fallback: []string{"192.0.2.1:25"}, TLS: TLSNone}); err == nil {
+	if _, err := New(Config{Address: "127.0.0.1:25", Fallback: []string{"192.0.2.1:25"}, TLS: tlsmode.None}); err == nil {
 		t.Fatal("tls=none to a non-loopback fallback accepted")
 	}
 }
@@ -509,7 +510,7 @@ func TestRSETOnlyAfterOpenTransaction(t *testing.T) {
 	}})
 	rec := &recordingDialer{}
 	c, _ := newClient(t, s, func(cfg *Config) {
-		cfg.TLS = TLSNone
+		cfg.TLS = tlsmode.None
 		cfg.Username, cfg.Password = "", ""
 		cfg.MaxConns = 1
 		cfg.Dialer = rec

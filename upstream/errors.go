@@ -2,17 +2,15 @@ package upstream
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
-	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/reply"
 )
 
 // Stage names the step of the SMTP session that failed.
@@ -51,6 +49,10 @@ type Error struct {
 	Hint string
 	Err  error
 
+	kind        Kind   // set where the cause is known by construction; see Kind
+	oauthStatus string // see OAuthStatus
+	fix         string // see Fix
+
 	// staleToken: an OAuth2 token the source had not just issued was
 	// refused; the source drops it and fetches another, so the refusal
 	// says nothing yet about the credentials (sasl.go, authgate.go).
@@ -62,11 +64,9 @@ func (e *Error) Error() string {
 	fmt.Fprintf(&b, "upstream %s: %s: ", e.Addr, e.Stage)
 	switch {
 	case e.Code != 0:
-		b.WriteString(strconv.Itoa(e.Code))
-		if e.Enhanced != (smtp.EnhancedCode{}) && e.Enhanced != smtp.NoEnhancedCode {
-			fmt.Fprintf(&b, " %d.%d.%d", e.Enhanced[0], e.Enhanced[1], e.Enhanced[2])
-		}
-		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " "))
+		// The reply as the server gave it: no X.0.0 made up for one
+		// without an enhanced code.
+		b.WriteString(reply.Peer(e.Code, e.Enhanced, e.Message))
 	case e.Err != nil:
 		b.WriteString(e.Err.Error())
 	default:
@@ -81,9 +81,24 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Timeout reports whether the failure was a deadline.
-func (e *Error) Timeout() bool {
+func (e *Error) Timeout() bool { return isTimeout(e.Err) }
+
+func isTimeout(err error) bool {
 	var ne net.Error
-	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded)
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+// OAuthStatus is the "status" of the smarthost's RFC 7628 §3.2.2 error
+// challenge when it refused an OAuth2 token, "" otherwise.
+func (e *Error) OAuthStatus() string { return e.oauthStatus }
+
+// Fix is the action the failure asks for: Hint without the diagnosis
+// that may lead it, for relayd check's "Fix:" column.
+func (e *Error) Fix() string {
+	if e.fix != "" {
+		return e.fix
+	}
+	return e.Hint
 }
 
 // Reply returns the server's reply as an SMTPError, or nil.
@@ -94,7 +109,7 @@ func (e *Error) Reply() *smtp.SMTPError {
 	return &smtp.SMTPError{Code: e.Code, EnhancedCode: e.Enhanced, Message: e.Message}
 }
 
-// sessionError builds an *Error for err at stage, diagnosing common causes.
+// sessionError builds an *Error for err at stage, with the kind's hint.
 func sessionError(stage Stage, addr string, err error) *Error {
 	var already *Error
 	if errors.As(err, &already) {
@@ -112,60 +127,28 @@ func sessionError(stage Stage, addr string, err error) *Error {
 			e.Hint = "the smarthost is closing the connection (RFC 5321 §3.8): will retry"
 		}
 	}
-	var (
-		unknownCA x509.UnknownAuthorityError
-		hostErr   x509.HostnameError
-		invalid   x509.CertificateInvalidError
-		verify    *tls.CertificateVerificationError
-		record    tls.RecordHeaderError
-	)
-	switch {
-	case errors.As(err, &hostErr):
+	k := e.Kind()
+	if k.Permanent() {
 		e.Temporary = false
-		e.Hint = "the smarthost certificate does not match the host in upstream.address: use a name the certificate lists"
-	case errors.As(err, &unknownCA):
-		e.Temporary = false
-		e.Hint = "the smarthost certificate is signed by an unknown authority: add its CA to upstream.ca_file"
-	case errors.As(err, &invalid):
-		e.Temporary = false
-		e.Hint = "the smarthost certificate is invalid (expired or not for a server)"
-	case errors.As(err, &verify):
-		e.Temporary = false
-		e.Hint = "the smarthost certificate was rejected"
-	case errors.As(err, &record):
-		e.Temporary = false
-		e.Hint = "the server does not speak TLS on this port: with port 587/25 use tls = \"starttls\""
-	case stage == StageConnect && errors.Is(err, syscall.ECONNREFUSED):
-		e.Hint = "connection refused: is upstream.address (host and port) right and the smarthost up?"
-	case stage == StageGreeting && e.Timeout() && strings.HasSuffix(addr, ":465"):
-		e.Hint = "no SMTP greeting on port 465: it expects TLS at once, set tls = \"implicit\""
-	case stage == StageGreeting && e.Timeout():
-		e.Hint = "the smarthost accepted the connection but sent no greeting within upstream.timeout: it is overloaded, or something (a firewall, a proxy) holds the connection; counted as a smarthost failure"
-	case stage == StageAuth && e.Code == 535:
-		e.Hint = "the smarthost rejected the credentials: check upstream.username and upstream.password_file"
+	}
+	if h := k.hint(addr); h != "" {
+		e.Hint = h
 	}
 	return e
 }
 
 // replyError converts a reply line to an SMTPError, splitting off the RFC
-// 3463 enhanced status code when present.
+// 3463 enhanced status code when present (and its repetitions at the start
+// of a multi-line reply's further lines, RFC 2034 §4).
 func replyError(code int, msg string) *smtp.SMTPError {
 	se := &smtp.SMTPError{Code: code, Message: msg}
 	first, rest, ok := strings.Cut(msg, " ")
 	if !ok {
 		return se
 	}
-	parts := strings.Split(first, ".")
-	if len(parts) != 3 {
+	ec, ok := reply.ParseEnhanced(first)
+	if !ok {
 		return se
-	}
-	var ec smtp.EnhancedCode
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return se
-		}
-		ec[i] = n
 	}
 	se.EnhancedCode = ec
 	se.Message = strings.ReplaceAll(rest, "\n"+first+" ", "\n")

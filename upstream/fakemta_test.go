@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"relayd/internal/tlsmode"
 )
 
 // fakeMTA is a scripted smarthost on a raw socket, for the protocol-state
@@ -102,7 +104,7 @@ func (f *fakeMTA) Addr() string { return f.l.Addr().String() }
 func (f *fakeMTA) client(t *testing.T, mod func(*Config)) (*Client, *logBuf) {
 	t.Helper()
 	logs := &logBuf{}
-	cfg := Config{Address: f.Addr(), TLS: TLSNone, Hostname: testHost, Timeout: 5 * time.Second, MaxConns: 1,
+	cfg := Config{Address: f.Addr(), TLS: tlsmode.None, Hostname: testHost, Timeout: 5 * time.Second, MaxConns: 1,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if f.opts.auth {
 		cfg.Username, cfg.Password = testUser, testPass

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/internal/smtptest"
+	"relayd/internal/tlsmode"
 )
 
 // BODY=8BITMIME is declared only for a message with 8-bit octets (or an old
@@ -81,7 +82,7 @@ func TestSevenBitOnly(t *testing.T) {
 		t.Error("SevenBitOnly with a server offering 8BITMIME")
 	}
 	s7 := smtptest.NewSevenBit(t)
-	c7, err := New(Config{Address: s7.Addr, Hostname: testHost, TLS: TLSNone, Timeout: 5 * time.Second, MaxConns: 1})
+	c7, err := New(Config{Address: s7.Addr, Hostname: testHost, TLS: tlsmode.None, Timeout: 5 * time.Second, MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"unicode"
 
 	"github.com/emersion/go-sasl"
+
+	"relayd/internal/reply"
 )
 
 // Values of Config.Auth.
@@ -169,19 +171,20 @@ func (c *Client) authFailed(s *session, client sasl.Client, e *Error) *Error {
 	if status != "" {
 		what += fmt.Sprintf(" (error status %q)", status)
 	}
+	e.oauthStatus = status
 	if !c.cfg.Tokens.Reject(m.token()) {
 		e.Hint = what + "; a new token is fetched for the next attempt"
 		e.staleToken = true // no AUTH backoff: the next login uses a new token
 		return e
 	}
-	e.Hint = what + ": " + oauthFix
+	e.Hint, e.fix = what+": "+oauthFix, oauthFix
 	if c.oauth.warned.CompareAndSwap(false, true) {
-		reply := ""
-		if r := e.Reply(); r != nil {
-			reply = fmt.Sprintf("%d %s", r.Code, r.Message)
+		line := ""
+		if e.Code != 0 {
+			line = reply.Reply{Code: e.Code, Text: e.Message}.String()
 		}
 		c.log.Error("smarthost refuses a freshly issued OAuth2 token: mail is deferred until this is fixed",
-			"addr", s.addr, "user", c.cfg.Username, "mechanism", c.cfg.Auth, "status", status, "reply", reply, "fix", oauthFix)
+			"addr", s.addr, "user", c.cfg.Username, "mechanism", c.cfg.Auth, "status", status, "reply", line, "fix", oauthFix)
 	}
 	return e
 }

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/loopback"
+	"relayd/internal/tlsmode"
 )
 
 // session is one authenticated SMTP connection to one relay.
@@ -63,11 +66,11 @@ func (c *Client) dialLogin(ctx context.Context, addr, host, port string) (*sessi
 	if err != nil {
 		return nil, c.ctxErr(ctx, sessionError(StageConnect, addr, err))
 	}
-	if cfg.TLS == TLSNone {
+	if cfg.TLS == tlsmode.None {
 		// Plain text is allowed to loopback only: check the address
 		// actually dialled, not just the configured name ("localhost"
 		// could resolve elsewhere).
-		if ip := net.ParseIP(remoteIP(raw)); ip == nil || !ip.IsLoopback() {
+		if !loopback.Host(remoteIP(raw)) {
 			raw.Close()
 			return nil, &Error{Stage: StageConnect, Addr: addr, Temporary: false,
 				Err: errors.New("tls = \"none\" but the peer " + remoteIP(raw) + " is not a loopback address: refusing to send in clear")}
@@ -126,7 +129,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 	var conn net.Conn = dc
 	isTLS := false
 
-	if cfg.TLS == TLSImplicit {
+	if cfg.TLS == tlsmode.Implicit {
 		tc := tls.Client(conn, c.tlsConfig(host))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return sessionError(StageTLS, s.addr, err)
@@ -139,7 +142,7 @@ func (c *Client) setup(ctx context.Context, s *session, host string) *Error {
 		return sessionError(StageGreeting, s.addr, err)
 	}
 
-	if cfg.TLS == TLSStartTLS {
+	if cfg.TLS == tlsmode.StartTLS {
 		if e := c.startTLS(ctx, s, tp, host); e != nil {
 			return e
 		}
@@ -191,7 +194,7 @@ func (c *Client) startTLS(ctx context.Context, s *session, tp *textproto.Conn, h
 	if !offered {
 		_ = tp.PrintfLine("QUIT")
 		return &Error{Stage: StageSTARTTLS, Addr: s.addr, Err: errors.New("server offers no STARTTLS"),
-			Hint: "set tls = \"implicit\" with port 465? (credentials are never sent in clear)"}
+			kind: KindNoSTARTTLS, Hint: KindNoSTARTTLS.hint(s.addr)}
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
 		return sessionError(StageSTARTTLS, s.addr, err)
@@ -212,13 +215,13 @@ func (c *Client) startTLS(ctx context.Context, s *session, tp *textproto.Conn, h
 // auth authenticates (RFC 4954) with the mechanism saslClient picks, only
 // over TLS or to loopback.
 func (c *Client) auth(ctx context.Context, s *session, host string, isTLS bool) *Error {
-	if !isTLS && !isLoopback(host) {
+	if !isTLS && !loopback.Host(host) {
 		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("refusing to send credentials without TLS")}
 	}
 	ok, mechs := s.c.Extension("AUTH")
 	if !ok {
 		return &Error{Stage: StageAuth, Addr: s.addr, Err: errors.New("server offers no AUTH"),
-			Hint: "credentials are configured but the smarthost does not advertise AUTH on this port"}
+			kind: KindNoAUTH, Hint: KindNoAUTH.hint(s.addr)}
 	}
 	client, e := c.saslClient(ctx, s, host, mechs)
 	if e != nil {

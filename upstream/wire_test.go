@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"relayd/internal/smtptest"
+	"relayd/internal/tlsmode"
 )
 
 func TestLoginMechanism(t *testing.T) {
@@ -25,7 +26,7 @@ func TestLoginMechanism(t *testing.T) {
 
 func TestImplicitAgainstSTARTTLSPort(t *testing.T) {
 	s := strictServer(t, smtptest.Faults{})
-	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = TLSImplicit })
+	c, _ := newClient(t, s, func(cfg *Config) { cfg.TLS = tlsmode.Implicit })
 	_, err := c.Deliver(context.Background(), delivery("m1", "b@example.net"))
 	if e := wantErr(t, err, StageTLS); !strings.Contains(e.Hint, "starttls") {
 		t.Fatalf("hint = %q", e.Hint)
@@ -68,7 +69,7 @@ func TestBodyWriteDeadline(t *testing.T) {
 			}
 		}
 	}()
-	c, err := New(Config{Address: l.Addr().String(), TLS: TLSNone, Hostname: testHost, Timeout: 500 * time.Millisecond})
+	c, err := New(Config{Address: l.Addr().String(), TLS: tlsmode.None, Hostname: testHost, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

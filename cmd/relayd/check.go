@@ -39,6 +39,9 @@ import (
 
 	"relayd/conf"
 	"relayd/dnscheck"
+	"relayd/internal/reply"
+	"relayd/internal/sysexits"
+	"relayd/internal/tlsmode"
 	"relayd/signer"
 	"relayd/upstream"
 )
@@ -58,11 +61,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	noSmarthost := fs.Bool("no-smarthost", false, "skip the smarthost probe")
 	asJSON := fs.Bool("json", false, "print the findings as a JSON array")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "relayd check: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+		return sysexits.Usage
 	}
 	c := &checker{
 		path:        configPath(*cfgFlag),
@@ -87,7 +90,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if dnscheck.Failed(findings) {
 		return exitFailure
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 // checker is one run of `relayd check`.
@@ -447,9 +450,9 @@ func probeSummary(cfg *conf.Config) string {
 	u := cfg.Upstream
 	var steps []string
 	switch u.TLS {
-	case conf.TLSImplicit:
+	case tlsmode.Implicit:
 		steps = append(steps, "implicit TLS, certificate verified")
-	case conf.TLSNone:
+	case tlsmode.None:
 		steps = append(steps, "connected without TLS (loopback)")
 	default:
 		steps = append(steps, "STARTTLS, certificate verified")
@@ -484,7 +487,8 @@ func speaksTLS(addr string, timeout time.Duration) bool {
 }
 
 // diagnose turns one probe failure into a finding that names the cause and
-// the setting to change.
+// the setting to change: a switch on upstream's classification of it
+// (upstream.Kind), with the wording that needs this config.
 func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	host, port, _ := net.SplitHostPort(e.Addr)
 	f := dnscheck.Finding{Level: dnscheck.Fail, What: "smarthost " + e.Addr}
@@ -492,70 +496,68 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 		f.Finding, f.Fix = finding, fix
 		return f
 	}
-	reply := func() string {
-		return strings.TrimSpace(fmt.Sprintf("%d %s", e.Code, strings.ReplaceAll(e.Message, "\n", " ")))
-	}
-	var (
-		hostErr   x509.HostnameError
-		unknownCA x509.UnknownAuthorityError
-		invalid   x509.CertificateInvalidError
-		record    tls.RecordHeaderError
-		dnsErr    *net.DNSError
-	)
-	switch {
-	case e.Stage == upstream.StageConnect && errors.Is(e, syscall.ECONNREFUSED):
+	switch e.Kind() {
+	case upstream.KindRefused:
 		return set(fmt.Sprintf("connection refused on port %s (is the address right?)", port),
 			"check upstream.address (host and port: 587 for STARTTLS, 465 for implicit TLS) against the ISP's documentation")
-	case e.Stage == upstream.StageConnect && errors.As(e, &dnsErr):
+	case upstream.KindNoHost:
+		var dnsErr *net.DNSError
+		errors.As(e, &dnsErr)
 		return set(fmt.Sprintf("%s does not resolve: %v", host, dnsErr.Err),
 			"check the host name in upstream.address against the ISP's documentation")
-	case e.Stage == upstream.StageConnect && e.Timeout():
+	case upstream.KindConnectTimeout:
 		return set(fmt.Sprintf("no answer connecting to port %s of %s (a firewall dropping outbound port %s?)", port, host, port),
 			"allow outbound TCP to port "+port+" (many networks block 25; ISPs take mail on 587 or 465)")
-	case errors.As(e, &hostErr):
+	case upstream.KindCertName:
+		var hostErr x509.HostnameError
+		errors.As(e, &hostErr)
 		return set(fmt.Sprintf("certificate is for %s, not %s", certNames(hostErr.Certificate), hostErr.Host),
 			"set upstream.address to a name the certificate lists (e.g. \""+firstCertName(hostErr.Certificate)+":"+port+"\")")
-	case errors.As(e, &unknownCA):
+	case upstream.KindCertAuthority:
+		var unknownCA x509.UnknownAuthorityError
+		errors.As(e, &unknownCA)
 		issuer := ""
 		if unknownCA.Cert != nil {
 			issuer = "issuer " + unknownCA.Cert.Issuer.String() + "; "
 		}
 		return set("certificate signed by an unknown authority ("+issuer+"set upstream.ca_file?)",
 			"set upstream.ca_file to the ISP's CA certificate (PEM), or install it in the system trust store")
-	case errors.As(e, &invalid) && invalid.Reason == x509.Expired:
+	case upstream.KindCertExpired:
+		var invalid x509.CertificateInvalidError
+		errors.As(e, &invalid)
 		return set("certificate has expired or is not yet valid: "+invalid.Detail,
 			"if the local clock is right, the ISP must renew it; otherwise fix the clock (timedatectl set-ntp true)")
-	case errors.As(e, &record):
+	case upstream.KindNotTLS:
 		return set(fmt.Sprintf("the server does not speak TLS on port %s", port),
 			`set upstream.tls = "starttls" (port 587), or use the ISP's implicit-TLS port 465`)
-	case e.Stage == upstream.StageGreeting && e.Timeout() && cfg.Upstream.TLS != conf.TLSImplicit && (port == "465" || speaksTLS(e.Addr, cfg.Upstream.Timeout.Duration)):
-		return set(fmt.Sprintf("no SMTP greeting on port %s: it may expect TLS from the first byte", port),
-			`set upstream.tls = "implicit" (port 465)`)
-	case e.Stage == upstream.StageGreeting && e.Timeout():
+	case upstream.KindGreetingTimeout:
+		if cfg.Upstream.TLS != tlsmode.Implicit && (port == "465" || speaksTLS(e.Addr, cfg.Upstream.Timeout.Duration)) {
+			return set(fmt.Sprintf("no SMTP greeting on port %s: it may expect TLS from the first byte", port),
+				`set upstream.tls = "implicit" (port 465)`)
+		}
 		// A silent server on another port is not a TLS-mode problem.
 		return set(fmt.Sprintf("the smarthost accepted the connection on port %s but sent no SMTP greeting in time", port),
 			"the smarthost is overloaded, or a firewall or proxy holds the connection; check upstream.address and try again later")
-	case e.Stage == upstream.StageGreeting && e.Code != 0:
-		return set("the smarthost refused the connection: "+reply(),
+	case upstream.KindGreetingRefused:
+		return set("the smarthost refused the connection: "+replyLine(e),
 			"the ISP may block this IP or be down; ask them with this reply, and retry later")
-	case e.Stage == upstream.StageSTARTTLS && e.Code == 0 && !e.Temporary:
-		// upstream's only permanent STARTTLS failure: the keyword is missing.
+	case upstream.KindNoSTARTTLS:
 		return set("server offers no STARTTLS (set tls = \"implicit\" with port 465?)",
 			`use the ISP's implicit-TLS port: upstream.address = "`+host+`:465" and upstream.tls = "implicit"; relayd never sends credentials in clear`)
-	case e.Stage == upstream.StageSTARTTLS && e.Code != 0:
-		return set("STARTTLS refused: "+reply(), "ask the ISP; meanwhile try its implicit-TLS port 465 with upstream.tls = \"implicit\"")
-	case e.Stage == upstream.StageEHLO && e.Code != 0:
-		return set(fmt.Sprintf("EHLO %s refused: %s", cfg.Hostname, reply()),
+	case upstream.KindSTARTTLSRefused:
+		return set("STARTTLS refused: "+replyLine(e), "ask the ISP; meanwhile try its implicit-TLS port 465 with upstream.tls = \"implicit\"")
+	case upstream.KindEHLORefused:
+		return set(fmt.Sprintf("EHLO %s refused: %s", cfg.Hostname, replyLine(e)),
 			`set hostname = "relay.your.domain" to a fully qualified name with an A record`)
-	case e.Stage == upstream.StageAuth && e.Code == 535:
+	case upstream.KindAuthRejected:
 		return set(fmt.Sprintf("535 authentication failed for %q (check username/password_file)", cfg.Upstream.Username),
 			"check upstream.username and the password in "+passwordSource(cfg)+" (one line, no extra spaces)")
-	case e.Stage == upstream.StageAuth && e.Code == 0 && strings.Contains(e.Error(), "offers no AUTH"):
+	case upstream.KindNoAUTH:
 		return set("the smarthost does not offer AUTH on this port",
 			"remove upstream.username if it needs no login, or use the ISP's submission port 587")
-	case e.Stage == upstream.StageAuth && e.Code != 0:
-		return set("AUTH refused: "+reply(), "check upstream.username and "+passwordSource(cfg)+"; the reply says why")
-	case e.Stage == upstream.StageAuth:
+	case upstream.KindAuthRefused:
+		return set("AUTH refused: "+replyLine(e), "check upstream.username and "+passwordSource(cfg)+"; the reply says why")
+	case upstream.KindAuthFailed:
 		return set(fmt.Sprintf("AUTH failed: %v", e.Err), "relayd supports AUTH PLAIN and LOGIN; ask the ISP which mechanisms it offers")
 	}
 	fix := e.Hint
@@ -564,9 +566,15 @@ func diagnose(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 	}
 	finding := fmt.Sprintf("%s failed: %v", e.Stage, e.Err)
 	if e.Code != 0 {
-		finding = fmt.Sprintf("%s failed: %s", e.Stage, reply())
+		finding = fmt.Sprintf("%s failed: %s", e.Stage, replyLine(e))
 	}
 	return set(finding, fix)
+}
+
+// replyLine is the smarthost's reply on one line, "554 text" (its
+// enhanced code, if any, is left out as in upstream's Message).
+func replyLine(e *upstream.Error) string {
+	return reply.Reply{Code: e.Code, Text: e.Message}.String()
 }
 
 func passwordSource(cfg *conf.Config) string {
@@ -633,7 +641,7 @@ func readGreeting(ctx context.Context, cfg *conf.Config) (string, error) {
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	if u.TLS == conf.TLSImplicit {
+	if u.TLS == tlsmode.Implicit {
 		host, _, _ := net.SplitHostPort(u.Address)
 		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		if u.CAFile != "" {

@@ -122,14 +122,11 @@ func diagnoseLogin(e *upstream.Error, cfg *conf.Config) dnscheck.Finding {
 		f.Finding = "login not tried: no OAuth2 token (" + string(te.Kind) + ")"
 		f.Fix = "fix the oauth2 token finding first"
 	case e.Code != 0:
-		f.Finding = fmt.Sprintf("the smarthost refused the %s login: %d %s", strings.ToUpper(cfg.Upstream.Auth), e.Code, strings.ReplaceAll(e.Message, "\n", " "))
-		if _, status, ok := strings.Cut(e.Hint, "(error status "); ok {
-			f.Finding += " (error status " + strings.SplitN(status, ")", 2)[0] + ")"
+		f.Finding = fmt.Sprintf("the smarthost refused the %s login: %s", strings.ToUpper(cfg.Upstream.Auth), replyLine(e))
+		if status := e.OAuthStatus(); status != "" {
+			f.Finding += fmt.Sprintf(" (error status %q)", status)
 		}
-		f.Fix = e.Hint
-		if _, fix, ok := strings.Cut(e.Hint, "): "); ok {
-			f.Fix = fix
-		}
+		f.Fix = e.Fix()
 	default:
 		return diagnose(e, cfg)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"relayd/conf"
+	"relayd/internal/sysexits"
 )
 
 const defaultConfigPath = "/etc/relayd/relayd.toml"
@@ -73,9 +74,9 @@ func printProblems(w io.Writer, path string, err error) {
 func newHandler(c conf.Log, w io.Writer, lv *slog.LevelVar) slog.Handler {
 	opts := &slog.HandlerOptions{Level: lv}
 	if strings.EqualFold(c.Format, "json") {
-		return slog.NewJSONHandler(w, opts)
+		return withTrailingAttrs(slog.NewJSONHandler(w, opts))
 	}
-	return slog.NewTextHandler(w, opts)
+	return withTrailingAttrs(slog.NewTextHandler(w, opts))
 }
 
 // logLevel parses [log] level; conf validated it, info otherwise.
@@ -97,8 +98,8 @@ func flagSet(name string, stderr io.Writer) *flag.FlagSet {
 func runConfig(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 1 && args[0] == "example" {
 		stdout.Write(conf.Example)
-		return exitOK
+		return sysexits.OK
 	}
 	fmt.Fprintln(stderr, "usage: relayd config example")
-	return exitUsage
+	return sysexits.Usage
 }

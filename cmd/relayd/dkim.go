@@ -10,12 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"relayd/internal/sysexits"
 	"relayd/signer"
 )
-
-// exitCantCreate is EX_CANTCREAT from sysexits.h: an output file cannot be
-// created.
-const exitCantCreate = 73
 
 // defaultDKIMDir is where keygen puts keys unless --out says otherwise.
 const defaultDKIMDir = "/etc/relayd/dkim"
@@ -29,7 +26,7 @@ const dkimUsage = `usage:
 func runDKIM(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dkimUsage)
-		return exitUsage
+		return sysexits.Usage
 	}
 	switch args[0] {
 	case "keygen":
@@ -38,10 +35,10 @@ func runDKIM(args []string, stdout, stderr io.Writer) int {
 		return dkimDNS(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, dkimUsage)
-		return exitOK
+		return sysexits.OK
 	}
 	fmt.Fprintf(stderr, "relayd dkim: unknown command %q\n%s", args[0], dkimUsage)
-	return exitUsage
+	return sysexits.Usage
 }
 
 // dkimKeygen writes a new private key (mode 0600, never over an existing
@@ -56,14 +53,14 @@ func dkimKeygen(args []string, dir string, stdout, stderr io.Writer) int {
 	out := flags.String("out", "", "private key `FILE` (default "+dir+"/DOMAIN.SELECTOR.pem)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return sysexits.OK
 		}
-		return exitUsage
+		return sysexits.Usage
 	}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "relayd dkim keygen: "+format+"\n", a...)
 		flags.Usage()
-		return exitUsage
+		return sysexits.Usage
 	}
 	if flags.NArg() > 0 {
 		return bad("unexpected argument %q", flags.Arg(0))
@@ -103,7 +100,7 @@ func dkimKeygen(args []string, dir string, stdout, stderr io.Writer) int {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		fmt.Fprintf(stderr, "relayd dkim keygen: cannot create %s: %v\n", filepath.Dir(path), err)
-		return exitCantCreate
+		return sysexits.CantCreate
 	}
 	if err := signer.WriteKeyFile(path, pemBytes); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -111,7 +108,7 @@ func dkimKeygen(args []string, dir string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintf(stderr, "relayd dkim keygen: cannot write %s: %v\n", path, err)
 		}
-		return exitCantCreate
+		return sysexits.CantCreate
 	}
 	fmt.Fprintf(stdout, "; private key written to %s (mode 0600)\n", path)
 	fmt.Fprintln(stdout, signer.ZoneRecord(d, *selector, txt))
@@ -124,7 +121,7 @@ func dkimKeygen(args []string, dir string, stdout, stderr io.Writer) int {
 ;       selector = %[2]q
 ;       key_file = %[3]q
 `, d, *selector, path)
-	return exitOK
+	return sysexits.OK
 }
 
 // dkimDNS prints the DNS record of every configured key.
@@ -134,18 +131,18 @@ func dkimDNS(args []string, stdout, stderr io.Writer) int {
 	cfgFlag := flags.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return sysexits.OK
 		}
-		return exitUsage
+		return sysexits.Usage
 	}
 	if flags.NArg() > 0 {
 		fmt.Fprintf(stderr, "relayd dkim dns: unexpected argument %q\n", flags.Arg(0))
-		return exitUsage
+		return sysexits.Usage
 	}
 	path := configPath(*cfgFlag)
 	cfg, ok := loadClientConfig(path, stderr)
 	if !ok {
-		return exitConfig
+		return sysexits.Config
 	}
 	if len(cfg.DKIM) == 0 {
 		fmt.Fprintln(stderr, "relayd dkim dns: no [[dkim]] keys configured; create one with: relayd dkim keygen --domain D --selector S")
@@ -161,5 +158,5 @@ func dkimDNS(args []string, stdout, stderr io.Writer) int {
 	if len(errs) > 0 {
 		return exitFailure
 	}
-	return exitOK
+	return sysexits.OK
 }

@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"relayd/internal/sysexits"
 )
 
 func TestDKIMKeygen(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	code := dkimKeygen([]string{"--domain", "Example.COM", "--selector", "s2026"}, filepath.Join(dir, "dkim"), &out, &errb)
-	if code != exitOK {
+	if code != sysexits.OK {
 		t.Fatalf("exit %d, stderr: %s", code, errb.String())
 	}
 	key := filepath.Join(dir, "dkim", "example.com.s2026.pem")
@@ -34,7 +36,7 @@ func TestDKIMKeygen(t *testing.T) {
 	out.Reset()
 	errb.Reset()
 	code = dkimKeygen([]string{"--domain", "example.com", "--selector", "s2026", "--algorithm", "ed25519"}, filepath.Join(dir, "dkim"), &out, &errb)
-	if code != exitCantCreate || !strings.Contains(errb.String(), "already exists") {
+	if code != sysexits.CantCreate || !strings.Contains(errb.String(), "already exists") {
 		t.Errorf("overwrite: exit %d, stderr %q", code, errb.String())
 	}
 	if after, _ := os.ReadFile(key); !bytes.Equal(before, after) {
@@ -49,7 +51,7 @@ func TestDKIMKeygen(t *testing.T) {
 	}
 	var dns bytes.Buffer
 	errb.Reset()
-	if code := runDKIM([]string{"dns", "--config", cfg}, &dns, &errb); code != exitOK {
+	if code := runDKIM([]string{"dns", "--config", cfg}, &dns, &errb); code != sysexits.OK {
 		t.Fatalf("dns: exit %d, stderr %s", code, errb.String())
 	}
 	record := ""
@@ -79,7 +81,7 @@ func TestDKIMKeygenEd25519AndOut(t *testing.T) {
 	keyPath := filepath.Join(dir, "sub", "ed.pem")
 	var out, errb bytes.Buffer
 	code := runDKIM([]string{"keygen", "--domain", "example.com", "--selector", "ed", "--algorithm", "ed25519", "--out", keyPath}, &out, &errb)
-	if code != exitOK {
+	if code != sysexits.OK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), `ed._domainkey.example.com. IN TXT ( "v=DKIM1; k=ed25519; " "p=`) {
@@ -106,12 +108,12 @@ func TestDKIMUsage(t *testing.T) {
 		{"dns", "extra"},
 	} {
 		var out, errb bytes.Buffer
-		if code := runDKIM(append(args, "--out", filepath.Join(dir, "k.pem")), &out, &errb); len(args) > 0 && args[0] == "keygen" && code != exitUsage {
-			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
+		if code := runDKIM(append(args, "--out", filepath.Join(dir, "k.pem")), &out, &errb); len(args) > 0 && args[0] == "keygen" && code != sysexits.Usage {
+			t.Errorf("%q: exit %d, want %d", args, code, sysexits.Usage)
 		}
 		var out2, errb2 bytes.Buffer
-		if code := runDKIM(args, &out2, &errb2); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, exitUsage, errb2.String())
+		if code := runDKIM(args, &out2, &errb2); code != sysexits.Usage {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, sysexits.Usage, errb2.String())
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "k.pem")); err == nil {
@@ -121,7 +123,7 @@ func TestDKIMUsage(t *testing.T) {
 	blocker := filepath.Join(dir, "file")
 	os.WriteFile(blocker, nil, 0o600)
 	var out, errb bytes.Buffer
-	if code := runDKIM([]string{"keygen", "--domain", "example.com", "--selector", "s", "--algorithm", "ed25519", "--out", filepath.Join(blocker, "k.pem")}, &out, &errb); code != exitCantCreate {
-		t.Errorf("unwritable: exit %d, want %d (%s)", code, exitCantCreate, errb.String())
+	if code := runDKIM([]string{"keygen", "--domain", "example.com", "--selector", "s", "--algorithm", "ed25519", "--out", filepath.Join(blocker, "k.pem")}, &out, &errb); code != sysexits.CantCreate {
+		t.Errorf("unwritable: exit %d, want %d (%s)", code, sysexits.CantCreate, errb.String())
 	}
 }

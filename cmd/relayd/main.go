@@ -11,16 +11,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"relayd/internal/sysexits"
 )
 
-// Exit codes from sysexits.h, as sendmail-compatible programs use them.
-const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 64
-	exitTempFail = 75
-	exitConfig   = 78
-)
+// exitFailure is relayd check's "something is wrong" (the sysexits.h
+// codes, internal/sysexits, are for everything else).
+const exitFailure = 1
 
 const usage = `usage: relayd COMMAND [ARGS]
 
@@ -56,11 +53,11 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "mailq":
 		return runQueue(append([]string{"list"}, argv[1:]...), stdout, stderr)
 	case "newaliases":
-		return exitOK // no alias database: local names map through [rewrite]
+		return sysexits.OK // no alias database: local names map through [rewrite]
 	}
 	if len(argv) < 2 {
 		fmt.Fprint(stderr, usage)
-		return exitUsage
+		return sysexits.Usage
 	}
 	args := argv[2:]
 	switch argv[1] {
@@ -84,11 +81,11 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runConfig(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "relayd", version)
-		return exitOK
+		return sysexits.OK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return exitOK
+		return sysexits.OK
 	}
 	fmt.Fprintf(stderr, "relayd: unknown command %q\n\n%s", argv[1], usage)
-	return exitUsage
+	return sysexits.Usage
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"relayd/conf"
+	"relayd/internal/sysexits"
 	"relayd/token"
 	"relayd/upstream"
 )
@@ -68,38 +69,38 @@ func tokenStoreFile(cfg *conf.Config) string {
 func runOAuth2(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "login" {
 		fmt.Fprintln(stderr, "usage: relayd oauth2 login [--config FILE]")
-		return exitUsage
+		return sysexits.Usage
 	}
 	fs := flagSet("oauth2 login", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
 	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "relayd oauth2 login: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
+		return sysexits.Usage
 	}
 	path := configPath(*cfgFlag)
 	cfg, ok := loadConfig(path, stderr)
 	if !ok {
-		return exitConfig
+		return sysexits.Config
 	}
 	u := cfg.Upstream
 	switch {
 	case !u.OAuth():
 		fmt.Fprintf(stderr, "relayd oauth2 login: upstream.auth is %q in %s: set auth = \"xoauth2\" and an [upstream.oauth2] table first (see the README)\n", u.Auth, orDefaults(path))
-		return exitConfig
+		return sysexits.Config
 	case u.OAuth2.Grant != conf.GrantRefreshToken:
 		fmt.Fprintf(stderr, "relayd oauth2 login: grant = %q needs no sign-in: relayd gets its tokens by itself (relayd check tests it)\n", u.OAuth2.Grant)
-		return exitUsage
+		return sysexits.Usage
 	case u.OAuth2.DeviceAuthURL == "":
 		fmt.Fprintf(stderr, "relayd oauth2 login: set upstream.oauth2.device_auth_url in %s (Microsoft 365: https://login.microsoftonline.com/TENANT-ID/oauth2/v2.0/devicecode; Google: https://oauth2.googleapis.com/device/code)\n", orDefaults(path))
-		return exitConfig
+		return sysexits.Config
 	}
 	ts, err := newTokenSource(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Fprintf(stderr, "relayd oauth2 login: %v\n", err)
-		return exitConfig
+		return sysexits.Config
 	}
 	defer ts.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -134,5 +135,5 @@ func runOAuth2(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	return exitOK
+	return sysexits.OK
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"relayd/internal/sysexits"
 )
 
 // runPasswd reads a password from stdin (one line) and prints its bcrypt
@@ -14,14 +16,14 @@ import (
 func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) != 0 {
 		fmt.Fprintln(stderr, "usage: relayd passwd < password-file   (prints a bcrypt hash)")
-		return exitUsage
+		return sysexits.Usage
 	}
 	fmt.Fprint(stderr, "Password (one line on stdin): ")
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	pw := strings.TrimRight(line, "\r\n")
 	if pw == "" {
 		fmt.Fprintln(stderr, "\nrelayd passwd: empty password")
-		return exitUsage
+		return sysexits.Usage
 	}
 	_ = err
 	hash, err := bcrypt.GenerateFromPassword([]byte(pw), 12)
@@ -31,5 +33,5 @@ func runPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr)
 	fmt.Fprintln(stdout, string(hash))
-	return exitOK
+	return sysexits.OK
 }

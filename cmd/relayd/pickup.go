@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/internal/reply"
 	"relayd/queue"
 	"relayd/sendmail"
 )
@@ -331,15 +332,15 @@ func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
 // read through src (the descriptor opened by one, bounded by size).
 func (p *pickup) reject(ctx context.Context, path, name string, env sendmail.Envelope, cause error, size int64, src func() io.Reader) {
 	if p.notify != nil && env.From != "" && !strings.EqualFold(env.Notify, "NEVER") {
-		reply := cause.Error()
+		why := reply.Reply{Text: cause.Error()}
 		var se *smtp.SMTPError
 		if errors.As(cause, &se) {
-			reply = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+			why = reply.FromSMTP(se)
 		}
 		n := queue.Notice{Kind: queue.NoticeFailed, ID: "maildrop-" + name, From: env.From, Arrival: env.Submitted,
 			EnvID: env.EnvID, Ret: env.Ret, LastAttempt: time.Now(), Open: dropOpener(src), Size: size}
 		for _, r := range env.Rcpts {
-			n.Rcpts = append(n.Rcpts, queue.Recipient{Addr: r, State: queue.Failed, LastReply: reply})
+			n.Rcpts = append(n.Rcpts, queue.Recipient{Addr: r, State: queue.Failed, LastReply: why.String(), Reply: why})
 		}
 		if err := p.notify(ctx, n); err != nil {
 			p.logOnce(name, "maildrop file rejected; its failure notice could not be queued yet, keeping it", "file", path, "cause", cause, "err", err)

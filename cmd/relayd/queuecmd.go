@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"relayd/control"
+	"relayd/internal/sysexits"
 	"relayd/queue"
 )
 
@@ -27,15 +28,15 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "every message (delete, resign)")
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: relayd queue list [--json] | show ID | flush [ID...] | delete ID...|--all | hold ID... | release ID... | bounce ID... | resign ID...|--all")
-		return exitUsage
+		return sysexits.Usage
 	}
 	cmd := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	cfg, ok := loadClientConfig(configPath(*cfgFlag), stderr)
 	if !ok {
-		return exitConfig
+		return sysexits.Config
 	}
 	ids := fs.Args()
 	switch cmd {
@@ -44,18 +45,18 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	case "show":
 		if len(ids) != 1 {
 			fmt.Fprintln(stderr, "usage: relayd queue show ID")
-			return exitUsage
+			return sysexits.Usage
 		}
 		return showMessage(cfg.StateDir, ids[0], stdout, stderr)
 	case "flush", "delete", "hold", "release", "bounce", "resign":
 		if cmd != "flush" && len(ids) == 0 && !((cmd == "delete" || cmd == "resign") && *all) {
 			fmt.Fprintf(stderr, "usage: relayd queue %s ID...\n", cmd)
-			return exitUsage
+			return sysexits.Usage
 		}
 		return callDaemon(cfg.StateDir, control.Request{Cmd: cmd, IDs: ids, All: *all}, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "relayd queue: unknown command %q\n", cmd)
-	return exitUsage
+	return sysexits.Usage
 }
 
 func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) int {
@@ -63,7 +64,7 @@ func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) 
 	if err != nil {
 		if errors.Is(err, control.ErrNoDaemon) {
 			fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
-			return exitTempFail // EX_TEMPFAIL: try again once the daemon runs
+			return sysexits.TempFail // EX_TEMPFAIL: try again once the daemon runs
 		}
 		if req.Cmd == "reload" {
 			// The daemon answered: the new config is refused, the old one runs.
@@ -71,7 +72,7 @@ func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) 
 			for _, line := range strings.Split(err.Error(), "\n") {
 				fmt.Fprintf(stderr, "  %s\n", line)
 			}
-			return exitConfig
+			return sysexits.Config
 		}
 		fmt.Fprintf(stderr, "relayd %s: %v\n", req.Cmd, err)
 		return exitFailure
@@ -81,18 +82,18 @@ func callDaemon(stateDir string, req control.Request, stdout, stderr io.Writer) 
 	} else {
 		fmt.Fprintln(stdout, "reload: configuration reloaded")
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 func runReload(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("reload", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE`")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	cfg, ok := loadClientConfig(configPath(*cfgFlag), stderr)
 	if !ok {
-		return exitConfig
+		return sysexits.Config
 	}
 	return callDaemon(cfg.StateDir, control.Request{Cmd: "reload"}, stdout, stderr)
 }
@@ -149,7 +150,7 @@ func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writ
 		if os.IsPermission(err) {
 			return exitFailure
 		}
-		return exitTempFail
+		return sysexits.TempFail
 	}
 	if asJSON {
 		if entries == nil {
@@ -157,14 +158,14 @@ func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writ
 		}
 		enc.SetIndent("", "  ")
 		enc.Encode(entries)
-		return exitOK
+		return sysexits.OK
 	}
 	if n == 0 {
 		fmt.Fprintln(w, "Mail queue is empty")
 	} else {
 		fmt.Fprintf(w, "-- %d message(s)\n", n)
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 // printEntry writes one message the way Postfix's mailq does.
@@ -245,7 +246,7 @@ func showMessage(stateDir, id string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s\n\n", b)
 	stdout.Write(found.Prefix)
 	io.WriteString(stdout, hdr.String())
-	return exitOK
+	return sysexits.OK
 }
 
 // controlHandler executes control requests in the daemon.

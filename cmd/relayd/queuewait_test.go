@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"relayd/cleanup"
+	"relayd/internal/sysexits"
 	"relayd/queue"
 )
 
@@ -37,7 +38,7 @@ func spoolWithOne(t *testing.T) string {
 func TestQueueListShowsWaitingWithoutSmarthost(t *testing.T) {
 	dir := spoolWithOne(t)
 	var out, errb bytes.Buffer
-	if code := listQueue(dir, true, true, &out, &errb); code != exitOK {
+	if code := listQueue(dir, true, true, &out, &errb); code != sysexits.OK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var got []listEntry
@@ -52,7 +53,7 @@ func TestQueueListShowsWaitingWithoutSmarthost(t *testing.T) {
 		t.Errorf("recipient = %+v, want state waiting with the reason as last_reply", r)
 	}
 	out.Reset()
-	if code := listQueue(dir, true, false, &out, &errb); code != exitOK {
+	if code := listQueue(dir, true, false, &out, &errb); code != sysexits.OK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "bob@example.org [waiting]") || !strings.Contains(out.String(), "(no smarthost configured") {

@@ -24,6 +24,7 @@ import (
 	"relayd/cleanup"
 	"relayd/conf"
 	"relayd/control"
+	"relayd/internal/sysexits"
 	"relayd/metrics"
 	"relayd/queue"
 	"relayd/signer"
@@ -43,20 +44,19 @@ func runServe(args []string, stderr io.Writer) int {
 	fs := flagSet("serve", stderr)
 	cfgFlag := fs.String("config", "", "config `FILE` (default $RELAYD_CONFIG or "+defaultConfigPath+")")
 	if err := fs.Parse(args); err != nil {
-		return exitUsage
+		return sysexits.Usage
 	}
 	if os.Getenv("GOGC") == "" {
 		// relayd's live heap is a few MB and does not grow with the load
-		// or the queue; at the default of 100 the collector ran about
-		// 40 times a second under small messages. 200 gave about 5 %
-		// more messages per second for about 3 MB more resident memory.
-		// GOGC in the environment still decides.
+		// or the queue, so a higher target trades a little memory for
+		// fewer collections (figures: bench/README.md, "Costs behind the
+		// code"). GOGC in the environment still decides.
 		debug.SetGCPercent(gcPercent)
 	}
 	path := configPath(*cfgFlag)
 	d, err := newDaemon(path, stderr)
 	if err != nil {
-		return exitConfig
+		return sysexits.Config
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -64,7 +64,7 @@ func runServe(args []string, stderr io.Writer) int {
 		d.log.Error("relayd stopped", "err", err)
 		return exitFailure
 	}
-	return exitOK
+	return sysexits.OK
 }
 
 // daemon is one running relayd: the pipeline listener -> cleanup -> signer
@@ -72,7 +72,8 @@ func runServe(args []string, stderr io.Writer) int {
 type daemon struct {
 	path    string
 	stderr  io.Writer
-	log     *slog.Logger
+	log     *slog.Logger   // the daemon's own lines: component=relayd
+	root    *slog.Logger   // what each package's logger is built from (logging.go)
 	level   *slog.LevelVar // [log] level, changed by reload
 	metrics *metrics.Metrics
 
@@ -106,7 +107,7 @@ type components struct {
 func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 	var errs []error
 	c := &components{cfg: cfg}
-	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: log})
+	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: component(log, compSigner)})
 	for _, e := range kerrs {
 		// FILE: KEY: problem, as every config problem (README).
 		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, e))
@@ -141,7 +142,7 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 	}
 	var tokens upstream.TokenSource
 	if u.OAuth() {
-		ts, err := newTokenSource(cfg, log) // oauth2.go
+		ts, err := newTokenSource(cfg, component(log, compOAuth2)) // oauth2.go
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +163,7 @@ func newUpstream(cfg *conf.Config, log *slog.Logger) (*upstream.Client, error) {
 		MaxConns:   cfg.Queue.Concurrency,
 		MinBackoff: cfg.Queue.MinBackoff.Duration,
 		MaxBackoff: cfg.Queue.MaxBackoff.Duration,
-		Logger:     log,
+		Logger:     component(log, compUpstream),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: upstream: %w", cfg.Source, err)
@@ -179,9 +180,9 @@ func newDaemon(path string, stderr io.Writer) (*daemon, error) {
 	// The metrics count mail log events, so they wrap the log handler.
 	d.metrics = metrics.New(metrics.Options{Version: version, Stats: d.queueStats})
 	d.level.Set(logLevel(cfg.Log))
-	log := slog.New(d.metrics.LogHandler(newHandler(cfg.Log, stderr, d.level)))
-	d.log = log
-	comp, errs := build(cfg, log)
+	d.root = slog.New(d.metrics.LogHandler(newHandler(cfg.Log, stderr, d.level)))
+	d.log = component(d.root, compRelayd)
+	comp, errs := build(cfg, d.root)
 	if len(errs) > 0 {
 		printProblems(stderr, path, errors.Join(errs...))
 		return nil, errors.New("bad config")
@@ -208,11 +209,11 @@ func (d *daemon) run(ctx context.Context) error {
 		MinFreeBytes: cfg.Queue.MinFreeBytes,
 		Flush:        cfg.Queue.Flush,
 		FlushForce:   cfg.Queue.FlushForce,
-		Logger:       d.log,
+		Logger:       component(d.root, compQueue),
 		RateLimit:    rateLimit(cfg),
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
-	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: d.log, nullSender: func() string {
+	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: component(d.root, compNotify), nullSender: func() string {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.cfg.Upstream.NullSender
@@ -248,7 +249,7 @@ func (d *daemon) run(ctx context.Context) error {
 	pctx, pstop := context.WithCancel(context.Background())
 	defer pstop()
 	pk := &pickup{dir: filepath.Join(cfg.StateDir, "maildrop"), corrupt: filepath.Join(cfg.StateDir, "corrupt"),
-		intake: d.intake, notify: nt.Notify, log: d.log, interval: pickupInterval}
+		intake: d.intake, notify: nt.Notify, log: component(d.root, compPickup), interval: pickupInterval}
 	go pk.run(pctx)
 
 	sdNotify("READY=1")
@@ -299,7 +300,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
 		SevenBitOnly:    d.sevenBitOnly,
-		Logger:          d.log,
+		Logger:          component(d.root, compCleanup),
 	}
 }
 
@@ -352,7 +353,7 @@ func (d *daemon) listen() error {
 			IdleTimeout: cfg.Listen.IdleTimeout.Duration,
 			Limits:      limits,
 			Resolver:    net.DefaultResolver,
-			Logger:      d.log,
+			Logger:      component(d.root, compSmtpd),
 			Settings:    d.settings(cfg),
 		}, d.intake)
 		d.servers = append(d.servers, s)
@@ -406,7 +407,7 @@ func (d *daemon) listen() error {
 		return err
 	}
 	d.lis = append(d.lis, cl)
-	go control.Serve(cl, controlHandler{d}, d.log)
+	go control.Serve(cl, controlHandler{d}, component(d.root, compControl))
 
 	sock := filepath.Join(cfg.StateDir, "public", "submit.sock")
 	l, err := listenUnixMode(sock, 0o666) // any local user may submit, as with sendmail
@@ -451,7 +452,7 @@ func (d *daemon) reload() error {
 	if err != nil {
 		return d.rejectReload(err)
 	}
-	comp, errs := build(cfg, d.log)
+	comp, errs := build(cfg, d.root)
 	if len(errs) > 0 {
 		if comp.up != nil {
 			comp.up.Close() // stops its token source's keep-alive refreshes
@@ -620,9 +621,8 @@ func (d *daemon) queueStats() queue.Stats {
 // listenSMTP opens an SMTP listener whose connections get no TCP
 // keepalive: every read and write has the idle deadline
 // (listen.idle_timeout), which ends a dead client's session, and enabling
-// the probes costs four setsockopt(2) calls per connection (about 0.5 % of
-// relayd's CPU with a connection per message). Postfix's smtpd does not
-// enable them either.
+// the probes costs four setsockopt(2) calls per connection (bench/README.md,
+// "Costs behind the code"). Postfix's smtpd does not enable them either.
 func listenSMTP(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", addr)
@@ -639,7 +639,7 @@ func (d *daemon) serveMetrics(ctx context.Context) error {
 		return fmt.Errorf("metrics.listen %s: %w", addr, err)
 	}
 	d.log.Info("listening", "addr", l.Addr().String(), "mode", "metrics")
-	go d.metrics.Serve(ctx, l, d.log)
+	go d.metrics.Serve(ctx, l, component(d.root, compMetrics))
 	return nil
 }
 

@@ -6,8 +6,8 @@
 // needs more. relayd's per-message goroutines (an SMTP session, a delivery
 // attempt) reach their deepest point (logging, DNS, the TLS and SMTP
 // clients) with a dozen frames below it, and grew there two or three times
-// per message: about 3 % of relayd's CPU under a load of small messages.
-// Grow, called first thing, makes one copy of a shallow stack to the size
+// per message, a measurable cost under small messages (bench/README.md,
+// "Costs behind the code"). Grow, called first thing, makes one copy of a shallow stack to the size
 // those paths need.
 //
 // Invariant: Grow only costs time; the runtime may shrink the stack again at

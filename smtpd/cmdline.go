@@ -47,7 +47,10 @@ import (
 // BDAT chunks and DATA content are streamed by go-smtp (and by the fast
 // path, bulk.go) a buffer at a time: no line is ever held whole. Before the
 // session exists (the greeting, and after STARTTLS until the next EHLO),
-// go-smtp's own limit applies: MaxLineLength is the same cmdLineLimit.
+// go-smtp's own limit applies: MaxLineLength is the same cmdLineLimit. That
+// one counts every byte go-smtp reads ahead, so a client that sends a long
+// content line before it has the EHLO reply (which RFC 2920 §3.1 says it
+// must wait for) can be cut with go-smtp's "500 5.4.0 Too long line".
 
 // cmdLineLimit bounds a command line, CRLF included: go-smtp's default,
 // RFC 5321 §4.5.3.1.4's 512 octets with room for the extensions' parameters
@@ -75,6 +78,7 @@ type cmdGate struct {
 	r       io.Reader // the idleConn, or the tls.Conn over it
 	w       io.Writer // the same connection, for errCmdLineTooLong
 	goLimit *int      // go-smtp's LineLimit for this connection, kept at 0
+	limit   int       // cmdLineLimit (tests: smaller)
 
 	buf   []byte // read, not handed out yet: buf[off:]
 	off   int
@@ -141,7 +145,7 @@ func installGate(c *smtp.Conn) *cmdGate {
 	if !ok {
 		return nil
 	}
-	g := &cmdGate{r: *src, w: w, goLimit: limit}
+	g := &cmdGate{r: *src, w: w, goLimit: limit, limit: cmdLineLimit}
 	if ic, ok := g.r.(*idleConn); ok {
 		ic.gate = g // cleartext: the fast path reads below the gate
 	}
@@ -275,9 +279,9 @@ func (g *cmdGate) approve() bool {
 	case gateCommand:
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
-			return len(rest) < cmdLineLimit
+			return len(rest) < g.limit
 		}
-		if i+1 > cmdLineLimit {
+		if i+1 > g.limit {
 			return false
 		}
 		line := rest[:i+1]

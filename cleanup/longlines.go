@@ -52,5 +52,6 @@ func (c *Config) reencode(sub *Submission, h *header, draft *queue.Draft, domain
 	}
 	fixed := strings.Join(fixes, ",")
 	c.Logger.Info("message re-encoded", "id", id, "fixed", fixed, "parts", n, "draft", draft.ID())
+	d2.SetFixed(fixed) // on its status=queued line
 	return d2, prefix, out, nil
 }

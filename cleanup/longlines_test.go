@@ -3,8 +3,12 @@ package cleanup
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -100,4 +104,70 @@ func TestSevenBitSmarthostDowngrade(t *testing.T) {
 	if got := wire(t, q, id); !strings.HasSuffix(got, "8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n") {
 		t.Errorf("changed for an 8BITMIME smarthost:\n%s", got)
 	}
+}
+
+// The one status=queued line of a re-encoded message says what was fixed
+// (fixed=long-lines, fixed=8bitmime for the downgrade, comma-joined);
+// a message left as it came has no fixed= (issue 16).
+func TestQueuedLogSaysFixed(t *testing.T) {
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	q, err := queue.Open(queue.Config{Dir: t.TempDir(), MinBackoff: time.Minute, MaxBackoff: time.Hour, MaxAge: 24 * time.Hour,
+		Concurrency: 1, Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logBuf}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	sevenBit := false
+	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func() bool { return sevenBit } })
+	long := strings.Repeat("x", 2100)
+	cases := []struct {
+		name, msg string
+		seven     bool
+		want      string
+	}{
+		{"plain", "Subject: a\n\nshort\n", false, ""},
+		{"long", "Subject: b\n\n" + long + "\n", false, "long-lines"},
+		{"8bit", "Subject: c\nContent-Type: text/plain; charset=utf-8\n\nGr\xc3\xbc\xc3\x9fe\n", true, "8bitmime"},
+		{"both", "Subject: d\nContent-Type: text/plain; charset=utf-8\n\nGr\xc3\xbc\xc3\x9fe " + long + "\n", true, "long-lines,8bitmime"},
+	}
+	for _, tc := range cases {
+		sevenBit = tc.seven
+		id, err := c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader(tc.msg))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		mu.Lock()
+		logs := logBuf.String()
+		mu.Unlock()
+		var line string
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, "id="+id+" ") && strings.Contains(l, "status=queued") {
+				if line != "" {
+					t.Errorf("%s: two status=queued lines for %s", tc.name, id)
+				}
+				line = l
+			}
+		}
+		if line == "" {
+			t.Fatalf("%s: no status=queued line for %s in:\n%s", tc.name, id, logs)
+		}
+		switch {
+		case tc.want == "" && strings.Contains(line, "fixed="):
+			t.Errorf("%s: %q says fixed for a message left as it came", tc.name, line)
+		case tc.want != "" && !strings.Contains(line, " fixed="+tc.want) && !strings.HasSuffix(line, "fixed="+tc.want):
+			t.Errorf("%s: %q, want fixed=%s", tc.name, line, tc.want)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -504,9 +504,10 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("%s: %d %q, want one of %v", what, code, text, want)
 	}
 
-	// A 1 MB header line: go-smtp's line limit (2000) fires in DATA.
+	// A 1 MB header line: smtpd takes lines of any length (issue 16), and
+	// cleanup's header limit (1 MiB) refuses it, streamed, never held.
 	rc0, text := sendData(io.MultiReader(strings.NewReader("X-Long: "), strings.NewReader(strings.Repeat("a", 1<<20)+"\r\n\r\nbody\r\n")))
-	expect("1 MB header line", rc0, text, 550, 500)
+	expect("1 MB header line", rc0, text, 552)
 	normal("long line")
 
 	// 10,000 header fields (about 190 kB, under the 1 MiB header limit):

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -34,7 +35,13 @@ type Draft struct {
 	done   bool   // committed or aborted
 	crc    uint32 // CRC-32C of the body written so far (bodycrc.go)
 	errs   uint64 // q.syncErrs at Create, see commitReq.errs
+	fixed  string // what the intake changed, for the queued log line
 }
+
+// SetFixed records what the intake changed in the message (a
+// comma-separated list such as "long-lines,8bitmime"): the status=queued
+// log line carries it as fixed= (issue 16).
+func (d *Draft) SetFixed(fixed string) { d.fixed = fixed }
 
 // Create starts a new message. It refuses (ErrNoSpace) when the spool's
 // filesystem has less than Config.MinFreeBytes available.
@@ -286,8 +293,12 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	for i, r := range m.Rcpts {
 		rcpts[i] = r.Addr
 	}
+	var extra []slog.Attr
+	if d.fixed != "" {
+		extra = []slog.Attr{slog.String("fixed", d.fixed)}
+	}
 	maillog.Log(q.log, maillog.Event{ID: d.id, From: env.From, To: strings.Join(rcpts, ","),
-		Status: maillog.Queued, Size: m.Size})
+		Status: maillog.Queued, Size: m.Size, Extra: extra})
 	if q.getDeliverer() == nil {
 		maillog.Log(q.log, maillog.Event{ID: d.id, Status: maillog.Held,
 			Reply: "no smarthost configured (upstream.address)"})

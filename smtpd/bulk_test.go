@@ -108,9 +108,8 @@ func TestTrackerState(t *testing.T) {
 
 // randomContent is DATA content biased towards what is hard: dots at the
 // start of lines, lone CRs and LFs, "\r\r\n", long lines, and an end that
-// is sometimes missing or malformed. No line reaches go-smtp's limit of
-// 2000: where go-smtp reports a longer one depends on how the socket reads
-// split the stream, even on its own path (TestFastDataLongLine covers it).
+// is sometimes missing or malformed, and now and then a line far over
+// go-smtp's 2,000, which neither path limits in content any more.
 func randomContent(rnd *rand.Rand, long bool) string {
 	tokens := []string{"\r\n", "\r\n", "\r\n", "\n", "\r", ".", "..", "\r\n.", "\r\n..", "\r\r\n", ".\r", "X-H: v\r\n", "\x00"}
 	if rnd.IntN(3) > 0 {
@@ -145,6 +144,12 @@ func randomContent(rnd *rand.Rand, long bool) string {
 			add(strings.Repeat(string(rune('a'+rnd.IntN(26))), 1+rnd.IntN(120)))
 		case r == 5 && rnd.IntN(40) == 0:
 			add(strings.Repeat("L", 1800+rnd.IntN(150)))
+		case r == 6 && rnd.IntN(30) == 0:
+			// Over go-smtp's 2,000 (issue 16: taken on both paths), in
+			// the middle of a line, with nothing of the line limit's
+			// bookkeeping left to hide a difference.
+			sb.WriteString(strings.Repeat("W", 2000+rnd.IntN(20000)))
+			line += 2000
 		default:
 			add(tokens[rnd.IntN(len(tokens))])
 		}
@@ -205,6 +210,28 @@ func transcript(t *testing.T, addr, script string, rnd *rand.Rand, waitData bool
 	go func() {
 		pos, datas := 0, 0
 		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		if ehlo := "EHLO client.test\r\n"; strings.HasPrefix(script, ehlo) {
+			// A client learns PIPELINING from the EHLO reply (RFC 2920
+			// §3.1): before it, go-smtp's own line limit counts whatever
+			// it reads ahead, content included, and whether a long
+			// content line trips it depends on how the socket reads
+			// split the stream (the session's gate, which replaces that
+			// limit, exists from EHLO on; see cmdline.go).
+			io.WriteString(conn, ehlo)
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !strings.Contains(replies(), "\r\n250 "); {
+				time.Sleep(100 * time.Microsecond)
+			}
+			pos = len(ehlo)
+			for skip := len(ehlo); skip > 0 && len(pieces) > 0; {
+				if pieces[0] <= skip {
+					skip -= pieces[0]
+					pieces = pieces[1:]
+				} else {
+					pieces[0] -= skip
+					skip = 0
+				}
+			}
+		}
 		for i, n := range pieces {
 			if _, err := io.WriteString(conn, script[pos:pos+n]); err != nil {
 				return
@@ -307,37 +334,6 @@ func TestFastDataMatchesGoSMTP(t *testing.T) {
 		t.Errorf("the fast path took over %d times with slowData", n)
 	}
 	t.Logf("%d messages, the fast path took over %d times", len(fast.in.data), fast.srv.switches.Load())
-}
-
-// A line over go-smtp's limit deep in a large message (so on the fast
-// path) is refused as on go-smtp's path: 550 5.6.0, then go-smtp closes.
-func TestFastDataLongLine(t *testing.T) {
-	for _, slowData := range []bool{true, false} {
-		e := serve(t, Relay, nil)
-		e.srv.slowData = slowData
-		conn, br, _ := rawEHLO(t, e.addr)
-		fmt.Fprintf(conn, "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
-		for range 3 {
-			readReply(t, conn, br)
-		}
-		go func() {
-			conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprintf(conn, "Subject: x\r\n\r\n%s%s\r\n.\r\nQUIT\r\n", strings.Repeat("line of text\r\n", 5000), strings.Repeat("a", 3000))
-		}()
-		n, text := readReply(t, conn, br)
-		if n != 550 || !strings.Contains(text, "5.6.0") {
-			t.Errorf("slowData=%v: %q, want 550 5.6.0", slowData, text)
-		}
-		if n, text := readReply(t, conn, br); n != 500 || !strings.Contains(text, "Too long line") {
-			t.Errorf("slowData=%v: then %q, want go-smtp's 500 and a close", slowData, text)
-		}
-		if e.in.count() != 0 {
-			t.Errorf("slowData=%v: the message was accepted", slowData)
-		}
-		if got, want := e.srv.switches.Load(), map[bool]int64{true: 0, false: 1}[slowData]; got != want {
-			t.Errorf("slowData=%v: %d hand-overs, want %d", slowData, got, want)
-		}
-	}
 }
 
 type countingConn struct {

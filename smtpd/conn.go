@@ -30,8 +30,9 @@ type idleConn struct {
 	uid     int // peer uid on a Unix socket, -1 otherwise
 
 	// The DATA fast path (bulk.go); only the session's goroutine reads.
-	lineLimit int  // go-smtp's MaxLineLength
-	noFast    bool // BDAT was used: go-smtp's DATA path for the rest of the session
+	lineLimit int      // go-smtp's MaxLineLength
+	noFast    bool     // BDAT was used: go-smtp's DATA path for the rest of the session
+	gate      *cmdGate // go-smtp reads through it (cmdline.go); nil before the session
 	trk       tracker
 	armed     bool   // Data waits for the hand-over
 	armedAt   int64  // trk.handed when armed

@@ -14,7 +14,7 @@
 //     streamed, never held in memory.
 //   - On cleartext connections DATA content is read from the socket a
 //     buffer at a time (bulk.go) and decoded exactly as go-smtp's own
-//     reader would: same end of content, dot removal, line and size limits;
+//     reader would: same end of content, dot removal and size limit;
 //     the bytes read past the end go back to go-smtp.
 //   - Replies are sent when the server is about to wait for the client, or
 //     closes (RFC 2920 §3), never later.
@@ -147,7 +147,13 @@ func New(cfg Config, in Intake) *Server {
 
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = cfg.Hostname
-	srv.MaxLineLength = 2000 // RFC 5321 §4.5.3.1.6, doubled as go-smtp does
+	// Command lines only, once the session has put its cmdGate in
+	// (cmdline.go); before that (the greeting, STARTTLS) go-smtp's own
+	// count applies, with the same limit.
+	srv.MaxLineLength = cmdLineLimit
+	if !gateAvailable {
+		cfg.Logger.Error("go-smtp's line limiter was not found: message lines over the command line limit are refused", "limit", cmdLineLimit)
+	}
 	srv.MaxMessageBytes = cfg.Settings.MaxMessageBytes
 	srv.MaxRecipients = cfg.Settings.MaxRecipients
 	srv.EnableDSN = true
@@ -170,7 +176,7 @@ func (s *Server) Update(st Settings) {
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	ll := &limitListener{
-		Listener: l, idle: s.cfg.IdleTimeout, lineLimit: s.smtp.MaxLineLength,
+		Listener: l, idle: s.cfg.IdleTimeout, lineLimit: s.dataLineLimit(),
 		limits: s.cfg.Limits, session: s.cfg.SessionTimeout, minRate: s.cfg.MinDataRate,
 		onRefused: func(who string, reason string) {
 			s.cfg.Logger.Warn("connection refused", "client", who, "reason", reason)
@@ -189,6 +195,16 @@ func (s *Server) Serve(l net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// dataLineLimit is the line limit go-smtp applies to DATA content, which
+// the fast path mirrors: none once the session's cmdGate is in (it always
+// is when Data runs: MAIL needs EHLO, which creates the session).
+func (s *Server) dataLineLimit() int {
+	if gateAvailable {
+		return 0
+	}
+	return s.smtp.MaxLineLength
 }
 
 // Shutdown stops accepting, lets sessions finish until ctx is done, then

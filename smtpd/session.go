@@ -36,9 +36,11 @@ var (
 	errRateLimited = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
 		Message: "Too many messages from your address, try again later"}
 	// go-smtp's line limit (Server.MaxLineLength) surfaces as a plain
-	// error in DATA, which would become 451; it is permanent.
+	// error in DATA, which would become 451; it is permanent. Only without
+	// the cmdGate (cmdline.go: a go-smtp whose layout is unknown) does
+	// go-smtp apply it to content.
 	errLineTooLong = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Line too long (RFC 5321 section 4.5.3.1.6: at most 998 characters)"}
+		Message: fmt.Sprintf("Line too long (this server takes lines of at most %d octets in DATA; RFC 5322 section 2.1.1 allows 998)", cmdLineLimit)}
 )
 
 // lineLimitErr turns go-smtp's ErrTooLongLine into errLineTooLong so the
@@ -61,6 +63,7 @@ type session struct {
 	host     string // reverse DNS (rdns.go), "" if none
 	uid      int
 	ic       *idleConn // nil if not ours (tests)
+	gate     *cmdGate  // nil if go-smtp's layout is unknown (cmdline.go)
 	tls      bool
 	authUser string
 
@@ -72,7 +75,7 @@ func (s *Server) newSession(c *smtp.Conn) *session {
 	// This is the connection's goroutine, still shallow: the lookup below,
 	// logging and the DATA path go deep (see package stack).
 	stack.Grow()
-	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1}
+	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1, gate: installGate(c)}
 	nc := c.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {
 		ss.tls = true
@@ -217,6 +220,13 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	_, bdat := r.(*io.PipeReader)
+	if !bdat && ss.gate != nil {
+		// Content follows the DATA line, read by go-smtp even if it is
+		// refused here (cmdline.go). Not for BDAT: its Data runs on
+		// another goroutine, and the gate follows BDAT by itself.
+		ss.gate.dataNext = true
+	}
 	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
 		return errNeedMail
 	}
@@ -241,7 +251,6 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
-	_, bdat := r.(*io.PipeReader)
 	fast := false
 	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
 		if bdat {
@@ -307,6 +316,9 @@ func (ss *session) proto() string {
 }
 
 func (ss *session) Reset() {
+	if ss.gate != nil {
+		ss.gate.reset()
+	}
 	ss.hasMail = false
 	ss.env = queue.Envelope{}
 	ss.st = ss.s.settings.Load()

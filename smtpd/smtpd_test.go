@@ -342,30 +342,6 @@ func TestConnectionLimits(t *testing.T) {
 	}
 }
 
-func TestLongLineInDataIsPermanent(t *testing.T) {
-	e := serve(t, Relay, nil)
-	conn, br, _ := rawEHLO(t, e.addr)
-	fmt.Fprintf(conn, "MAIL FROM:<a@example.com>\r\n")
-	readReply(t, conn, br)
-	fmt.Fprintf(conn, "RCPT TO:<b@example.org>\r\n")
-	readReply(t, conn, br)
-	fmt.Fprintf(conn, "DATA\r\n")
-	if n, _ := readReply(t, conn, br); n != 354 {
-		t.Fatal("no 354")
-	}
-	go func() {
-		conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "X-Long: %s\r\n\r\nbody\r\n.\r\n", strings.Repeat("a", 100000))
-	}()
-	n, text := readReply(t, conn, br)
-	if n != 550 || !strings.Contains(text, "5.6.0") {
-		t.Errorf("2000+ character line: %q, want 550 5.6.0", text)
-	}
-	if e.in.count() != 0 {
-		t.Errorf("message with an overlong line accepted")
-	}
-}
-
 func TestIdleClientDropped(t *testing.T) {
 	e := serve(t, Relay, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 	conn, br, _ := rawEHLO(t, e.addr)

@@ -23,7 +23,7 @@ type Conn struct {
 
 // New returns the seam onto rw, the connection a go-smtp Client uses.
 func New(rw io.ReadWriter) *Conn {
-	return &Conn{rw: rw, r: textproto.NewReader(bufio.NewReader(&lineLimit{r: rw, n: 1}))}
+	return &Conn{rw: rw, r: textproto.NewReader(bufio.NewReader(&lineLimit{r: rw}))}
 }
 
 // errLine is returned by Send for a command line with CR or LF in it; go-smtp
@@ -110,36 +110,55 @@ func enhancedCode(s string) (smtp.EnhancedCode, bool) {
 	return ec, true
 }
 
-// GoSMTPLineLimit is the longest reply line go-smtp's Client reads, in
-// octets before the LF (the CR included) plus one: its lineLimitReader.
-// The seam refuses the same lines, with go-smtp's error.
+// GoSMTPLineLimit is go-smtp's Client's line limit (its lineLimitReader):
+// a reply line may have at most GoSMTPLineLimit-1 octets before its LF,
+// the CR included (go-smtp counts the LF before a line as part of it). The
+// seam refuses longer ones with go-smtp's error, smtp.ErrTooLongLine.
 const GoSMTPLineLimit = 2000
 
-// lineLimit is go-smtp's lineLimitReader counted per line, not per read:
-// bytes before the offending line are passed on (go-smtp, which reads one
-// reply per command, fails on the same line). n counts the current line's
-// octets plus the LF before it, as go-smtp counts every line but a
-// connection's first.
+// lineLimit applies GoSMTPLineLimit per line. It passes on only complete
+// lines (and, at a read error, what came before it), so an over-long line
+// is refused as a whole: go-smtp's lineLimitReader counts per read and
+// drops the read where the limit is crossed, so a long line whose start
+// came in an earlier read reaches go-smtp's textproto truncated, as if
+// complete, and the error comes with the next reply. With the whole reply
+// in one read, which is what the differential tests send, both refuse
+// the same reply.
 type lineLimit struct {
-	r   io.Reader
-	n   int
-	err error
+	r     io.Reader
+	buf   []byte // read, not yet passed on
+	ready int    // buf[:ready] may be passed on
+	col   int    // octets of the incomplete line at the end of buf
+	err   error  // sticky, returned once buf[:ready] is passed on
+	tmp   []byte
 }
 
 func (l *lineLimit) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
-	}
-	n, err := l.r.Read(p)
-	for i, b := range p[:n] {
-		if b == '\n' {
-			l.n = 0
+	for l.ready == 0 {
+		if l.err != nil {
+			return 0, l.err
 		}
-		l.n++
-		if l.n > GoSMTPLineLimit {
-			l.err = smtp.ErrTooLongLine
-			return i, l.err
+		if l.tmp == nil {
+			l.tmp = make([]byte, 4096)
+		}
+		n, err := l.r.Read(l.tmp)
+		for _, b := range l.tmp[:n] {
+			l.buf = append(l.buf, b)
+			if b == '\n' {
+				l.ready, l.col = len(l.buf), 0
+				continue
+			}
+			if l.col++; l.col >= GoSMTPLineLimit {
+				l.buf, l.err = l.buf[:l.ready], smtp.ErrTooLongLine
+				break
+			}
+		}
+		if err != nil && l.err == nil {
+			l.ready, l.err = len(l.buf), err
 		}
 	}
-	return n, err
+	n := copy(p, l.buf[:l.ready])
+	l.buf = l.buf[:copy(l.buf, l.buf[n:])]
+	l.ready -= n
+	return n, nil
 }

@@ -34,16 +34,21 @@
 //     ".\r\n" and reads the reply. (FuzzWireData, TestWireDataDifferential:
 //     the server receives byte for byte what go-smtp's own writer sends.)
 //  4. Replies are read as go-smtp reads them: textproto's ReadResponse,
-//     reply lines up to GoSMTPLineLimit (smtp.ErrTooLongLine beyond), the
-//     enhanced code split off as go-smtp's toSMTPErr does (Reply.SMTPError).
+//     the enhanced code split off as go-smtp's toSMTPErr does
+//     (Reply.SMTPError), reply lines shorter than GoSMTPLineLimit
+//     (smtp.ErrTooLongLine beyond: TestAssumeLineLimit). go-smtp applies
+//     its limit per read, so a long line whose start arrived in an
+//     earlier read reaches it truncated, as if complete, and the next
+//     reply fails; the seam refuses the line itself, whatever the reads.
 //     go-smtp accepts only 250 to MAIL and the final dot, 25x to RCPT and
 //     354 to DATA; upstream's pipelined path takes any 2xx as success (RFC
 //     5321 §4.2.1): that is upstream's policy, not the seam's, and the
-//     replies the two would treat differently are pinned in
-//     TestWireRepliesDifferential. (FuzzWireReplies,
-//     TestWireRepliesDifferential: random scripted replies, split across
-//     TCP writes, read by the seam in one pipelined group and by go-smtp
-//     one command at a time.)
+//     codes the two treat differently are among those the differential
+//     test sends. (TestWireRepliesDifferential: random scripted replies,
+//     multi-line, with and without enhanced codes, malformed, long lines,
+//     cut into separate TCP writes, read by the seam as one pipelined
+//     group and by go-smtp one command at a time, must give each command
+//     the same result: code, enhanced code and text, or the same error.)
 //  5. Deadlines are the connection's. The Client sets deadlines on its
 //     connection around its own commands; the seam sets none: it must be
 //     given the Client's connection, on which upstream sets a deadline for

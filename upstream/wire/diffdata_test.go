@@ -209,7 +209,7 @@ func randomBody(rng *rand.Rand) []byte {
 // TestWireDataDifferential sends the edge bodies and then random ones
 // (at most wireCases, for at most wireTime) all three ways.
 func TestWireDataDifferential(t *testing.T) {
-	const wireCases, wireTime = 300, 20 * time.Second
+	const wireCases, wireTime = 300, 10 * time.Second
 	d := newDiffConns(t)
 	rng := rand.New(rand.NewPCG(21, 1))
 	for _, b := range edgeBodies {

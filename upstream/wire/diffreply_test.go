@@ -403,7 +403,7 @@ func replyAt(s *script, i int) string {
 // TestWireRepliesDifferential runs fixed scripts (reply lines at go-smtp's
 // limit) and random ones: at most replyCases, for at most replyTime.
 func TestWireRepliesDifferential(t *testing.T) {
-	const replyCases, replyTime = 400, 20 * time.Second
+	const replyCases, replyTime = 300, 10 * time.Second
 	rs := newReplyServer(t)
 	for _, n := range []int{GoSMTPLineLimit - 2, GoSMTPLineLimit - 1, GoSMTPLineLimit, GoSMTPLineLimit + 1, 2048} {
 		checkScript(t, rs, lineScript(n))

@@ -58,11 +58,12 @@
 // go-smtp in the build is not VerifiedGoSMTP, while the differential tests
 // run against whatever version it is.
 //
-// Removing the seam (once go-smtp writes bodies in bulk and pipelines) is
-// deleting this folder and upstream/pipeline.go, and in upstream making
-// pipelinable false, sending RSET and MAIL with go-smtp's Reset and Mail,
-// and writing the body with io.Copy to the DataCommand instead of
-// WriteData.
+// Removing the seam (once go-smtp writes bodies in bulk, pipelines and
+// resets without a new EHLO) is deleting this folder and
+// upstream/pipeline.go, which holds only what pipelined replies mean, and
+// in upstream dropping the pipelined branch of transactOnce, writing the
+// body with io.Copy to the DataCommand instead of WriteData, and sending
+// RSET and the 7-bit MAIL (mailcmd.go) with go-smtp's Reset and Mail.
 package wire
 
 // VerifiedGoSMTP is the go-smtp release whose Client the assumptions above

@@ -30,10 +30,11 @@
 //     turns into a recipient failure: the queue defers every recipient. A
 //     message is reported sent only after the server's 2xx to the final dot,
 //     so a lost reply causes a retry (a possible duplicate), never a loss.
-//   - The body is dot-stuffed in bulk by dataWriter (data.go) and written
-//     to the same deadline-wrapped connection go-smtp uses, between the 354
-//     and go-smtp's own final ".\r\n", so the Client's state stays valid for
-//     the next transaction; a failed body write never sends the final dot.
+//   - The body is dot-stuffed in bulk by the wire seam (upstream/wire) and
+//     written to the same deadline-wrapped connection go-smtp uses, between
+//     the 354 and go-smtp's own final ".\r\n", so the Client's state stays
+//     valid for the next transaction; a failed body write never sends the
+//     final dot.
 //   - With a server that offers PIPELINING (RFC 2920), a transaction whose
 //     envelope needs only BODY and SIZE goes in two writes: MAIL, every RCPT
 //     and DATA, then body and final dot (pipeline.go). Every reply is read,

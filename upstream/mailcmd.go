@@ -1,10 +1,7 @@
 package upstream
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -40,25 +37,19 @@ func (s *session) mail(d *queue.Delivery, opts *smtp.MailOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.WriteString(s.wire, line); err != nil {
-		return err
-	}
-	if s.rd == nil {
-		s.rd = textproto.NewReader(bufio.NewReader(s.wire))
-	}
-	code, msg, err := s.rd.ReadResponse(0)
+	r, err := s.wireConn().Cmd(line)
 	if err != nil {
 		return err
 	}
-	if code/100 != 2 {
-		return replyError(code, msg)
+	if r.Code/100 != 2 {
+		return r.SMTPError()
 	}
 	return nil
 }
 
 // mailLine builds "MAIL FROM:<from> ..." without BODY, with the parameters
 // of opts the server offers (RFC 1870 SIZE, RFC 6531 SMTPUTF8, RFC 3461 RET
-// and ENVID), as go-smtp's Client would.
+// and ENVID), as go-smtp's Client would; without the CRLF.
 func mailLine(s *session, from string, opts *smtp.MailOptions) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "MAIL FROM:<%s>", from)
@@ -79,7 +70,6 @@ func mailLine(s *session, from string, opts *smtp.MailOptions) (string, error) {
 			b.WriteString(" ENVID=" + xtext(opts.EnvelopeID))
 		}
 	}
-	b.WriteString("\r\n")
 	return b.String(), nil
 }
 

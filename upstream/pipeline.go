@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/emersion/go-smtp"
 
@@ -22,10 +21,10 @@ import (
 // sends the body and the final dot in one more write: two round trips per
 // message.
 //
-// The replies are read with the session's own reader on the same
-// connection as go-smtp's Client. Both readers are empty between
-// transactions: a server sends nothing that was not asked for, and each
-// reader consumes exactly the replies to the commands sent through it.
+// The commands, the body and the replies go through the wire seam
+// (upstream/wire), on the same connection as go-smtp's Client; its package
+// doc says why go-smtp's reader and the seam's stay apart. What the
+// replies mean (RFC 2920 §3.1) is decided here.
 
 // maxPipelined bounds the recipients sent in one pipelined write: with
 // thousands, both sides could fill their socket buffers before either reads
@@ -63,13 +62,12 @@ func pipelinable(s *session, d *queue.Delivery, opts *smtp.MailOptions, dsn bool
 // (RFC 5321 §3.8).
 func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.MailOptions, body io.Reader, out queue.Outcome) (txResult, *Error) {
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
-	var cmds strings.Builder
-	cmds.WriteString("MAIL FROM:<" + d.From + ">")
-	cmds.WriteString(bodyParam(s, d)) // RFC 6152 §3, only for an 8-bit body
+	mailCmd := "MAIL FROM:<" + d.From + ">"
+	mailCmd += bodyParam(s, d) // RFC 6152 §3, only for an 8-bit body
 	if ok, _ := s.c.Extension("SIZE"); ok && opts.Size > 0 {
-		cmds.WriteString(" SIZE=" + strconv.FormatInt(opts.Size, 10)) // RFC 1870
+		mailCmd += " SIZE=" + strconv.FormatInt(opts.Size, 10) // RFC 1870
 	}
-	cmds.WriteString("\r\n")
+	cmds := []string{mailCmd}
 	sent := make([]bool, len(d.Rcpts))
 	for i, r := range d.Rcpts {
 		if badLine(r.Addr) {
@@ -77,12 +75,12 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 			continue
 		}
 		sent[i] = true
-		cmds.WriteString("RCPT TO:<" + r.Addr + ">\r\n")
+		cmds = append(cmds, "RCPT TO:<"+r.Addr+">")
 	}
-	cmds.WriteString("DATA\r\n")
+	cmds = append(cmds, "DATA")
 
 	s.open = true
-	if _, err := io.WriteString(s.wire, cmds.String()); err != nil {
+	if err := s.wireConn().Send(cmds...); err != nil {
 		return fail(sessionError(StageMail, s.addr, err))
 	}
 	mail, e := s.reply(StageMail)
@@ -155,13 +153,7 @@ func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.Mai
 	}
 
 	src := &readErr{r: body}
-	dw, rbuf := newDataWriter(s.wire, d.Size)
-	defer dw.release()
-	_, err := io.CopyBuffer(dw, src, rbuf)
-	if err == nil {
-		err = dw.end()
-	}
-	if err != nil {
+	if err := s.wireConn().WriteBody(src, d.Size); err != nil {
 		// Never the final dot after a failed copy (see transact).
 		if src.err != nil {
 			return fail(&Error{Stage: StageData, Addr: s.addr, Temporary: true, Err: fmt.Errorf("read message %s: %w", d.ID, src.err)})
@@ -200,15 +192,15 @@ func (s *session) replyData() (*smtp.SMTPError, *Error) {
 
 // replyWant reads one reply; class (2 or 3) is the success class.
 func (s *session) replyWant(stage Stage, class int) (*smtp.SMTPError, *Error) {
-	got, msg, err := s.reader().ReadResponse(0)
+	r, err := s.wireConn().Reply()
 	if err != nil {
 		return nil, sessionError(stage, s.addr, err)
 	}
-	if got/100 == class && (class != 3 || got == 354) {
+	if got := r.Code; got/100 == class && (class != 3 || got == 354) {
 		return nil, nil
 	}
-	se := replyError(got, msg)
-	if got == 421 || got/100 != 4 && got/100 != 5 {
+	se := r.SMTPError()
+	if got := r.Code; got == 421 || got/100 != 4 && got/100 != 5 {
 		return nil, sessionError(stage, s.addr, se)
 	}
 	return se, nil

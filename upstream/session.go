@@ -15,6 +15,7 @@ import (
 
 	"relayd/internal/loopback"
 	"relayd/internal/tlsmode"
+	"relayd/upstream/wire"
 )
 
 // session is one authenticated SMTP connection to one relay.
@@ -28,8 +29,9 @@ type session struct {
 	// open: a transaction was started (MAIL sent) and not ended by a
 	// reply to the final dot, so the next one needs RSET first.
 	open bool
-	// rd reads the replies of pipelined transactions (pipeline.go).
-	rd *textproto.Reader
+	// wr is relayd's own access to c's connection (upstream/wire): the
+	// body, pipelined groups, RSET and their replies.
+	wr *wire.Conn
 	// dc is the deadline layer on the TCP connection: deliverVia sets its
 	// total deadline for each delivery.
 	dc *deadlineConn

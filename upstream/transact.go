@@ -1,16 +1,15 @@
 package upstream
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"net/textproto"
 	"strings"
 
 	"github.com/emersion/go-smtp"
 
 	"relayd/queue"
+	"relayd/upstream/wire"
 )
 
 // transact runs MAIL, RCPT for every recipient, DATA and the body for one
@@ -155,12 +154,12 @@ func nullRefusedAtMail(se, mail *smtp.SMTPError) *smtp.SMTPError {
 	return nullRefused(se, true)
 }
 
-// rset ends an open transaction with RSET (RFC 5321 §4.1.1.5), on the
-// session's own reader: go-smtp's Client.Reset would make its next command
+// rset ends an open transaction with RSET (RFC 5321 §4.1.1.5), through
+// the wire seam: go-smtp's Client.Reset would make its next command
 // re-send EHLO, which some servers (OpenSMTPD) refuse with 503 on an
 // established session. After RSET the session goes straight on with MAIL.
 func (s *session) rset() *Error {
-	if _, err := io.WriteString(s.wire, "RSET\r\n"); err != nil {
+	if err := s.wireConn().Send("RSET"); err != nil {
 		return sessionError(StageReset, s.addr, err)
 	}
 	se, e := s.reply(StageReset)
@@ -174,12 +173,13 @@ func (s *session) rset() *Error {
 	return nil
 }
 
-// reader returns the session's reply reader (see pipeline.go).
-func (s *session) reader() *textproto.Reader {
-	if s.rd == nil {
-		s.rd = textproto.NewReader(bufio.NewReader(s.wire))
+// wireConn returns the session's seam onto go-smtp's connection
+// (upstream/wire).
+func (s *session) wireConn() *wire.Conn {
+	if s.wr == nil {
+		s.wr = wire.New(s.wire)
 	}
-	return s.rd
+	return s.wr
 }
 
 // outOfSequence is a session *Error for a 503 where relayd's own state
@@ -277,22 +277,10 @@ func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (tx
 		}
 		return fail(sessionError(StageData, s.addr, err))
 	}
-	// The body bypasses go-smtp's byte-at-a-time DotWriter: dataWriter
-	// encodes it in bulk straight onto the wire after the 354 (the Client's
-	// buffered writer is empty then: DATA was flushed). Its final CRLF goes
-	// through w, so w's Close adds just ".\r\n" and reads the reply.
+	// The body bypasses go-smtp's byte-at-a-time DotWriter: the seam
+	// writes what io.Copy(w, src) would, in bulk.
 	src := &readErr{r: body}
-	dw, rbuf := newDataWriter(s.wire, d.Size)
-	defer dw.release()
-	_, err = io.CopyBuffer(dw, src, rbuf)
-	var tail []byte
-	if err == nil {
-		tail, err = dw.finish()
-	}
-	if err == nil && len(tail) > 0 {
-		_, err = w.Write(tail)
-	}
-	if err != nil {
+	if err = s.wireConn().WriteData(w, src, d.Size); err != nil {
 		// Never send the final dot after a failed copy: a truncated message
 		// would be accepted. Dropping the connection aborts the transaction.
 		if src.err != nil {

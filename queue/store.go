@@ -126,6 +126,7 @@ type Queue struct {
 	flushInfo FlushInfo
 
 	deliverer atomic.Pointer[delivererBox]
+	routes    atomic.Pointer[routesBox] // nil: everything takes the default (lanes.go)
 	notifier  Notifier
 
 	s      sched
@@ -159,7 +160,7 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	q.deliverer.Store(&delivererBox{cfg.Deliverer})
 	q.limit.set(cfg.RateLimit)
-	q.s.init()
+	q.s.init(&q.limit, q.newLaneLocked)
 	if err := q.mkdirs(); err != nil {
 		return nil, err
 	}

@@ -61,7 +61,7 @@ type Config struct {
 	// recipients, as the routes match them. nil: never.
 	Identity func(from, fromDomain string, rcpts []string) string
 	Clock    func() time.Time
-	Logger       *slog.Logger
+	Logger   *slog.Logger
 
 	local localSet // built by Update from Hostname and LocalDomains
 }

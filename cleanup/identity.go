@@ -1,6 +1,7 @@
 package cleanup
 
 import (
+	"mime"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,7 @@ func applyIdentity(h *header, env *queue.Envelope, from string) bool {
 		if name == "" {
 			name = addr
 		}
-		v := "From: " + strconv.Quote(oneLine(name)+" via relayd") + " <" + from + ">\r\n"
+		v := "From: " + displayName(oneLine(name)+" via relayd") + " <" + from + ">\r\n"
 		h.remove("from")
 		h.fields = append([]field{{name: "from", raw: []byte(v)}}, h.fields...)
 		if h.get("reply-to") == nil {
@@ -62,6 +63,18 @@ func applyIdentity(h *header, env *queue.Envelope, from string) bool {
 		changed = true
 	}
 	return changed
+}
+
+// displayName is name as an RFC 5322 quoted string, or an RFC 2047
+// encoded word when it is not ASCII (a decoded encoded word of the
+// original, which may not go back raw into a header).
+func displayName(name string) string {
+	for _, r := range name {
+		if r >= 0x80 || r < ' ' {
+			return mime.QEncoding.Encode("utf-8", name)
+		}
+	}
+	return strconv.Quote(name)
 }
 
 // remove drops every field called name (lower case).

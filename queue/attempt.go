@@ -84,9 +84,8 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 	if lanes := q.lanesOf(m); !slices.Equal(lanes, e.lanes) && hasPending(m) {
 		q.s.mu.Lock()
 		e.lanes = lanes
-		if noMeta && e.committed == nil && q.s.nCommitted < maxCommitted {
-			e.committed = m // still the meta as committed
-			q.s.nCommitted++
+		if noMeta {
+			q.s.chargeLocked(e, m) // still the meta as committed
 		}
 		q.s.mu.Unlock()
 		q.settle(e, m, now)

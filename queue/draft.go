@@ -298,7 +298,10 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	// Due now; the meta says when to retry. The first attempt starts from
 	// m, which nothing else holds from here on.
 	var keep *Meta
-	if !held {
+	q.s.mu.Lock()
+	room := q.s.roomLocked(lanes)
+	q.s.mu.Unlock()
+	if !held && room {
 		keep = m
 		q.spares.keep(d.id, d.f, size) // for the first attempt's read
 	} else {

@@ -60,6 +60,9 @@ type lane struct {
 	downCount int
 	downWhy   string   // the last transport failure, for the log
 	limit     *limiter // nil for the mixed lane
+	// nCommitted counts its entries holding a committed meta (and, in
+	// step, a kept descriptor): at most maxCommitted (sched.chargeLocked).
+	nCommitted int
 }
 
 // laneUse is one lane an attempt delivers through.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -116,5 +117,26 @@ func TestRelayLabel(t *testing.T) {
 		if got := relayLabel(c.name, c.relay); got != c.want {
 			t.Errorf("relayLabel(%q, %q) = %q", c.name, c.relay, got)
 		}
+	}
+}
+
+// A smarthost whose backlog waits cannot take the other smarthosts' share
+// of committed metas and kept descriptors (the first attempt's fast path).
+func TestLanesCommittedBudgetPerSmarthost(t *testing.T) {
+	h := newHarness(t, nil)
+	b := &fakeDeliverer{fn: allOK}
+	h.q.SetRoutes(&testRoutes{b: b, to: map[string]string{"b.example": "b"}})
+	for i := range maxCommitted + 10 { // not running: they all wait
+		h.commit(Envelope{From: "s@x.example", Rcpts: rcpts(fmt.Sprintf("r%d@a.example", i))}, FromSMTP)
+	}
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("r@b.example")}, FromSMTP)
+	s := &h.q.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.def.nCommitted; n != maxCommitted {
+		t.Errorf("default lane holds %d committed metas, want %d", n, maxCommitted)
+	}
+	if e := s.byID[id]; e.committed == nil || e.home.name != "b" {
+		t.Errorf("smarthost b's message got no committed meta (home %q)", e.home.name)
 	}
 }

@@ -41,6 +41,7 @@ type entry struct {
 	// truth); at most maxCommitted entries hold one, so memory does not
 	// grow with a queue that is not being delivered.
 	committed *Meta
+	charged   *lane // the lane whose budget committed counts against
 }
 
 // maxCommitted bounds the entries holding their committed meta in memory.
@@ -77,7 +78,7 @@ type sched struct {
 	byID       map[string]*entry
 	wake       chan struct{}
 	inflight   int
-	nCommitted int // entries with a committed meta (maxCommitted)
+	nCommitted int // entries with a committed meta (at most 2*maxCommitted, see chargeLocked)
 	// lanes holds one lane per smarthost name seen; def is "default"
 	// ([upstream]) and mixed holds the entries whose recipients take
 	// several smarthosts.
@@ -157,10 +158,36 @@ func (s *sched) addFresh(id string, next time.Time, m *Meta, lanes []string) {
 		return
 	}
 	e.fresh = true
-	if m != nil && s.nCommitted < maxCommitted {
-		e.committed = m
-		s.nCommitted++
+	if m != nil {
+		s.chargeLocked(e, m)
 	}
+}
+
+// chargeLocked keeps m as e's committed meta if e's lane and the queue
+// have room: each smarthost at most maxCommitted, all together twice that,
+// so a smarthost that is down or slow, whose backlog keeps its entries
+// waiting, cannot take the others' share. Caller holds s.mu.
+func (s *sched) chargeLocked(e *entry, m *Meta) bool {
+	if e.committed != nil || s.nCommitted >= 2*maxCommitted || e.home.nCommitted >= maxCommitted {
+		return false
+	}
+	e.committed, e.charged = m, e.home
+	s.nCommitted++
+	e.home.nCommitted++
+	return true
+}
+
+// roomLocked reports whether a message for lanes may keep its descriptor
+// and committed meta for its first attempt (see chargeLocked).
+func (s *sched) roomLocked(lanes []string) bool {
+	h := s.def
+	switch {
+	case len(lanes) > 1:
+		h = s.mixed
+	case len(lanes) == 1:
+		h = s.lanes[lanes[0]]
+	}
+	return s.nCommitted < 2*maxCommitted && (h == nil || h.nCommitted < maxCommitted)
 }
 
 // takeCommittedLocked returns and forgets e's committed meta (nil when it
@@ -170,6 +197,8 @@ func (s *sched) takeCommittedLocked(e *entry) *Meta {
 	if m != nil {
 		e.committed = nil
 		s.nCommitted--
+		e.charged.nCommitted--
+		e.charged = nil
 	}
 	return m
 }

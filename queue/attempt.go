@@ -273,12 +273,7 @@ func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
 		if reply == "" {
 			reply = "451 4.4.1 smarthost " + g.name + " is busy or backing off: not tried in this attempt"
 		}
-		for _, i := range g.idx {
-			r := &m.Rcpts[i]
-			r.LastReply, r.Updated = reply, now
-			maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
-				Delay: delay, Reply: reply})
-		}
+		q.deferGroup(m, g, reply, now, delay)
 		return
 	}
 	if g.err != nil {
@@ -287,12 +282,7 @@ func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
 		g.use.l.downWhy = reply
 		q.s.mu.Unlock()
 		g.use.tr = transportDown
-		for _, i := range g.idx {
-			r := &m.Rcpts[i]
-			r.LastReply, r.Updated = reply, now
-			maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
-				Delay: delay, Reply: reply})
-		}
+		q.deferGroup(m, g, reply, now, delay)
 		return
 	}
 	g.use.tr = transportUp
@@ -329,6 +319,16 @@ func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
 			ev.Status, ev.DSN, ev.Reply = maillog.Deferred, enhanced(se), r.LastReply
 		}
 		maillog.Log(q.log, ev)
+	}
+}
+
+// deferGroup keeps g's recipients pending with reply.
+func (q *Queue) deferGroup(m *Meta, g *group, reply string, now time.Time, delay time.Duration) {
+	for _, i := range g.idx {
+		r := &m.Rcpts[i]
+		r.LastReply, r.Updated = reply, now
+		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
+			Delay: delay, Reply: reply})
 	}
 }
 

@@ -152,6 +152,12 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 	if !hasPending(m) || next.Before(now) { // only notices left to retry
 		next = now.Add(q.cfg.MinBackoff)
 	}
+	if len(c.busy) > 0 && hasPending(m) && subset(lanes, c.busy) {
+		// Only recipients of smarthosts that were busy are left: they
+		// were not tried, and wait in their smarthost's lane now, not
+		// for a retry.
+		next = now
+	}
 	if exp := m.Arrival.Add(q.cfg.MaxAge); hasPending(m) && next.After(exp) {
 		next = exp // expire on time, not up to MaxBackoff late
 	}
@@ -268,7 +274,10 @@ func (q *Queue) groups(m *Meta, c *claim) []*group {
 func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
 	if g.use == nil {
 		q.s.mu.Lock()
-		reply := q.laneLocked(g.name).downWhy
+		reply := ""
+		if l := q.laneLocked(g.name); l.down {
+			reply = l.downWhy
+		}
 		q.s.mu.Unlock()
 		if reply == "" {
 			reply = "451 4.4.1 smarthost " + g.name + " is busy or backing off: not tried in this attempt"
@@ -320,6 +329,19 @@ func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
 		}
 		maillog.Log(q.log, ev)
 	}
+}
+
+// subset reports whether every lane of a (nil: the default) is in b.
+func subset(a, b []string) bool {
+	if len(a) == 0 {
+		a = []string{DefaultLane}
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // deferGroup keeps g's recipients pending with reply.

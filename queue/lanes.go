@@ -74,7 +74,12 @@ type laneUse struct {
 }
 
 // claim is what dispatch reserved for one attempt.
-type claim struct{ use []laneUse }
+type claim struct {
+	use []laneUse
+	// busy names the lanes of a mixed entry skipped because all their
+	// workers were taken (not because they are down).
+	busy []string
+}
 
 func (c *claim) find(name string) *laneUse {
 	for i := range c.use {
@@ -339,8 +344,8 @@ func (q *Queue) dispatchLane(ctx context.Context, wg *sync.WaitGroup, l *lane, n
 }
 
 // claimMixedLocked reserves the lanes a mixed entry can go through now:
-// every lane of it that is not backing off, provided none of those is busy
-// or over its rate limit. nil, wait when none can.
+// every lane of it that is not backing off or busy, provided none of those
+// is over its rate limit. nil, wait when none can.
 func (q *Queue) claimMixedLocked(e *entry, now time.Time) (*claim, time.Duration) {
 	n := now.UnixNano()
 	c := &claim{}
@@ -355,11 +360,14 @@ func (q *Queue) claimMixedLocked(e *entry, now time.Time) (*claim, time.Duration
 		blocked, w := q.blockedLocked(l, n)
 		if blocked {
 			wait = min(wait, w)
-			if l.inflight >= q.cfg.Concurrency {
-				refund() // deliver the whole entry once the busy lane has room
-				return nil, time.Second
+			if l.inflight >= q.cfg.Concurrency && q.delivererFor(name) != nil {
+				// Busy, not down: the others go now; its recipients
+				// then wait in its own lane (work), as if the message
+				// had been split when it arrived.
+				c.busy = append(c.busy, name)
+				wait = min(wait, time.Second)
 			}
-			continue // down, probing or held: its recipients wait
+			continue // down, probing, held or busy: its recipients wait
 		}
 		stamp, w, _ := l.limit.take(now)
 		if w > 0 {

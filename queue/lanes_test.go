@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -138,5 +139,48 @@ func TestLanesCommittedBudgetPerSmarthost(t *testing.T) {
 	}
 	if e := s.byID[id]; e.committed == nil || e.home.name != "b" {
 		t.Errorf("smarthost b's message got no committed meta (home %q)", e.home.name)
+	}
+}
+
+// gate is a Deliverer that holds every delivery until released.
+type gate struct {
+	fakeDeliverer
+	open chan struct{}
+}
+
+func (g *gate) Deliver(ctx context.Context, d *Delivery) (Outcome, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+	return g.fakeDeliverer.Deliver(ctx, d)
+}
+
+// A smarthost whose workers are all busy (slow, not down) does not hold a
+// split message's recipients of another smarthost; its own recipient then
+// waits in its lane and goes as soon as a worker is free, not after a
+// retry backoff.
+func TestLanesBusySmarthostDoesNotHoldOthers(t *testing.T) {
+	slow := &gate{fakeDeliverer: fakeDeliverer{fn: allOK}, open: make(chan struct{})}
+	h := newHarness(t, func(c *Config) { c.Concurrency = 1; c.Deliverer = slow })
+	b := &fakeDeliverer{fn: allOK}
+	h.q.SetRoutes(&testRoutes{b: b, to: map[string]string{"b.example": "b"}})
+	h.run()
+	first := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("one@a.example")}, FromSMTP)
+	waitFor(t, "default busy", func() bool {
+		h.q.s.mu.Lock()
+		defer h.q.s.mu.Unlock()
+		return h.q.s.def.inflight == 1
+	})
+	split := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("two@a.example", "three@b.example")}, FromSMTP)
+	waitFor(t, "b delivers while the default is busy", func() bool { return b.countID(split) == 1 })
+	close(slow.open)
+	waitFor(t, "both done", func() bool { return !h.q.s.has(first) && !h.q.s.has(split) })
+	if n := slow.countID(split); n != 1 {
+		t.Errorf("default got the split message %d times", n)
+	}
+	if len(h.notif.list()) != 0 {
+		t.Errorf("notices %+v", h.notif.list())
 	}
 }

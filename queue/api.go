@@ -87,7 +87,8 @@ type Outcome struct {
 // Deliverer hands a message to the next hop. A non-nil error is a
 // transport-level failure (connect, TLS, AUTH, 421, timeout): every recipient
 // is deferred, no recipient ever fails because of it, and the queue treats the
-// transport as down until a later attempt succeeds.
+// transport (that smarthost, with Routes) as down until a later attempt
+// succeeds.
 type Deliverer interface {
 	Deliver(ctx context.Context, d *Delivery) (Outcome, error)
 }

@@ -106,8 +106,12 @@ func identityFunc(cfg *conf.Config) func(from, fromDomain string, rcpts []string
 }
 
 // routeOf names the smarthost a queued recipient takes under cfg's routes,
-// as the queue routes it at its next attempt.
+// as the queue routes it at its next attempt; nil without routes (queue
+// list then shows no smarthost, as before routes existed).
 func routeOf(cfg *conf.Config) func(m *queue.Meta, rcpt string) string {
+	if len(cfg.Routes) == 0 {
+		return nil
+	}
 	match := route.New(cfg.Routes)
 	return func(m *queue.Meta, rcpt string) string {
 		from := m.From

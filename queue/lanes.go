@@ -304,6 +304,10 @@ func (q *Queue) dispatchLane(ctx context.Context, wg *sync.WaitGroup, l *lane, n
 				heapFix(&l.h, e)
 				continue
 			}
+		} else if l != q.s.def && q.delivererFor(l.name) == nil {
+			// Its smarthost is gone (a reload removed it): the attempt,
+			// which tries no smarthost, routes the entry again.
+			c = &claim{}
 		} else {
 			if blocked, wait := q.blockedLocked(l, n); blocked {
 				return min(maxWait, wait)

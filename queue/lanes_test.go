@@ -184,3 +184,18 @@ func TestLanesBusySmarthostDoesNotHoldOthers(t *testing.T) {
 		t.Errorf("notices %+v", h.notif.list())
 	}
 }
+
+// A reload that removes a smarthost moves the mail queued for it to its
+// new route.
+func TestLanesRemovedSmarthost(t *testing.T) {
+	h := newHarness(t, nil)
+	b := &fakeDeliverer{fn: func(d *Delivery) (Outcome, error) { return Outcome{}, errors.New("421 b down") }}
+	h.q.SetRoutes(&testRoutes{b: b, to: map[string]string{"b.example": "b"}})
+	h.run()
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("one@b.example")}, FromSMTP)
+	waitFor(t, "first attempt through b", func() bool { return b.countID(id) == 1 })
+	h.idle()
+	h.q.SetRoutes(&testRoutes{to: map[string]string{}}) // b is gone
+	h.q.TransportChanged()
+	waitFor(t, "delivered through the default", func() bool { return h.del.countID(id) == 1 && !h.q.s.has(id) })
+}

@@ -22,6 +22,7 @@ package queue
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -102,8 +103,53 @@ func (q *Queue) SetRoutes(r Routes) {
 		}
 	}
 	q.s.mu.Unlock()
+	if r != nil && q.getDeliverer() == nil {
+		// Mail held for a missing [upstream] is never attempted, so no
+		// attempt would route it again: move what the new routes send
+		// elsewhere now.
+		go q.rehomeHeld()
+	}
 	q.s.kick()
 }
+
+// rehomeHeld reads every queued message once and moves those waiting in
+// the default lane whose recipients the current routes send elsewhere.
+func (q *Queue) rehomeHeld() {
+	moved := 0
+	err := q.List(func(m *Meta) error {
+		select {
+		case <-q.closing:
+			return errClosed
+		default:
+		}
+		lanes := q.lanesOf(m)
+		if lanes == nil {
+			return nil
+		}
+		s := &q.s
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e := s.byID[m.ID]
+		if e == nil || e.busy || e.home != s.def || e.idx < 0 {
+			return nil
+		}
+		heap.Remove(&s.def.h, int(e.idx))
+		e.lanes = lanes
+		e.home = s.homeLocked(lanes)
+		heap.Push(&e.home.h, e)
+		moved++
+		return nil
+	})
+	if err != nil && !errors.Is(err, errClosed) {
+		q.log.Error("queue: routing held mail again", "err", err)
+	}
+	if moved > 0 {
+		q.log.Info("queue: held mail that new routes send through another smarthost moved to it", "messages", moved)
+		q.s.kick()
+	}
+}
+
+var errClosed = errors.New("queue closed")
 
 func (q *Queue) getRoutes() Routes {
 	if b := q.routes.Load(); b != nil {

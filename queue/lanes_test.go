@@ -199,3 +199,17 @@ func TestLanesRemovedSmarthost(t *testing.T) {
 	h.q.TransportChanged()
 	waitFor(t, "delivered through the default", func() bool { return h.del.countID(id) == 1 && !h.q.s.has(id) })
 }
+
+// Mail held because [upstream] has no address goes through a smarthost
+// that a reload adds a route to.
+func TestLanesHeldMailRoutedByReload(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Deliverer = nil })
+	h.run()
+	id := h.commit(Envelope{From: "s@x.example", Rcpts: rcpts("one@b.example")}, FromSMTP)
+	if !h.q.s.has(id) {
+		t.Fatal("held message gone")
+	}
+	b := &fakeDeliverer{fn: allOK}
+	h.q.SetRoutes(&testRoutes{b: b, to: map[string]string{"b.example": "b"}})
+	waitFor(t, "delivered through b", func() bool { return b.countID(id) == 1 && !h.q.s.has(id) })
+}

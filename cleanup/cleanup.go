@@ -56,8 +56,13 @@ type Config struct {
 	// 8BITMIME: 8-bit parts are then downgraded to quoted-printable at
 	// intake, before signing (RFC 6152 §3). nil: never.
 	SevenBitOnly func() bool
-	Clock        func() time.Time
-	Logger       *slog.Logger
+	// Identity returns the address the smarthost a message takes may
+	// send as ([[smarthost]] from), "" for none (identity.go). It is asked
+	// with the envelope sender, the header From domain and the
+	// recipients, as the routes match them. nil: never.
+	Identity func(from, fromDomain string, rcpts []string) string
+	Clock    func() time.Time
+	Logger   *slog.Logger
 
 	local localSet // built by Update from Hostname and LocalDomains
 }
@@ -181,6 +186,18 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	now := c.Clock()
 	c.rewriteFrom(h, sub.Envelope.From)
 	c.qualifyHeader(h)
+	env := sub.Envelope
+	env.FromDomain = signingDomain(h, env.From) // the routes' from_domain
+	if c.Identity != nil {
+		if from := c.Identity(env.From, env.FromDomain, rcptAddrs(env.Rcpts)); from != "" && applyIdentity(h, &env, from) {
+			c.Logger.Info("identity rewritten for the smarthost", "id", id, "from", from, "original_sender", env.RouteSender)
+		}
+	}
+	// The copy carries the identity's envelope sender into the prefix and
+	// the re-encoding below.
+	sub2 := *sub
+	sub2.Envelope = env
+	sub = &sub2
 	prefix := c.prefix(sub, h, id, now)
 	domain := signingDomain(h, sub.Envelope.From)
 	out, err := c.startOutput(draft, domain, prefix, id)
@@ -218,7 +235,6 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		}
 		prefix = append(sig, prefix...)
 	}
-	env := sub.Envelope
 	bodyType(&env, h, out.watch.seen)
 	// A sender that is rewrite.sender stands in for a local one (or is the
 	// no-reply address itself): its notices go to rewrite.admin (issue 18).
@@ -418,6 +434,14 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func rcptAddrs(rs []queue.Recipient) []string {
+	addrs := make([]string, len(rs))
+	for i, r := range rs {
+		addrs[i] = r.Addr
+	}
+	return addrs
 }
 
 func rcptList(rs []queue.Recipient) string {

@@ -21,11 +21,15 @@ type Config struct {
 	Listen   Listen   `toml:"listen"`
 	Users    []User   `toml:"users"`
 	Upstream Upstream `toml:"upstream"`
-	Queue    Queue    `toml:"queue"`
-	DKIM     []DKIM   `toml:"dkim"`
-	Rewrite  Rewrite  `toml:"rewrite"`
-	Metrics  Metrics  `toml:"metrics"`
-	Log      Log      `toml:"log"`
+	// Smarthosts and Routes choose another smarthost than [upstream] per
+	// message (routes.go).
+	Smarthosts []Smarthost `toml:"smarthost"`
+	Routes     []Route     `toml:"route"`
+	Queue      Queue       `toml:"queue"`
+	DKIM       []DKIM      `toml:"dkim"`
+	Rewrite    Rewrite     `toml:"rewrite"`
+	Metrics    Metrics     `toml:"metrics"`
+	Log        Log         `toml:"log"`
 
 	// Source is the file this config was read from ("" for built-in defaults).
 	Source string `toml:"-"`

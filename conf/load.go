@@ -107,18 +107,8 @@ var durationType = reflect.TypeFor[Duration]()
 // fields decodes a table into the struct rv. key is the display key
 // ("users[1]"), raw the TOML key path without indexes.
 func (d *decoder) fields(m map[string]toml.Primitive, key string, raw []string, rv reflect.Value) {
-	t := rv.Type()
 	known := map[string]bool{}
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		known[name] = true
-		if prim, ok := m[name]; ok {
-			d.value(prim, join(key, name), append(slices.Clip(raw), name), rv.Field(i))
-		}
-	}
+	d.structFields(m, key, raw, rv, known)
 	var unknown []string
 	for k := range m {
 		if !known[k] {
@@ -131,6 +121,31 @@ func (d *decoder) fields(m map[string]toml.Primitive, key string, raw []string, 
 		d.unknown = append(d.unknown, toml.Key(append(slices.Clip(raw), k)).String())
 	}
 }
+
+// structFields decodes the fields of rv found in m and records their names
+// in known. An embedded struct without a TOML name (Smarthost's Upstream)
+// contributes its fields to the same table.
+func (d *decoder) structFields(m map[string]toml.Primitive, key string, raw []string, rv reflect.Value, known map[string]bool) {
+	t := rv.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			d.structFields(m, key, raw, rv.Field(i), known)
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		known[name] = true
+		if prim, ok := m[name]; ok {
+			d.value(prim, join(key, name), append(slices.Clip(raw), name), rv.Field(i))
+		}
+	}
+}
+
+// defaulter is an array-of-tables element with defaults of its own.
+type defaulter interface{ setDefaults() }
 
 func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflect.Value) {
 	ft := fv.Type()
@@ -148,6 +163,9 @@ func (d *decoder) value(prim toml.Primitive, key string, raw []string, fv reflec
 		s := reflect.MakeSlice(ft, len(elems), len(elems))
 		for i, e := range elems {
 			ek := fmt.Sprintf("%s[%d]", key, i)
+			if df, ok := s.Index(i).Addr().Interface().(defaulter); ok {
+				df.setDefaults()
+			}
 			if m, ok := d.table(e, ek, raw); ok {
 				d.fields(m, ek, raw, s.Index(i))
 			}

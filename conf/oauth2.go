@@ -48,42 +48,42 @@ func (u Upstream) OAuth() bool { return u.Auth == AuthXOAuth2 || u.Auth == AuthO
 
 // checkAuth validates upstream.auth and, for the OAuth2 mechanisms,
 // [upstream.oauth2] (resolving the client secret); otherwise the password.
-func (u *Upstream) checkAuth(errs *Errors, e env) {
+func (u *Upstream) checkAuth(errs *Errors, e env, sc scope) {
 	switch u.Auth {
 	case "", "plain", "login", AuthXOAuth2, AuthOAuthBearer:
 	default:
-		errs.add("upstream.auth", `%q is not one of "" (PLAIN or LOGIN, whichever is offered), plain, login, xoauth2, oauthbearer`, u.Auth)
+		errs.add(sc.key+"auth", `%q is not one of "" (PLAIN or LOGIN, whichever is offered), plain, login, xoauth2, oauthbearer`, u.Auth)
 	}
 	if !u.OAuth() {
 		if u.OAuth2.Grant != "" {
-			errs.add("upstream.oauth2.grant", `is set but upstream.auth is %q: set upstream.auth = "xoauth2" (Microsoft 365, Google) or "oauthbearer"`, u.Auth)
+			errs.add(sc.key+"oauth2.grant", `is set but %sauth is %q: set %sauth = "xoauth2" (Microsoft 365, Google) or "oauthbearer"`, sc.key, u.Auth, sc.key)
 		}
 		if (u.Auth == "plain" || u.Auth == "login") && u.Username == "" {
-			errs.add("upstream.auth", "%q needs upstream.username", u.Auth)
+			errs.add(sc.key+"auth", "%q needs %susername", u.Auth, sc.key)
 		}
-		u.resolvePassword(errs, e)
+		u.resolvePassword(errs, e, sc)
 		return
 	}
 	o := &u.OAuth2
 	if u.Username == "" {
-		errs.add("upstream.username", "must be set with auth = %q: the mailbox the token is for (e.g. relay@example.com)", u.Auth)
+		errs.add(sc.key+"username", "must be set with auth = %q: the mailbox the token is for (e.g. relay@example.com)", u.Auth)
 	} else if strings.ContainsFunc(u.Username, isSpaceOrControl) {
 		// ^A separates the fields of XOAUTH2 and OAUTHBEARER (RFC 7628 §3.1).
-		errs.add("upstream.username", "%q contains spaces or control characters", u.Username)
+		errs.add(sc.key+"username", "%q contains spaces or control characters", u.Username)
 	}
 	if u.PasswordFile != "" {
-		errs.add("upstream.password_file", "is not used with auth = %q (the token replaces the password): remove it", u.Auth)
+		errs.add(sc.key+"password_file", "is not used with auth = %q (the token replaces the password): remove it", u.Auth)
 	}
 	switch o.Grant {
 	case "":
-		errs.add("upstream.oauth2.grant", `must be set with auth = %q: "client_credentials", "refresh_token" or "jwt"`, u.Auth)
+		errs.add(sc.key+"oauth2.grant", `must be set with auth = %q: "client_credentials", "refresh_token" or "jwt"`, u.Auth)
 		return
 	case GrantClientCredentials, GrantRefreshToken, GrantJWT:
 	default:
-		errs.add("upstream.oauth2.grant", `%q is not one of client_credentials, refresh_token, jwt`, o.Grant)
+		errs.add(sc.key+"oauth2.grant", `%q is not one of client_credentials, refresh_token, jwt`, o.Grant)
 		return
 	}
-	for _, f := range []struct{ key, v string }{{"upstream.oauth2.token_url", o.TokenURL}, {"upstream.oauth2.device_auth_url", o.DeviceAuthURL}} {
+	for _, f := range []struct{ key, v string }{{sc.key + "oauth2.token_url", o.TokenURL}, {sc.key + "oauth2.device_auth_url", o.DeviceAuthURL}} {
 		if f.v == "" {
 			continue
 		}
@@ -92,45 +92,45 @@ func (u *Upstream) checkAuth(errs *Errors, e env) {
 		}
 	}
 	if o.TokenURL == "" && o.Grant != GrantJWT {
-		errs.add("upstream.oauth2.token_url", "must be set (Microsoft 365: https://login.microsoftonline.com/TENANT/oauth2/v2.0/token; Google: https://oauth2.googleapis.com/token)")
+		errs.add(sc.key+"oauth2.token_url", "must be set (Microsoft 365: https://login.microsoftonline.com/TENANT/oauth2/v2.0/token; Google: https://oauth2.googleapis.com/token)")
 	}
 	if o.ClientID == "" && o.Grant != GrantJWT {
-		errs.add("upstream.oauth2.client_id", "must be set (the application (client) ID of the app registration)")
+		errs.add(sc.key+"oauth2.client_id", "must be set (the application (client) ID of the app registration)")
 	}
 	if len(o.Scopes) == 0 {
-		errs.add("upstream.oauth2.scopes", `must list the scopes (Microsoft 365: ["https://outlook.office365.com/SMTP.Send", "offline_access"], or ["https://outlook.office365.com/.default"] with client_credentials; Google: ["https://mail.google.com/"])`)
+		errs.add(sc.key+"oauth2.scopes", `must list the scopes (Microsoft 365: ["https://outlook.office365.com/SMTP.Send", "offline_access"], or ["https://outlook.office365.com/.default"] with client_credentials; Google: ["https://mail.google.com/"])`)
 	}
 	for i, s := range o.Scopes {
 		if s == "" || strings.ContainsFunc(s, isSpaceOrControl) {
-			errs.add(fmt.Sprintf("upstream.oauth2.scopes[%d]", i), "%q is not a scope", s)
+			errs.add(fmt.Sprintf("%soauth2.scopes[%d]", sc.key, i), "%q is not a scope", s)
 		}
 	}
 	if o.Grant == GrantJWT {
 		if o.KeyFile == "" {
-			errs.add("upstream.oauth2.key_file", "must be set with grant = \"jwt\": the service account key (JSON) downloaded from the Google Cloud console")
+			errs.add(sc.key+"oauth2.key_file", "must be set with grant = \"jwt\": the service account key (JSON) downloaded from the Google Cloud console")
 		}
 		if o.SecretFile != "" {
-			errs.add("upstream.oauth2.client_secret_file", "is not used with grant = \"jwt\" (the key_file signs the request)")
+			errs.add(sc.key+"oauth2.client_secret_file", "is not used with grant = \"jwt\" (the key_file signs the request)")
 		}
 	} else {
 		if o.KeyFile != "" {
-			errs.add("upstream.oauth2.key_file", "is only used with grant = \"jwt\"")
+			errs.add(sc.key+"oauth2.key_file", "is only used with grant = \"jwt\"")
 		}
 		if o.Subject != "" {
-			errs.add("upstream.oauth2.subject", "is only used with grant = \"jwt\"")
+			errs.add(sc.key+"oauth2.subject", "is only used with grant = \"jwt\"")
 		}
 	}
 	if o.Timeout.Duration < 0 {
-		errs.add("upstream.oauth2.timeout", "must be 0 (30s) or more")
+		errs.add(sc.key+"oauth2.timeout", "must be 0 (30s) or more")
 	}
 	if o.Grant != GrantJWT {
-		o.resolveSecret(errs, e)
+		o.resolveSecret(errs, e, sc)
 	}
 }
 
 // resolveSecret fills ClientSecret from client_secret_file, else from the
 // systemd credential "oauth2"; only client_credentials requires one.
-func (o *OAuth2) resolveSecret(errs *Errors, e env) {
+func (o *OAuth2) resolveSecret(errs *Errors, e env, sc scope) {
 	if e.noSecrets {
 		return
 	}
@@ -148,24 +148,24 @@ func (o *OAuth2) resolveSecret(errs *Errors, e env) {
 	if o.SecretFile != "" {
 		s, err := read(o.SecretFile)
 		if err != nil {
-			errs.add("upstream.oauth2.client_secret_file", "cannot read the client secret: %w", err)
+			errs.add(sc.key+"oauth2.client_secret_file", "cannot read the client secret: %w", err)
 			return
 		}
 		o.ClientSecret = s
 		return
 	}
 	if dir := e.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		s, err := read(filepath.Join(dir, "oauth2"))
+		s, err := read(filepath.Join(dir, sc.oauthCred))
 		switch {
 		case err == nil:
 			o.ClientSecret = s
 			return
 		case !errors.Is(err, fs.ErrNotExist):
-			errs.add("upstream.oauth2.client_secret_file", "cannot read the systemd credential \"oauth2\": %w", err)
+			errs.add(sc.key+"oauth2.client_secret_file", "cannot read the systemd credential %q: %w", sc.oauthCred, err)
 			return
 		}
 	}
 	if o.Grant == GrantClientCredentials {
-		errs.add("upstream.oauth2.client_secret_file", `must be set with grant = "client_credentials", or pass the systemd credential "oauth2" (LoadCredential=oauth2:/etc/relayd/oauth2.secret)`)
+		errs.add(sc.key+"oauth2.client_secret_file", `must be set with grant = "client_credentials", or pass the systemd credential %q (LoadCredential=%s:/etc/relayd/%s.secret)`, sc.oauthCred, sc.oauthCred, sc.oauthCred)
 	}
 }

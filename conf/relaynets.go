@@ -83,7 +83,7 @@ func (c *Config) Warnings() []string {
 				i, n, unmapPrefix(p)))
 		}
 	}
-	return w
+	return append(w, c.routeWarnings()...)
 }
 
 // unmapPrefix is p written as plain IPv4 (for the warning's hint).

@@ -39,7 +39,9 @@ func (c *Config) validate(e env) Errors {
 	}
 	c.Listen.check(&errs, len(c.Users))
 	c.checkUsers(&errs)
-	c.Upstream.check(&errs, e)
+	c.Upstream.check(&errs, e, defaultScope)
+	c.checkSmarthosts(&errs, e) // routes.go
+	c.checkRoutes(&errs)
 	c.Queue.check(&errs)
 	c.checkDKIM(&errs)
 	for _, f := range []struct{ key, v string }{{"rewrite.admin", c.Rewrite.Admin}, {"rewrite.sender", c.Rewrite.Sender}, {"upstream.null_sender", c.Upstream.NullSender}} {
@@ -176,21 +178,21 @@ func checkBcrypt(h string) error {
 	return nil
 }
 
-func (u *Upstream) check(errs *Errors, e env) {
-	checkEnum(errs, "upstream.tls", u.TLS, tlsmode.StartTLS, tlsmode.Implicit, tlsmode.None)
+func (u *Upstream) check(errs *Errors, e env, sc scope) {
+	checkEnum(errs, sc.key+"tls", u.TLS, tlsmode.StartTLS, tlsmode.Implicit, tlsmode.None)
 	clear := u.TLS == tlsmode.None
 	if u.Address != "" {
 		host, err := checkHostPort(u.Address, false, 1)
 		if err != nil {
-			errs.add("upstream.address", "%w", err)
+			errs.add(sc.key+"address", "%w", err)
 		} else if clear && !loopback.Host(host) {
-			errs.add("upstream.tls", `"none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
+			errs.add(sc.key+"tls", `"none": refusing to send credentials and mail in clear to a non-loopback smarthost (%s)`, host)
 		}
 	} else if len(u.Fallback) > 0 {
-		errs.add("upstream.fallback", "is set but upstream.address is empty")
+		errs.add(sc.key+"fallback", "is set but %saddress is empty", sc.key)
 	}
 	for i, f := range u.Fallback {
-		key := fmt.Sprintf("upstream.fallback[%d]", i)
+		key := fmt.Sprintf("%sfallback[%d]", sc.key, i)
 		host, err := checkHostPort(f, false, 1)
 		if err != nil {
 			errs.add(key, "%w", err)
@@ -199,28 +201,28 @@ func (u *Upstream) check(errs *Errors, e env) {
 		}
 	}
 	if u.Timeout.Duration <= 0 {
-		errs.add("upstream.timeout", "must be greater than 0")
+		errs.add(sc.key+"timeout", "must be greater than 0")
 	}
 	for _, f := range []struct {
 		key string
 		n   int
-	}{{"upstream.max_per_minute", u.MaxPerMinute}, {"upstream.max_per_hour", u.MaxPerHour}, {"upstream.max_per_day", u.MaxPerDay}} {
+	}{{sc.key + "max_per_minute", u.MaxPerMinute}, {sc.key + "max_per_hour", u.MaxPerHour}, {sc.key + "max_per_day", u.MaxPerDay}} {
 		if f.n < 0 {
 			errs.add(f.key, "must be 0 (no limit) or more")
 		}
 	}
-	u.checkAuth(errs, e) // oauth2.go
+	u.checkAuth(errs, e, sc) // oauth2.go
 }
 
 // resolvePassword fills u.Password from password_file, else from the
 // systemd credential "smarthost", removing one trailing newline.
-func (u *Upstream) resolvePassword(errs *Errors, e env) {
+func (u *Upstream) resolvePassword(errs *Errors, e env, sc scope) {
 	if e.noSecrets {
 		return
 	}
 	if u.Username == "" {
 		if u.PasswordFile != "" {
-			errs.add("upstream.password_file", "is set but upstream.username is empty")
+			errs.add(sc.key+"password_file", "is set but %susername is empty", sc.key)
 		}
 		return
 	}
@@ -238,25 +240,25 @@ func (u *Upstream) resolvePassword(errs *Errors, e env) {
 	if u.PasswordFile != "" {
 		pw, err := read(u.PasswordFile)
 		if err != nil {
-			errs.add("upstream.password_file", "cannot read the smarthost password: %w", err)
+			errs.add(sc.key+"password_file", "cannot read the smarthost password: %w", err)
 			return
 		}
 		u.Password = pw
 		return
 	}
 	if dir := e.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		pw, err := read(filepath.Join(dir, "smarthost"))
+		pw, err := read(filepath.Join(dir, sc.cred))
 		switch {
 		case err == nil:
 			u.Password = pw
 			return
 		case !errors.Is(err, fs.ErrNotExist):
-			errs.add("upstream.username", "cannot read the systemd credential \"smarthost\": %w", err)
+			errs.add(sc.key+"username", "cannot read the systemd credential %q: %w", sc.cred, err)
 			return
 		}
 	}
 	if u.Password == "" {
-		errs.add("upstream.username", `is set but there is no password: set upstream.password_file, or pass the systemd credential "smarthost" (LoadCredential=smarthost:/path)`)
+		errs.add(sc.key+"username", `is set but there is no password: set %spassword_file, or pass the systemd credential %q (LoadCredential=%s:/path)`, sc.key, sc.cred, sc.cred)
 	}
 }
 

@@ -17,16 +17,25 @@ const (
 // FailAuth, or "" (another session failure, not counted there); it keeps
 // this package independent of the upstream package's error type.
 func (m *Metrics) Deliverer(d queue.Deliverer, classify func(error) string) queue.Deliverer {
+	return m.SmarthostDeliverer("default", d, classify)
+}
+
+// SmarthostDeliverer is Deliverer for the named smarthost: its samples
+// carry smarthost=NAME. The failure counters of the name start at zero.
+func (m *Metrics) SmarthostDeliverer(name string, d queue.Deliverer, classify func(error) string) queue.Deliverer {
 	if d == nil {
 		return nil
 	}
-	return &deliverer{m: m, next: d, classify: classify}
+	m.connFail.WithLabelValues(name)
+	m.authFail.WithLabelValues(name)
+	return &deliverer{m: m, next: d, classify: classify, name: name}
 }
 
 type deliverer struct {
 	m        *Metrics
 	next     queue.Deliverer
 	classify func(error) string
+	name     string
 }
 
 func (w *deliverer) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
@@ -37,11 +46,11 @@ func (w *deliverer) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outco
 		result = "error"
 		switch w.classify(err) {
 		case FailConnection:
-			w.m.connFail.Inc()
+			w.m.connFail.WithLabelValues(w.name).Inc()
 		case FailAuth:
-			w.m.authFail.Inc()
+			w.m.authFail.WithLabelValues(w.name).Inc()
 		}
 	}
-	w.m.attempt.WithLabelValues(result).Observe(w.m.clock().Sub(start).Seconds())
+	w.m.attempt.WithLabelValues(result, w.name).Observe(w.m.clock().Sub(start).Seconds())
 	return out, err
 }

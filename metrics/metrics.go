@@ -34,8 +34,8 @@ type Metrics struct {
 	bounces    *prometheus.CounterVec
 	delay      prometheus.Histogram
 	attempt    *prometheus.HistogramVec
-	connFail   prometheus.Counter
-	authFail   prometheus.Counter
+	connFail   *prometheus.CounterVec // by smarthost
+	authFail   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	refreshes  *prometheus.CounterVec // oauth2.go
 	queueStats func() queue.Stats
@@ -71,12 +71,12 @@ func New(o Options) *Metrics {
 		Help:    "Time from arrival to acceptance by the smarthost, per sent recipient.",
 		Buckets: []float64{0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 5 * 24 * 3600}})
 	m.attempt = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relayd_smarthost_attempt_seconds",
-		Help:    "Duration of one hand-off to the smarthost, by result (ok, error).",
-		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"result"})
-	m.connFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "relayd_smarthost_connection_failures_total",
-		Help: "Hand-offs that failed at connect, greeting, EHLO, STARTTLS or TLS."})
-	m.authFail = prometheus.NewCounter(prometheus.CounterOpts{Name: "relayd_smarthost_auth_failures_total",
-		Help: "Hand-offs that failed at AUTH."})
+		Help:    "Duration of one hand-off to the smarthost, by result (ok, error) and smarthost (\"default\" is [upstream]).",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"result", "smarthost"})
+	m.connFail = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayd_smarthost_connection_failures_total",
+		Help: "Hand-offs that failed at connect, greeting, EHLO, STARTTLS or TLS, by smarthost."}, []string{"smarthost"})
+	m.authFail = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayd_smarthost_auth_failures_total",
+		Help: "Hand-offs that failed at AUTH, by smarthost."}, []string{"smarthost"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relayd_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, rejected)."}, []string{"result"})
 	m.refreshes = newRefreshes()

@@ -111,6 +111,7 @@ func TestCountsFromMailLogAndDeliverer(t *testing.T) {
 	for _, e := range []string{FailConnection, FailConnection, FailAuth, ""} {
 		m.Deliverer(errDeliverer{errors.New(e)}, classify).Deliver(context.Background(), &queue.Delivery{})
 	}
+	m.SmarthostDeliverer("ses", errDeliverer{errors.New(FailAuth)}, classify).Deliver(context.Background(), &queue.Delivery{})
 	m.Reload(true)
 	m.Reload(false)
 
@@ -129,9 +130,12 @@ func TestCountsFromMailLogAndDeliverer(t *testing.T) {
 		{"relayd_messages_rejected_total", []string{"reason", ReasonSize}, 1},
 		{"relayd_bounces_total", []string{"kind", "failed"}, 1},
 		{"relayd_delivery_delay_seconds", nil, 1},
-		{"relayd_smarthost_attempt_seconds", []string{"result", "error"}, 4},
-		{"relayd_smarthost_connection_failures_total", nil, 2},
-		{"relayd_smarthost_auth_failures_total", nil, 1},
+		{"relayd_smarthost_attempt_seconds", []string{"result", "error", "smarthost", "default"}, 4},
+		{"relayd_smarthost_attempt_seconds", []string{"result", "error", "smarthost", "ses"}, 1},
+		{"relayd_smarthost_connection_failures_total", []string{"smarthost", "default"}, 2},
+		{"relayd_smarthost_connection_failures_total", []string{"smarthost", "ses"}, 0},
+		{"relayd_smarthost_auth_failures_total", []string{"smarthost", "default"}, 1},
+		{"relayd_smarthost_auth_failures_total", []string{"smarthost", "ses"}, 1},
 		{"relayd_config_reloads_total", []string{"result", "rejected"}, 1},
 		{"relayd_queue_messages", nil, 3},
 		{"relayd_queue_held_messages", nil, 1},

@@ -149,7 +149,7 @@ func (q *Queue) Flush(ids ...string) error {
 		}
 		e.next = now
 		if e.idx >= 0 {
-			heapFix(&s.h, e)
+			heapFix(&e.home.h, e)
 		}
 	}
 	if len(ids) == 0 {

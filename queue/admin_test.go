@@ -173,7 +173,7 @@ func TestScheduleMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i, id := range ids {
-		h.q.s.add(id, base.Add(time.Duration(N-i)*time.Second), false)
+		h.q.s.add(id, base.Add(time.Duration(N-i)*time.Second), false, nil)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -183,7 +183,7 @@ func TestScheduleMemory(t *testing.T) {
 	if per > 300 {
 		t.Errorf("%.0f bytes per scheduled message, want < 300", per)
 	}
-	if h.q.Len() != N || h.q.s.h[0].id != ids[N-1] {
+	if h.q.Len() != N || h.q.s.def.h[0].id != ids[N-1] {
 		t.Errorf("heap order wrong")
 	}
 	runtime.KeepAlive(ids)

@@ -28,6 +28,12 @@ type Envelope struct {
 	// one (root, cron, user@this-host), so nobody reads its notices; they go
 	// to rewrite.admin instead. Absent in older entries: false.
 	LocalSender bool `json:"local_sender,omitempty"`
+	// FromDomain is the header From's domain as the message arrived, and
+	// RouteSender the envelope sender before a smarthost's identity
+	// replaced it (cleanup): routes match on them, at every attempt.
+	// Absent in older entries: routes then see From and no header domain.
+	FromDomain  string `json:"from_domain,omitempty"`
+	RouteSender string `json:"route_sender,omitempty"`
 }
 
 // Recipient is one envelope recipient and its delivery state.
@@ -103,7 +109,8 @@ type Outcome struct {
 // Deliverer hands a message to the next hop. A non-nil error is a
 // transport-level failure (connect, TLS, AUTH, 421, timeout): every recipient
 // is deferred, no recipient ever fails because of it, and the queue treats the
-// transport as down until a later attempt succeeds.
+// transport (that smarthost, with Routes) as down until a later attempt
+// succeeds.
 type Deliverer interface {
 	Deliver(ctx context.Context, d *Delivery) (Outcome, error)
 }

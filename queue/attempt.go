@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"relayd/internal/reply"
-
+	"relayd/internal/stack"
 	"relayd/maillog"
 )
 
@@ -22,49 +25,20 @@ const (
 	transportDown                     // Deliver returned an error
 )
 
-// attempt runs one pass over a claimed message and updates the transport
-// state from its result.
-func (q *Queue) attempt(ctx context.Context, e *entry, d Deliverer, probe bool, stamp int64) {
-	tr := q.work(ctx, e, d)
-	if tr == transportUnknown { // no hand-off happened: give the rate-limit slot back
-		q.limit.refund(stamp)
-	}
+// attempt runs one pass over a claimed message and updates the state of
+// the smarthosts it went through from its result.
+func (q *Queue) attempt(ctx context.Context, e *entry, c *claim) {
+	q.work(ctx, e, c)
 	s := &q.s
 	s.mu.Lock()
-	s.inflight--
-	if probe {
-		s.probing = false
-	}
-	switch tr {
-	case transportUp:
-		if s.down {
-			s.upLocked()
-			n := s.allDueLocked(q.now())
-			q.log.Info("queue: smarthost is back, deferred backlog is due now", "messages", n)
-		}
-	case transportDown:
-		// Attempts that were already under way when the transport went
-		// down do not grow the backoff: only a failed probe does.
-		if !s.down || probe {
-			s.downCount++
-		}
-		wait := q.transportBackoff(s.downCount)
-		s.downUntil = q.now().Add(wait).UnixNano()
-		if !s.down {
-			// Not "unreachable": the cause may be a refused login, a
-			// rate limit or a timeout; the reason says which.
-			q.log.Warn("queue: delivery to the smarthost is failing, all mail is deferred; probing with one message at a time",
-				"reason", s.downWhy, "next_probe_in", wait.String())
-		}
-		s.down = true
-	}
+	q.finishLocked(c)
 	s.mu.Unlock()
 	s.kick()
 }
 
 // work does one pass: expire or deliver, then notices, then persist and
 // reschedule or remove. It always ends the claim on e.
-func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
+func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 	// The descriptor Commit kept serves the first pass only; retire has
 	// taken it if the message is finished.
 	defer q.spares.dropKept(e.id)
@@ -90,21 +64,33 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 			q.s.mu.Lock()
 			q.s.dropLocked(e)
 			q.s.mu.Unlock()
-			return transportUnknown
+			return
 		}
 		q.log.Error("queue: cannot read meta, will retry", "id", e.id, "err", err)
 		q.settle(e, nil, q.now().Add(q.cfg.MinBackoff))
-		return transportUnknown
+		return
 	}
 	q.s.mu.Lock()
 	skip := e.held || e.del
 	q.s.mu.Unlock()
 	if skip {
 		q.settle(e, m, m.NextAttempt)
-		return transportUnknown
+		return
 	}
 	now := q.now()
-	tr := transportUnknown
+	// Routed now, not when it arrived: a reload's new routes apply. An
+	// entry whose smarthosts changed makes no delivery in this claim; it
+	// goes back, due now, into its new lanes.
+	if lanes := q.lanesOf(m); !slices.Equal(lanes, e.lanes) && hasPending(m) {
+		q.s.mu.Lock()
+		e.lanes = lanes
+		if noMeta {
+			q.s.chargeLocked(e, m) // still the meta as committed
+		}
+		q.s.mu.Unlock()
+		q.settle(e, m, now)
+		return
+	}
 	q.s.mu.Lock()
 	bounce := e.bounce
 	e.bounce = false
@@ -132,49 +118,57 @@ func (q *Queue) work(ctx context.Context, e *entry, d Deliverer) transport {
 						q.s.mu.Lock()
 						q.s.dropLocked(e)
 						q.s.mu.Unlock()
-						return transportUnknown
+						return
 					}
 					q.log.Error("queue: cannot read message to check it, will retry", "id", m.ID, "err", err)
 					q.settle(e, nil, now.Add(q.cfg.MinBackoff))
-					return transportUnknown
+					return
 				}
 			}
-			tr, ok = q.deliver(ctx, m, d, now, fresh)
-			if !ok {
+			if ok = q.deliver(ctx, m, c, now, fresh); !ok {
 				q.settle(e, nil, now.Add(q.cfg.MinBackoff))
-				return tr
+				return
 			}
 		}
 	}
+	lanes := q.lanesOf(m) // the smarthosts still to go through
+	q.s.mu.Lock()
+	e.lanes = lanes
+	q.s.mu.Unlock()
 	outstanding := q.notices(ctx, m, now)
 	if !hasPending(m) && !outstanding {
 		if err := q.removeMessage(m.ID, m, noMeta); err != nil {
 			q.log.Error("queue: cannot remove finished message", "id", m.ID, "err", err)
 			q.keepUnsaved(e, m)
 			q.settle(e, m, now.Add(q.cfg.MinBackoff))
-			return tr
+			return
 		}
 		q.s.mu.Lock()
 		q.s.dropLocked(e)
 		q.s.mu.Unlock()
-		return tr
+		return
 	}
 	next := m.NextAttempt
 	if !hasPending(m) || next.Before(now) { // only notices left to retry
 		next = now.Add(q.cfg.MinBackoff)
+	}
+	if len(c.busy) > 0 && hasPending(m) && subset(lanes, c.busy) {
+		// Only recipients of smarthosts that were busy are left: they
+		// were not tried, and wait in their smarthost's lane now, not
+		// for a retry.
+		next = now
 	}
 	if exp := m.Arrival.Add(q.cfg.MaxAge); hasPending(m) && next.After(exp) {
 		next = exp // expire on time, not up to MaxBackoff late
 	}
 	m.NextAttempt = next
 	q.persist(e, m, next)
-	return tr
 }
 
 // deliver persists the attempt, calls the Deliverer and applies the
 // outcome to m. ok is false when the attempt could not be persisted (and
 // so was not made).
-func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time, fresh bool) (tr transport, ok bool) {
+func (q *Queue) deliver(ctx context.Context, m *Meta, c *claim, now time.Time, fresh bool) (ok bool) {
 	// Invariant 4: attempts and the retry time reach the disk first. The
 	// first attempt's retry time was persisted by Commit; its count is
 	// written with the outcome (a crash during it retries after the
@@ -194,7 +188,7 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 		if err := q.writeMeta(m); err != nil {
 			if !errors.Is(err, ErrNoSpace) {
 				q.log.Error("queue: cannot persist attempt, not delivering", "id", m.ID, "err", err)
-				return transportUnknown, false
+				return false
 			}
 			// A full spool must still drain: no outcome of an attempt
 			// needs more space than not trying (success removes the
@@ -208,37 +202,109 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 			q.log.Warn("queue: spool full, cannot persist attempt; delivering anyway, state kept in memory", "id", m.ID, "err", err)
 		}
 	}
-	var idx []int
-	dl := &Delivery{ID: m.ID, From: m.From, Ret: m.Ret, EnvID: m.EnvID, UTF8: m.UTF8,
-		Body: m.Envelope.Body, Size: m.Size, Open: q.opener(m)}
-	for i, r := range m.Rcpts {
-		if r.State == Pending {
-			idx = append(idx, i)
-			dl.Rcpts = append(dl.Rcpts, r)
+	groups := q.groups(m, c)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if g.use == nil {
+			continue
 		}
+		d := q.delivererFor(g.name)
+		if d == nil { // a reload removed it meanwhile: the next pass routes again
+			g.err = errors.New("smarthost " + g.name + " is no longer configured")
+			continue
+		}
+		if len(groups) == 1 {
+			g.out, g.err = d.Deliver(ctx, g.dl)
+			break
+		}
+		// Several smarthosts: in parallel, so a slow one does not hold
+		// the others' recipients.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stack.Grow()
+			g.out, g.err = d.Deliver(ctx, g.dl)
+		}()
 	}
-	out, err := d.Deliver(ctx, dl)
+	wg.Wait()
 	delay := q.now().Sub(m.Arrival)
-	if err != nil {
+	for _, g := range groups {
+		q.apply(m, g, now, delay)
+	}
+	return true
+}
+
+// group is the pending recipients of one message that take one smarthost.
+type group struct {
+	name string
+	idx  []int // into m.Rcpts
+	dl   *Delivery
+	use  *laneUse // nil: its smarthost is not tried in this attempt
+	out  Outcome
+	err  error
+}
+
+// groups splits m's pending recipients by smarthost, in envelope order.
+func (q *Queue) groups(m *Meta, c *claim) []*group {
+	r := q.getRoutes()
+	var gs []*group
+	for i, rc := range m.Rcpts {
+		if rc.State != Pending {
+			continue
+		}
+		name := q.routeOf(r, m, rc.Addr)
+		var g *group
+		for _, x := range gs {
+			if x.name == name {
+				g = x
+			}
+		}
+		if g == nil {
+			g = &group{name: name, use: c.find(name), dl: &Delivery{ID: m.ID, From: m.From, Ret: m.Ret, EnvID: m.EnvID, UTF8: m.UTF8,
+				Body: m.Envelope.Body, Size: m.Size, Open: q.opener(m)}}
+			gs = append(gs, g)
+		}
+		g.idx = append(g.idx, i)
+		g.dl.Rcpts = append(g.dl.Rcpts, rc)
+	}
+	return gs
+}
+
+// apply records one group's outcome in m and the mail log.
+func (q *Queue) apply(m *Meta, g *group, now time.Time, delay time.Duration) {
+	if g.use == nil {
+		q.s.mu.Lock()
+		why := ""
+		if l := q.laneLocked(g.name); l.down {
+			why = l.downWhy
+		}
+		q.s.mu.Unlock()
+		rp := reply.Reply{Text: why}
+		if why == "" {
+			// RFC 3463 §3.5: X.4.1, no answer from host.
+			rp = reply.Reply{Code: 451, Enhanced: "4.4.1", Text: "smarthost " + g.name + " is busy or backing off: not tried in this attempt"}
+		}
+		q.deferGroup(m, g, rp, now, delay)
+		return
+	}
+	if g.err != nil {
 		// No reply to a recipient: the session failed (Code 0, the
 		// error's text).
-		why := reply.Reply{Text: reply.OneLine(err.Error())}
+		why := reply.Reply{Text: reply.OneLine(g.err.Error())}
 		q.s.mu.Lock()
-		q.s.downWhy = why.Text
+		g.use.l.downWhy = why.Text
 		q.s.mu.Unlock()
-		for _, i := range idx {
-			r := &m.Rcpts[i]
-			r.SetReply(why)
-			r.Updated = now
-			maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
-				Delay: delay, Reply: r.LastReply})
-		}
-		return transportDown, true
+		g.use.tr = transportDown
+		q.deferGroup(m, g, why, now, delay)
+		return
 	}
+	g.use.tr = transportUp
+	out := g.out
 	if out.Relay != "" {
 		m.RemoteMTA = out.Relay
 	}
-	for k, i := range idx {
+	relay := relayLabel(g.name, out.Relay)
+	for k, i := range g.idx {
 		r := &m.Rcpts[i]
 		var se *smtp.SMTPError
 		if k < len(out.Rcpts) {
@@ -248,7 +314,7 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 				Message: "deliverer returned no outcome for this recipient"}
 		}
 		r.Updated = now
-		ev := maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Relay: out.Relay, Delay: delay}
+		ev := maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Relay: relay, Delay: delay}
 		var rp reply.Reply
 		if se != nil {
 			rp = reply.FromSMTP(se)
@@ -269,7 +335,43 @@ func (q *Queue) deliver(ctx context.Context, m *Meta, d Deliverer, now time.Time
 		ev.Reply = r.LastReply
 		maillog.Log(q.log, ev)
 	}
-	return transportUp, true
+}
+
+// subset reports whether every lane of a (nil: the default) is in b.
+func subset(a, b []string) bool {
+	if len(a) == 0 {
+		a = []string{DefaultLane}
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// deferGroup keeps g's recipients pending with rp as their last reply.
+func (q *Queue) deferGroup(m *Meta, g *group, rp reply.Reply, now time.Time, delay time.Duration) {
+	for _, i := range g.idx {
+		r := &m.Rcpts[i]
+		r.SetReply(rp)
+		r.Updated = now
+		maillog.Log(q.log, maillog.Event{ID: m.ID, From: m.From, To: r.Addr, Status: maillog.Deferred,
+			Delay: delay, Reply: r.LastReply})
+	}
+}
+
+// relayLabel is the relay= of the mail log: the Deliverer's "host[ip]:port"
+// for the default smarthost (as before routes), "NAME[ip]:port" for a
+// named one.
+func relayLabel(name, relay string) string {
+	if name == DefaultLane || relay == "" {
+		return relay
+	}
+	if i := strings.IndexByte(relay, '['); i >= 0 {
+		return name + relay[i:]
+	}
+	return name + "[" + relay + "]"
 }
 
 // returnToSender fails every pending recipient on the admin's order

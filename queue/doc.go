@@ -153,6 +153,16 @@
 // smarthost settings change (TransportChanged, on reload), the whole
 // deferred backlog becomes due at once.
 //
+// With Routes (SetRoutes, from [[route]]) all of this is per smarthost
+// (lanes.go): each has its own heap, down state, probe, backoff, rate limit
+// and Concurrency workers, so one smarthost down or slow never holds
+// another's mail, and its recovery drains only its own backlog. A message
+// is routed at each attempt (a reload's routes apply to queued mail); one
+// whose pending recipients take several smarthosts is delivered to each in
+// the same attempt, in parallel, skipping (deferring without trying) those
+// that are backing off. Memory per entry grows by its smarthost names
+// (nil for the default alone).
+//
 // # Rate limit
 //
 // Config.RateLimit (SetRateLimit at runtime) caps hand-offs to the

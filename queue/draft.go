@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -299,21 +300,26 @@ func (d *Draft) Commit(ctx context.Context, env Envelope, prefix []byte, origin 
 	}
 	maillog.Log(q.log, maillog.Event{ID: d.id, From: env.From, To: strings.Join(rcpts, ","),
 		Status: maillog.Queued, Size: m.Size, Extra: extra})
-	if q.getDeliverer() == nil {
+	lanes := q.lanesOf(m)
+	held := q.getDeliverer() == nil && (lanes == nil || slices.Contains(lanes, DefaultLane))
+	if held {
 		maillog.Log(q.log, maillog.Event{ID: d.id, Status: maillog.Held,
 			Reply: "no smarthost configured (upstream.address)"})
 	}
 	// Due now; the meta says when to retry. The first attempt starts from
 	// m, which nothing else holds from here on.
 	var keep *Meta
-	if q.getDeliverer() != nil {
+	q.s.mu.Lock()
+	room := q.s.roomLocked(lanes)
+	q.s.mu.Unlock()
+	if !held && room {
 		keep = m
 		q.spares.keep(d.id, d.f, size) // for the first attempt's read
 	} else {
 		d.f.Close()
 	}
 	d.f = nil
-	q.s.addFresh(d.id, now, keep)
+	q.s.addFresh(d.id, now, keep, lanes)
 	q.s.kick()
 	return nil
 }

@@ -303,9 +303,17 @@ func (h *harness) idle() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		now := h.clock.Now().UnixNano()
-		due := len(s.h) > 0 && s.h[0].next <= now
-		backoff := s.down && now < s.downUntil // due, but the transport waits
-		return s.inflight == 0 && (!due || backoff)
+		if s.inflight != 0 {
+			return false
+		}
+		for _, l := range s.allLanes() {
+			due := len(l.h) > 0 && l.h[0].next <= now
+			backoff := l.down && now < l.downUntil // due, but the transport waits
+			if due && !backoff && l != s.mixed {
+				return false
+			}
+		}
+		return true
 	})
 }
 

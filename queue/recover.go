@@ -99,7 +99,7 @@ func (q *Queue) recover() error {
 			q.quarantine(name, err)
 			return nil
 		}
-		q.s.add(name, firstDue(m, q.now()), m.Held)
+		q.s.add(name, firstDue(m, q.now()), m.Held, q.lanesOf(m))
 		return nil
 	})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"relayd/internal/stack"
 )
 
 // maxWait bounds the scheduler's sleep so a wall-clock jump is noticed.
@@ -35,63 +33,6 @@ func (q *Queue) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
-}
-
-// dispatch starts attempts for due messages while workers are free and
-// returns how long to sleep until the next one is due. While the transport
-// is down only one probe runs at a time, and not before the smarthost-wide
-// backoff (transportBackoff) since the last failure has passed.
-func (q *Queue) dispatch(ctx context.Context, wg *sync.WaitGroup) time.Duration {
-	d := q.getDeliverer()
-	if d == nil {
-		return maxWait
-	}
-	s := &q.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := q.now()
-	n := now.UnixNano()
-	for len(s.h) > 0 && s.inflight < q.cfg.Concurrency {
-		e := s.h[0]
-		if e.next > n {
-			q.limit.noteLimited(false)
-			return min(maxWait, time.Duration(e.next-n))
-		}
-		if s.down && s.probing {
-			return maxWait
-		}
-		if s.down && n < s.downUntil { // smarthost-wide backoff
-			return min(maxWait, time.Duration(s.downUntil-n))
-		}
-		// The rate limit is checked before the claim: a message over the
-		// limit stays due in the heap, and no attempt is persisted for it
-		// (invariant 4 applies only to attempts actually made).
-		stamp, wait, why := q.limit.take(now)
-		if wait > 0 {
-			if q.limit.noteLimited(true) {
-				q.log.Warn("queue: outbound rate limit reached, mail waits in the queue (not an attempt, no backoff)",
-					"limit", why, "due", len(s.h), "next_in", wait.Round(time.Millisecond).String())
-			}
-			return min(maxWait, wait)
-		}
-		if s.down {
-			s.probing = true
-			e.probe = true
-		}
-		s.claimLocked(e)
-		s.inflight++
-		probe := e.probe
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stack.Grow() // the SMTP client and logging go deep
-			q.attempt(ctx, e, d, probe, stamp)
-		}()
-	}
-	if len(s.h) == 0 {
-		q.limit.noteLimited(false)
-	}
-	return maxWait
 }
 
 // SetDeliverer replaces the Deliverer (live reload); the next attempt uses

@@ -19,7 +19,13 @@ type entry struct {
 	flush  bool
 	bounce bool // return to the sender now (relayd queue bounce)
 	busy   bool // claimed: being delivered or updated; not in the heap
-	probe  bool // this attempt is the single probe of a down transport
+	// home is the lane whose heap holds the entry (or will, when it is
+	// released): its one smarthost, or the mixed lane for a message whose
+	// pending recipients take several (lanes.go).
+	home *lane
+	// lanes names the smarthosts of its pending recipients, as routed when
+	// it was committed, loaded or last attempted; nil is the default alone.
+	lanes []string
 	// fresh: committed by this process and never attempted; only then may
 	// the first attempt run without writing its count first (Commit
 	// persisted its retry time). Read and cleared by the claim holder.
@@ -35,6 +41,7 @@ type entry struct {
 	// truth); at most maxCommitted entries hold one, so memory does not
 	// grow with a queue that is not being delivered.
 	committed *Meta
+	charged   *lane // the lane whose budget committed counts against
 }
 
 // maxCommitted bounds the entries holding their committed meta in memory.
@@ -63,27 +70,33 @@ func (h *entryHeap) Pop() any {
 	return e
 }
 
-// sched is the in-memory schedule: a map for lookups, a heap of the entries
-// that may be attempted (not held, not busy), and the transport state.
+// sched is the in-memory schedule: a map for lookups and, per smarthost
+// (lane), a heap of the entries that may be attempted (not held, not busy)
+// and the transport state (lanes.go).
 type sched struct {
 	mu         sync.Mutex
 	byID       map[string]*entry
-	h          entryHeap
 	wake       chan struct{}
 	inflight   int
-	nCommitted int  // entries with a committed meta (maxCommitted)
-	down       bool // the last transport-level attempt failed
-	probing    bool // a probe attempt is in flight while down
-	// While down, no probe starts before downUntil (UnixNano): the
-	// smarthost-wide backoff, grown with downCount consecutive failures.
-	downUntil int64
-	downCount int
-	downWhy   string // the last transport failure, for the log
+	nCommitted int // entries with a committed meta (at most 2*maxCommitted, see chargeLocked)
+	// lanes holds one lane per smarthost name seen; def is "default"
+	// ([upstream]) and mixed holds the entries whose recipients take
+	// several smarthosts.
+	lanes map[string]*lane
+	def   *lane
+	mixed *lane
+	// newLane creates and registers the lane of a smarthost name
+	// (Queue.newLaneLocked, which knows its rate limit).
+	newLane func(name string) *lane
 }
 
-func (s *sched) init() {
+func (s *sched) init(defLimit *limiter, newLane func(string) *lane) {
+	s.newLane = newLane
 	s.byID = make(map[string]*entry)
 	s.wake = make(chan struct{}, 1)
+	s.def = &lane{name: DefaultLane, limit: defLimit}
+	s.lanes = map[string]*lane{DefaultLane: s.def}
+	s.mixed = &lane{name: ""}
 }
 
 // kick makes the scheduler re-evaluate.
@@ -107,23 +120,24 @@ func (s *sched) len() int {
 	return len(s.byID)
 }
 
-// add schedules a new message.
-func (s *sched) add(id string, next time.Time, held bool) {
+// add schedules a new message whose pending recipients take lanes.
+func (s *sched) add(id string, next time.Time, held bool, lanes []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.addLocked(id, next, held)
+	s.addLocked(id, next, held, lanes)
 }
 
 // addLocked is add with s.mu held; it returns the new entry, or nil if id
 // is already scheduled.
-func (s *sched) addLocked(id string, next time.Time, held bool) *entry {
+func (s *sched) addLocked(id string, next time.Time, held bool, lanes []string) *entry {
 	if _, ok := s.byID[id]; ok {
 		return nil
 	}
-	e := &entry{id: id, next: next.UnixNano(), idx: -1, held: held}
+	e := &entry{id: id, next: next.UnixNano(), idx: -1, held: held, lanes: lanes}
+	e.home = s.homeLocked(lanes)
 	s.byID[id] = e
 	if !held {
-		heap.Push(&s.h, e)
+		heap.Push(&e.home.h, e)
 	}
 	return e
 }
@@ -132,22 +146,48 @@ func (s *sched) addLocked(id string, next time.Time, held bool) *entry {
 // its first attempt runs from memory (see entry.fresh).
 // m, when not nil, is its meta as committed, kept for that attempt while
 // fewer than maxCommitted entries hold one.
-func (s *sched) addFresh(id string, next time.Time, m *Meta) {
+func (s *sched) addFresh(id string, next time.Time, m *Meta, lanes []string) {
 	// One critical section: the dispatcher must never see the entry
 	// without fresh and committed set (it would run an ordinary first
 	// pass, write meta/ID.json, and a later pass would start from the
 	// stale committed meta).
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.addLocked(id, next, false)
+	e := s.addLocked(id, next, false, lanes)
 	if e == nil {
 		return
 	}
 	e.fresh = true
-	if m != nil && s.nCommitted < maxCommitted {
-		e.committed = m
-		s.nCommitted++
+	if m != nil {
+		s.chargeLocked(e, m)
 	}
+}
+
+// chargeLocked keeps m as e's committed meta if e's lane and the queue
+// have room: each smarthost at most maxCommitted, all together twice that,
+// so a smarthost that is down or slow, whose backlog keeps its entries
+// waiting, cannot take the others' share. Caller holds s.mu.
+func (s *sched) chargeLocked(e *entry, m *Meta) bool {
+	if e.committed != nil || s.nCommitted >= 2*maxCommitted || e.home.nCommitted >= maxCommitted {
+		return false
+	}
+	e.committed, e.charged = m, e.home
+	s.nCommitted++
+	e.home.nCommitted++
+	return true
+}
+
+// roomLocked reports whether a message for lanes may keep its descriptor
+// and committed meta for its first attempt (see chargeLocked).
+func (s *sched) roomLocked(lanes []string) bool {
+	h := s.def
+	switch {
+	case len(lanes) > 1:
+		h = s.mixed
+	case len(lanes) == 1:
+		h = s.lanes[lanes[0]]
+	}
+	return s.nCommitted < 2*maxCommitted && (h == nil || h.nCommitted < maxCommitted)
 }
 
 // takeCommittedLocked returns and forgets e's committed meta (nil when it
@@ -157,6 +197,8 @@ func (s *sched) takeCommittedLocked(e *entry) *Meta {
 	if m != nil {
 		e.committed = nil
 		s.nCommitted--
+		e.charged.nCommitted--
+		e.charged = nil
 	}
 	return m
 }
@@ -165,14 +207,14 @@ func (s *sched) takeCommittedLocked(e *entry) *Meta {
 func (s *sched) claimLocked(e *entry) {
 	e.busy = true
 	if e.idx >= 0 {
-		heap.Remove(&s.h, int(e.idx))
+		heap.Remove(&e.home.h, int(e.idx))
 	}
 }
 
 // releaseLocked ends a claim and puts e back according to its desired
 // state. Caller holds s.mu.
 func (s *sched) releaseLocked(e *entry, next time.Time, now time.Time) {
-	e.busy, e.probe = false, false
+	e.busy = false
 	if e.del {
 		delete(s.byID, e.id)
 		return
@@ -182,8 +224,9 @@ func (s *sched) releaseLocked(e *entry, next time.Time, now time.Time) {
 		e.flush = false
 		e.next = now.UnixNano()
 	}
+	e.home = s.homeLocked(e.lanes) // the lanes may have changed (lanes.go)
 	if !e.held {
-		heap.Push(&s.h, e)
+		heap.Push(&e.home.h, e)
 	}
 	s.kick()
 }
@@ -191,29 +234,11 @@ func (s *sched) releaseLocked(e *entry, next time.Time, now time.Time) {
 // dropLocked forgets a finished message. Caller holds s.mu.
 func (s *sched) dropLocked(e *entry) {
 	if e.idx >= 0 {
-		heap.Remove(&s.h, int(e.idx))
+		heap.Remove(&e.home.h, int(e.idx))
 	}
 	s.takeCommittedLocked(e)
 	e.busy = false
 	delete(s.byID, e.id)
-}
-
-// allDueLocked makes every schedulable entry due at now (the backlog after
-// the transport comes back). Caller holds s.mu.
-func (s *sched) allDueLocked(now time.Time) int {
-	n := now.UnixNano()
-	for _, e := range s.h {
-		if e.next > n {
-			e.next = n
-		}
-	}
-	heap.Init(&s.h)
-	return len(s.h)
-}
-
-// upLocked forgets the transport's failures. Caller holds s.mu.
-func (s *sched) upLocked() {
-	s.down, s.downUntil, s.downCount = false, 0, 0
 }
 
 func heapFix(h *entryHeap, e *entry) { heap.Fix(h, int(e.idx)) }

@@ -64,7 +64,7 @@ const (
 	maxSpares     = 64
 	maxSpareBytes = 32 << 20
 	maxSpareFile  = 2 << 20
-	maxKept       = 256
+	maxKept       = 2 * maxCommitted // Commit keeps one only with room for a committed meta
 )
 
 type spares struct {

@@ -41,6 +41,9 @@ type Config struct {
 	Logger       *slog.Logger
 	Rand         func() float64 // jitter source in [0,1), default math/rand/v2
 	RateLimit    RateLimit      // outbound hand-offs; zero: unlimited (see RateLimit)
+	// Routes choose a smarthost per recipient (lanes.go); nil: all mail
+	// goes through Deliverer.
+	Routes Routes
 	// Flush is FlushAuto (or ""), FlushSyncfs or FlushFdatasync; see
 	// ChooseFlush. FlushForce allows syncfs on a filesystem not known to
 	// honour it.
@@ -126,6 +129,7 @@ type Queue struct {
 	flushInfo FlushInfo
 
 	deliverer atomic.Pointer[delivererBox]
+	routes    atomic.Pointer[routesBox] // nil: everything takes the default (lanes.go)
 	notifier  Notifier
 
 	s      sched
@@ -158,8 +162,9 @@ func Open(cfg Config) (*Queue, error) {
 		syncfs: unix.Syncfs, notifier: cfg.Notifier, freeBytes: freeBytes,
 	}
 	q.deliverer.Store(&delivererBox{cfg.Deliverer})
+	q.routes.Store(&routesBox{cfg.Routes})
 	q.limit.set(cfg.RateLimit)
-	q.s.init()
+	q.s.init(&q.limit, q.newLaneLocked)
 	if err := q.mkdirs(); err != nil {
 		return nil, err
 	}

@@ -147,6 +147,7 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 	if comp.up != nil {
 		defer comp.up.Close()
 	}
+	defer closeAll(comp.hosts)
 	modeBad := c.fileModes(cfg)
 	for _, e := range errs {
 		if reportedMode(e, modeBad) {
@@ -173,6 +174,7 @@ func (c *checker) run(ctx context.Context) []dnscheck.Finding {
 	if !c.noDNS {
 		c.dns(ctx, cfg, comp.sign)
 	}
+	c.smarthosts(ctx, cfg, comp.hosts, comp.sign) // checkroutes.go
 	return c.out
 }
 

@@ -41,7 +41,7 @@ func runQueue(args []string, stdout, stderr io.Writer) int {
 	ids := fs.Args()
 	switch cmd {
 	case "list":
-		return listQueue(cfg.StateDir, cfg.Upstream.Address == "", *asJSON, stdout, stderr)
+		return listQueue(cfg.StateDir, cfg.Upstream.Address == "", *asJSON, stdout, stderr, routeOf(cfg))
 	case "show":
 		if len(ids) != 1 {
 			fmt.Fprintln(stderr, "usage: relayd queue show ID")
@@ -115,11 +115,14 @@ type listRcpt struct {
 	Address   string `json:"address"`
 	State     string `json:"state"`
 	LastReply string `json:"last_reply,omitempty"`
+	// Smarthost is the route a pending recipient takes now (the config's
+	// [[route]]s; "default" is [upstream]).
+	Smarthost string `json:"smarthost,omitempty"`
 }
 
 // listQueue prints the spool's messages; noSmarthost shows their pending
 // recipients as waiting for one (see markWaiting).
-func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writer) int {
+func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writer, route func(m *queue.Meta, rcpt string) string) int {
 	var entries []listEntry
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
@@ -129,7 +132,11 @@ func listQueue(stateDir string, noSmarthost, asJSON bool, stdout, stderr io.Writ
 		e := listEntry{ID: m.ID, Size: m.Size, Arrival: m.Arrival, Sender: m.From, Held: m.Held,
 			Attempts: m.Attempts, NextTry: m.NextAttempt}
 		for _, r := range m.Rcpts {
-			e.Recipients = append(e.Recipients, listRcpt{Address: r.Addr, State: string(r.State), LastReply: r.LastReply})
+			lr := listRcpt{Address: r.Addr, State: string(r.State), LastReply: r.LastReply}
+			if r.State == queue.Pending && route != nil {
+				lr.Smarthost = route(m, r.Addr)
+			}
+			e.Recipients = append(e.Recipients, lr)
 		}
 		if noSmarthost {
 			markWaiting(&e)

@@ -1,6 +1,9 @@
 package main
 
-import "relayd/queue"
+import (
+	"relayd/conf"
+	"relayd/queue"
+)
 
 // Waiting is the state `relayd queue list` shows for a recipient the
 // daemon is not trying at all because no smarthost is configured: the
@@ -18,8 +21,8 @@ const noSmarthostReply = "no smarthost configured (upstream.address): held until
 func markWaiting(e *listEntry) {
 	for i := range e.Recipients {
 		r := &e.Recipients[i]
-		if r.State != string(queue.Pending) {
-			continue
+		if r.State != string(queue.Pending) || r.Smarthost != "" && r.Smarthost != conf.DefaultRoute {
+			continue // a [[smarthost]]'s recipient is not waiting for [upstream]
 		}
 		r.State = Waiting
 		if r.LastReply == "" {

@@ -38,7 +38,7 @@ func spoolWithOne(t *testing.T) string {
 func TestQueueListShowsWaitingWithoutSmarthost(t *testing.T) {
 	dir := spoolWithOne(t)
 	var out, errb bytes.Buffer
-	if code := listQueue(dir, true, true, &out, &errb); code != sysexits.OK {
+	if code := listQueue(dir, true, true, &out, &errb, nil); code != sysexits.OK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var got []listEntry
@@ -53,7 +53,7 @@ func TestQueueListShowsWaitingWithoutSmarthost(t *testing.T) {
 		t.Errorf("recipient = %+v, want state waiting with the reason as last_reply", r)
 	}
 	out.Reset()
-	if code := listQueue(dir, true, false, &out, &errb); code != sysexits.OK {
+	if code := listQueue(dir, true, false, &out, &errb, nil); code != sysexits.OK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "bob@example.org [waiting]") || !strings.Contains(out.String(), "(no smarthost configured") {
@@ -61,7 +61,7 @@ func TestQueueListShowsWaitingWithoutSmarthost(t *testing.T) {
 	}
 	// With a smarthost the same spool lists the recipient as pending.
 	out.Reset()
-	listQueue(dir, false, true, &out, &errb)
+	listQueue(dir, false, true, &out, &errb, nil)
 	if !strings.Contains(out.String(), `"state": "pending"`) || strings.Contains(out.String(), "waiting") {
 		t.Errorf("with a smarthost:\n%s", out.String())
 	}

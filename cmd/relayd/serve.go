@@ -81,6 +81,7 @@ type daemon struct {
 	mu       sync.Mutex // guards cfg, up across reloads
 	cfg      *conf.Config
 	up       *upstream.Client
+	hosts    map[string]*upstream.Client // [[smarthost]] by name
 	q        *queue.Queue
 	sign     *signer.Signer
 	intake   *cleanup.Cleanup
@@ -95,11 +96,12 @@ type daemon struct {
 // components is everything built from one config; reload builds a new set
 // and swaps it in only when all of it is valid.
 type components struct {
-	cfg  *conf.Config
-	sign *signer.Signer
-	up   *upstream.Client // nil: hold mail
-	cert *tls.Certificate // listener certificate, nil when not configured
-	auth *auth.Authenticator
+	cfg   *conf.Config
+	sign  *signer.Signer
+	up    *upstream.Client // nil: hold mail
+	hosts map[string]*upstream.Client
+	cert  *tls.Certificate // listener certificate, nil when not configured
+	auth  *auth.Authenticator
 }
 
 // build validates cfg fully (keys, certificates, smarthost settings) and
@@ -131,6 +133,9 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 		}
 		c.up = up
 	}
+	hosts, herrs := buildSmarthosts(cfg, log) // routes.go
+	c.hosts = hosts
+	errs = append(errs, herrs...)
 	return c, errs
 }
 
@@ -187,7 +192,7 @@ func newDaemon(path string, stderr io.Writer) (*daemon, error) {
 		printProblems(stderr, path, errors.Join(errs...))
 		return nil, errors.New("bad config")
 	}
-	d.up, d.sign, d.auth = comp.up, comp.sign, comp.auth
+	d.up, d.hosts, d.sign, d.auth = comp.up, comp.hosts, comp.sign, comp.auth
 	d.cert.Store(comp.cert)
 	return d, nil
 }
@@ -213,6 +218,7 @@ func (d *daemon) run(ctx context.Context) error {
 		RateLimit:    rateLimit(cfg),
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
+	qcfg.Routes = d.newRouter(cfg, d.hosts)
 	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: component(d.root, compNotify), nullSender: func() string {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -300,6 +306,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
 		SevenBitOnly:    d.sevenBitOnly,
+		Identity:        identityFunc(cfg), // routes.go
 		Logger:          component(d.root, compCleanup),
 	}
 }
@@ -457,22 +464,26 @@ func (d *daemon) reload() error {
 		if comp.up != nil {
 			comp.up.Close() // stops its token source's keep-alive refreshes
 		}
+		closeAll(comp.hosts)
 		return d.rejectReload(errors.Join(errs...))
 	}
 	d.warnRestartOnly(cfg)
 	logConfigWarnings(d.log, cfg)
 	d.mu.Lock()
-	old := d.up
+	old, oldHosts := d.up, d.hosts
 	upstreamChanged := !reflect.DeepEqual(d.cfg.Upstream, cfg.Upstream)
-	d.cfg, d.up, d.sign, d.auth = cfg, comp.up, comp.sign, comp.auth
+	routed := routesChanged(d.cfg, cfg)
+	d.cfg, d.up, d.hosts, d.sign, d.auth = cfg, comp.up, comp.hosts, comp.sign, comp.auth
 	d.mu.Unlock()
 	if comp.cert != nil {
 		d.cert.Store(comp.cert)
 	}
 	d.q.SetDeliverer(d.deliverer(comp.up))
-	if upstreamChanged && comp.up != nil {
+	d.q.SetRoutes(d.newRouter(cfg, comp.hosts))
+	if upstreamChanged && comp.up != nil || routed {
 		// A fixed password or address: deferred mail goes now, not at
-		// each message's next retry (the "instant drain").
+		// each message's next retry (the "instant drain"). New routes:
+		// every queued message is routed again at once.
 		d.q.TransportChanged()
 	}
 	d.q.SetRateLimit(rateLimit(cfg))
@@ -489,6 +500,7 @@ func (d *daemon) reload() error {
 	if old != nil {
 		old.Close()
 	}
+	closeAll(oldHosts)
 	d.metrics.Reload(true)
 	d.log.Info("configuration reloaded")
 	return nil

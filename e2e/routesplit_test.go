@@ -172,3 +172,34 @@ smarthost = "slow"
 		t.Errorf("log:\n%s", r.logs())
 	}
 }
+
+// The maildrop pickup goes through the same intake: a message the sendmail
+// command left there while the daemon was down, for recipients of two
+// smarthosts, is queued as one entry per smarthost and each gets its own.
+func TestRouteSplitMaildrop(t *testing.T) {
+	e := newSMEnv(t, "", false)
+	partner := smarthost(t, smtptest.Faults{})
+	appendConfig(t, e.config, smarthostTOML(t, e.dir, "partner", partner, "")+`
+[[route]]
+recipient_domain = ["partner.example"]
+smarthost = "partner"
+`)
+	r := start(t, e.dir, e.config)
+	r.stop() // the spool layout exists now
+	e.mustShim(t, "Subject: dropped\n\nmarker-split-drop\n", "-i", "one@other.example", "two@partner.example")
+	r = start(t, e.dir, e.config)
+	for _, c := range []struct {
+		sh *smtptest.Server
+		to string
+	}{{e.sh, "one@other.example"}, {partner, "two@partner.example"}} {
+		m := smWait(t, c.sh, "marker-split-drop", 30*time.Second)
+		if len(m.To) != 1 || m.To[0] != c.to {
+			t.Errorf("got %v, want %s", m.To, c.to)
+		}
+	}
+	r.waitLog(t, `picked up from maildrop.* id="\S+ \S+"`, 5*time.Second)
+	if n := strings.Count(r.logs(), "status=queued"); n != 2 {
+		t.Errorf("%d status=queued lines, want 2:\n%s", n, r.logs())
+	}
+	noFailures(t, r.logs())
+}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,10 +57,15 @@ type Config struct {
 	// 8BITMIME: 8-bit parts are then downgraded to quoted-printable at
 	// intake, before signing (RFC 6152 §3). nil: never.
 	SevenBitOnly func() bool
-	// Identity returns the address the smarthost a message takes may
+	// Route names the smarthost the routes give a recipient, asked with
+	// the envelope sender, the header From domain and the recipient, as
+	// the queue asks its Routes. A message whose recipients get several
+	// is split into one queue entry per smarthost (split). nil: never.
+	Route func(from, fromDomain, rcpt string) string
+	// Identity returns the address the smarthost a queue entry takes may
 	// send as ([[smarthost]] from), "" for none (identity.go). It is asked
-	// with the envelope sender, the header From domain and the
-	// recipients, as the routes match them. nil: never.
+	// with the envelope sender, the header From domain and the entry's
+	// recipients (with Route set, all of one smarthost). nil: never.
 	Identity func(from, fromDomain string, rcpts []string) string
 	Clock    func() time.Time
 	Logger   *slog.Logger
@@ -171,26 +177,131 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 		return "", ErrFromDenied
 	}
 
-	draft, err := c.Spool.Create()
-	if err != nil {
-		return "", storageError(err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			draft.Abort()
-		}
-	}()
-	id = draft.ID()
-
 	now := c.Clock()
 	c.rewriteFrom(h, sub.Envelope.From)
 	c.qualifyHeader(h)
+	fromDomain := signingDomain(h, sub.Envelope.From) // the routes' from_domain
+	groups := c.split(sub.Envelope, fromDomain)
+	base := h.clone() // before the first entry's identity rewrite
+
+	var entries []*entry
+	defer func() {
+		for _, e := range entries {
+			e.abort() // no-op for what was committed
+		}
+	}()
+	// The first entry is written while the message is read; every other
+	// one is copied from its draft: its own header, then the same body.
+	var msgID string // one Message-ID, when completed, for every entry
+	var bodyAt int64
+	first, err := c.entry(sub, h, groups[0], fromDomain, now, &msgID, func(w io.Writer, h *header) error {
+		bodyAt = int64(len(headerBlock(h)))
+		return writeMessage(w, h, br, c.MaxMessageBytes)
+	})
+	if first != nil {
+		entries = append(entries, first)
+		id = first.id
+	}
+	if err != nil {
+		return id, err
+	}
+	if len(groups) > 1 {
+		src, size, err := first.source().Contents()
+		if err != nil {
+			return id, storageError(err)
+		}
+		for _, g := range groups[1:] {
+			e, err := c.entry(sub, base.clone(), g, fromDomain, now, &msgID, func(w io.Writer, h *header) error {
+				w = errWriter{w}
+				if _, err := w.Write(headerBlock(h)); err != nil {
+					return err
+				}
+				_, err := io.Copy(w, io.NewSectionReader(src, bodyAt, size-bodyAt))
+				return err
+			})
+			if e != nil {
+				entries = append(entries, e)
+			}
+			if err != nil {
+				return id, err
+			}
+		}
+	}
+	return c.commit(ctx, sub.Origin, entries)
+}
+
+// split groups the recipients by the smarthost the routes give them, in
+// envelope order (the groups in the order of their first recipient): one
+// queue entry per group, so that one smarthost's failure, backoff or rate
+// limit never delays or bounces another's recipients, and each entry can
+// carry its own smarthost's identity. Without Route, or with one
+// recipient (every notice: it cannot split, nor loop), there is one group.
+func (c *Config) split(env queue.Envelope, fromDomain string) [][]queue.Recipient {
+	if c.Route == nil || len(env.Rcpts) < 2 {
+		return [][]queue.Recipient{env.Rcpts}
+	}
+	from := env.From
+	if env.RouteSender != "" {
+		from = env.RouteSender
+	}
+	var groups [][]queue.Recipient
+	index := map[string]int{}
+	for _, r := range env.Rcpts {
+		name := c.Route(from, fromDomain, r.Addr)
+		i, ok := index[name]
+		if !ok {
+			i = len(groups)
+			index[name] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
+}
+
+// entry is one queue entry being written, not yet committed.
+type entry struct {
+	id     string
+	draft  *queue.Draft // what is committed
+	src    *queue.Draft // the draft as first written, when re-encoding replaced it
+	env    queue.Envelope
+	prefix []byte
+}
+
+// source is the draft the message was first written to: later entries
+// copy their body from it (a re-encoded one is re-encoded again, with its
+// own header, rather than copied from the re-encoding).
+func (e *entry) source() *queue.Draft {
+	if e.src != nil {
+		return e.src
+	}
+	return e.draft
+}
+
+func (e *entry) abort() {
+	e.draft.Abort()
+	if e.src != nil {
+		e.src.Abort()
+	}
+}
+
+// entry writes the queue entry for the recipients rcpts: h is its own copy
+// of the header, which gets the identity of their smarthost; fill writes
+// the message (header block and body) into the entry. It returns the entry
+// also with an error (for its ID), to be aborted by the caller; msgID is
+// the Message-ID shared by the entries of one message.
+func (c *Config) entry(sub *Submission, h *header, rcpts []queue.Recipient, fromDomain string, now time.Time, msgID *string, fill func(io.Writer, *header) error) (*entry, error) {
+	draft, err := c.Spool.Create()
+	if err != nil {
+		return nil, storageError(err)
+	}
+	e := &entry{id: draft.ID(), draft: draft}
 	env := sub.Envelope
-	env.FromDomain = signingDomain(h, env.From) // the routes' from_domain
+	env.Rcpts = rcpts
+	env.FromDomain = fromDomain
 	if c.Identity != nil {
 		if from := c.Identity(env.From, env.FromDomain, rcptAddrs(env.Rcpts)); from != "" && applyIdentity(h, &env, from) {
-			c.Logger.Info("identity rewritten for the smarthost", "id", id, "from", from, "original_sender", env.RouteSender)
+			c.Logger.Info("identity rewritten for the smarthost", "id", e.id, "from", from, "original_sender", env.RouteSender)
 		}
 	}
 	// The copy carries the identity's envelope sender into the prefix and
@@ -198,40 +309,49 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	sub2 := *sub
 	sub2.Envelope = env
 	sub = &sub2
-	prefix := c.prefix(sub, h, id, now)
+	first := *msgID == ""
+	if first {
+		*msgID = c.messageID(e.id)
+	}
+	prefix := c.prefix(sub, h, e.id, *msgID, now)
 	domain := signingDomain(h, sub.Envelope.From)
-	out, err := c.startOutput(draft, domain, prefix, id)
+	out, err := c.startOutput(draft, domain, prefix, e.id)
 	defer out.close()
 	if err != nil {
-		return id, err
+		return e, err
 	}
-	if err := writeMessage(out.sink, h, br, c.MaxMessageBytes); err != nil {
-		return id, err
+	if err := fill(out.sink, h); err != nil {
+		return e, err
 	}
 	sevenBit := out.watch.seen && c.SevenBitOnly != nil && c.SevenBitOnly()
 	if out.watch.long || sevenBit {
 		// A line over 998 octets, or 8-bit content for a smarthost known
 		// not to take it: the message is re-encoded from the draft into a
 		// second one, which replaces it (issue 16).
-		d2, p2, o2, err := c.reencode(sub, h, draft, domain, now, out.watch.long, sevenBit)
+		keep := *msgID
+		if first {
+			*msgID = "" // the re-encoded draft's ID names it, as before
+		}
+		d2, p2, o2, err := c.reencode(sub, h, draft, domain, msgID, now, out.watch.long, sevenBit)
+		if d2 == nil {
+			*msgID = keep
+		}
 		if o2 != nil {
 			defer o2.close()
 		}
 		if d2 != nil {
-			defer d2.Abort() // a no-op once committed
+			// Kept until every entry is written: the others copy from it.
+			e.src, e.draft, e.id = draft, d2, d2.ID()
+			prefix, out = p2, o2
 		}
 		if err != nil {
-			return id, err
-		}
-		if d2 != nil {
-			draft.Abort()
-			draft, id, prefix, out = d2, d2.ID(), p2, o2
+			return e, err
 		}
 	}
 	if out.finish != nil {
 		sig, err := out.finish()
 		if err != nil {
-			return id, fmt.Errorf("%w: %w", ErrSign, err)
+			return e, fmt.Errorf("%w: %w", ErrSign, err)
 		}
 		prefix = append(sig, prefix...)
 	}
@@ -239,11 +359,49 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	// A sender that is rewrite.sender stands in for a local one (or is the
 	// no-reply address itself): its notices go to rewrite.admin (issue 18).
 	env.LocalSender = env.LocalSender || (c.Sender != "" && strings.EqualFold(env.From, c.Sender))
-	if err := draft.Commit(ctx, env, prefix, sub.Origin); err != nil {
-		return id, storageError(err)
+	e.env, e.prefix = env, prefix
+	return e, nil
+}
+
+// commit commits every entry of one message, at once (they share the
+// committer's flush), and returns their IDs, space-separated ("250 2.0.0
+// Ok: queued as ID1 ID2"). The client gets 250 only once every entry is
+// durable. If one fails, the error (4xx) is returned: the entries not
+// committed are aborted, and those already committed stay queued, so the
+// client's retry makes them duplicates, never a loss.
+func (c *Config) commit(ctx context.Context, origin queue.Origin, entries []*entry) (string, error) {
+	errs := make([]error, len(entries))
+	if len(entries) == 1 {
+		errs[0] = entries[0].draft.Commit(ctx, entries[0].env, entries[0].prefix, origin)
+	} else {
+		var wg sync.WaitGroup
+		for i, e := range entries {
+			wg.Go(func() { errs[i] = e.draft.Commit(ctx, e.env, e.prefix, origin) })
+		}
+		wg.Wait()
 	}
-	committed = true
-	return id, nil
+	ids := make([]string, len(entries))
+	var failed error
+	failedID := ""
+	var committed []string
+	for i, e := range entries {
+		ids[i] = e.id
+		if errs[i] != nil {
+			if failed == nil {
+				failed, failedID = errs[i], e.id
+			}
+			continue
+		}
+		committed = append(committed, e.id)
+	}
+	if failed == nil {
+		return strings.Join(ids, " "), nil
+	}
+	if len(committed) > 0 {
+		c.Logger.Warn("a split message was refused with a temporary error after some of its entries were queued: the client's retry will send those twice",
+			"id", failedID, "queued", strings.Join(committed, ","), "err", failed)
+	}
+	return failedID, storageError(failed)
 }
 
 // fromAllowed checks every address of every From field against allowed:
@@ -278,15 +436,7 @@ func fromAllowed(h *header, allowed func(string) bool) bool {
 // signer) comes back as a writeError; anything else is the client's side.
 func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) error {
 	w = errWriter{w}
-	var buf bytes.Buffer
-	for _, f := range h.fields {
-		switch f.name {
-		case "bcc", "return-path":
-			continue // RFC 6409 §8.1; RFC 5321 §4.4: only final delivery adds Return-Path
-		}
-		buf.Write(f.raw)
-	}
-	buf.WriteString("\r\n")
+	buf := bytes.NewBuffer(headerBlock(h))
 	buf.Write(h.firstBody)
 	n := int64(buf.Len())
 	if n > limit {
@@ -303,6 +453,21 @@ func writeMessage(w io.Writer, h *header, br *bufio.Reader, limit int64) error {
 		return err
 	}
 	return errorOf(err) // reading from the client failed (timeout, size limit, hang-up)
+}
+
+// headerBlock is the header as written: its fields minus Bcc and
+// Return-Path, then the empty line.
+func headerBlock(h *header) []byte {
+	var buf bytes.Buffer
+	for _, f := range h.fields {
+		switch f.name {
+		case "bcc", "return-path":
+			continue // RFC 6409 §8.1; RFC 5321 §4.4: only final delivery adds Return-Path
+		}
+		buf.Write(f.raw)
+	}
+	buf.WriteString("\r\n")
+	return buf.Bytes()
 }
 
 // writeError marks a failure to write the message out, as opposed to a
@@ -323,20 +488,27 @@ func (e errWriter) Write(p []byte) (int, error) {
 }
 
 // prefix is what relayd adds before the message for queue ID id: its
-// Received field, then the completions.
-func (c *Config) prefix(sub *Submission, h *header, id string, now time.Time) []byte {
-	return append(c.received(sub, id, now), c.completions(h, id, sub.Envelope.From, now)...)
+// Received field, then the completions (msgID is the Message-ID to add
+// when the message has none).
+func (c *Config) prefix(sub *Submission, h *header, id, msgID string, now time.Time) []byte {
+	return append(c.received(sub, id, now), c.completions(h, msgID, sub.Envelope.From, now)...)
+}
+
+// messageID is a new Message-ID naming the queue ID id.
+func (c *Config) messageID(id string) string {
+	return fmt.Sprintf("<%s.%s@%s>", id, randomHex(8), c.Hostname)
 }
 
 // completions returns the fields a submission agent adds when missing
-// (RFC 6409 §8.1-8.3, RFC 5322 §3.6).
-func (c *Config) completions(h *header, id, sender string, now time.Time) []byte {
+// (RFC 6409 §8.1-8.3, RFC 5322 §3.6). The entries a message is split
+// into (split) share one Date and one Message-ID.
+func (c *Config) completions(h *header, msgID, sender string, now time.Time) []byte {
 	var b bytes.Buffer
 	if h.get("date") == nil {
 		fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	}
 	if h.get("message-id") == nil {
-		fmt.Fprintf(&b, "Message-ID: <%s.%s@%s>\r\n", id, randomHex(8), c.Hostname)
+		fmt.Fprintf(&b, "Message-ID: %s\r\n", msgID)
 	}
 	if h.get("from") == nil {
 		from := sender

@@ -25,7 +25,17 @@
 //     (internal/reencode; logged with fixed=long-lines); a part whose
 //     encoding cannot be changed is refused with 550 5.6.0;
 //   - streams the result into the queue's body file and, when a DKIM key
-//     covers the From domain, into the signer.
+//     covers the From domain, into the signer;
+//   - with routes (Config.Route), splits a message whose recipients take
+//     several smarthosts into one queue entry per smarthost: the first is
+//     written as the message is read; each other one gets its own copy of
+//     the header (its smarthost's identity rewrite, Config.Identity), its
+//     own prefix and signature, and the body copied from the first
+//     entry's draft (Draft.Contents) into its own draft, so each entry is
+//     an ordinary queue message with the queue's durability. Submit
+//     returns the IDs space-separated, once every entry is committed; one
+//     failed commit makes it fail with 4xx (entries already committed are
+//     then duplicated by the client's retry, never lost).
 //
 // Invariants:
 //   - Existing header fields are written byte for byte as received (apart
@@ -36,7 +46,8 @@
 //     (internal/hdrscan). Added fields travel as a prefix stored beside the
 //     body, so the body file is written once and never rewritten.
 //   - Memory is bounded by MaxHeaderBytes plus fixed buffers, whatever the
-//     message size or line length.
+//     message size or line length (a split message holds a second copy
+//     of its header while it writes each other entry).
 //   - Every error returned by Submit is an *smtp.SMTPError carrying the
 //     right code: 4xx for what may succeed later (disk full, I/O, signing
 //     failure), 5xx for what never will (bad content, too big, loop).

@@ -150,3 +150,11 @@ func errorOf(err error) *smtp.SMTPError {
 	}
 	return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message: "+err.Error())
 }
+
+// clone is a copy of h whose fields can be changed apart from h's (the
+// fields' bytes are shared: they are replaced, never written to).
+func (h *header) clone() *header {
+	h2 := *h
+	h2.fields = append([]field(nil), h.fields...)
+	return &h2
+}

@@ -23,11 +23,15 @@ import (
 //   - the envelope sender becomes from (the null sender of a notice stays
 //     <>; the smarthost's null_sender applies to it).
 //
-// A message whose header From already is from is not changed. The original
-// envelope sender and header From domain are kept in the queue entry
-// (Envelope.RouteSender, FromDomain) so that routes still match on them at
-// every attempt. The rewrite is fixed at intake: a reload that re-routes
-// queued mail does not rewrite it again, nor undo it.
+// A message whose header From already is from is not changed. The rewrite
+// is per queue entry: a message whose recipients take several smarthosts
+// is split into one entry per smarthost (Config.split), each rewritten for
+// its own smarthost's from, or not at all. The original envelope sender
+// and header From domain are kept in the queue entry (Envelope.RouteSender,
+// FromDomain) so that routes still match on them at every attempt. The
+// rewrite is fixed at intake: a reload that re-routes queued mail does not
+// rewrite it again, nor undo it (an entry that a reload spreads over
+// several smarthosts keeps its one From).
 
 // applyIdentity rewrites h and env for the identity from, returning
 // whether anything changed. fromDomain is the original header From's.

@@ -16,8 +16,9 @@ import (
 // internal/reencode). It returns a nil draft when there was nothing to
 // re-encode after all (the long line or the 8-bit octets are in the header,
 // which is passed on as it is). The caller aborts the draft that is not
-// kept and closes the output.
-func (c *Config) reencode(sub *Submission, h *header, draft *queue.Draft, domain string, now time.Time, long, sevenBit bool) (*queue.Draft, []byte, *output, error) {
+// kept and closes the output. msgID is the Message-ID to complete with;
+// "" makes one from the new draft's ID.
+func (c *Config) reencode(sub *Submission, h *header, draft *queue.Draft, domain string, msgID *string, now time.Time, long, sevenBit bool) (*queue.Draft, []byte, *output, error) {
 	r, size, err := draft.Contents()
 	if err != nil {
 		return nil, nil, nil, storageError(err)
@@ -27,7 +28,10 @@ func (c *Config) reencode(sub *Submission, h *header, draft *queue.Draft, domain
 		return nil, nil, nil, storageError(err)
 	}
 	id := d2.ID()
-	prefix := c.prefix(sub, h, id, now)
+	if *msgID == "" {
+		*msgID = c.messageID(id)
+	}
+	prefix := c.prefix(sub, h, id, *msgID, now)
 	out, err := c.startOutput(d2, domain, prefix, id)
 	if err != nil {
 		return d2, nil, out, err

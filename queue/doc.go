@@ -156,12 +156,15 @@
 // With Routes (SetRoutes, from [[route]]) all of this is per smarthost
 // (lanes.go): each has its own heap, down state, probe, backoff, rate limit
 // and Concurrency workers, so one smarthost down or slow never holds
-// another's mail, and its recovery drains only its own backlog. A message
-// is routed at each attempt (a reload's routes apply to queued mail); one
-// whose pending recipients take several smarthosts is delivered to each in
-// the same attempt, in parallel, skipping (deferring without trying) those
-// that are backing off. Memory per entry grows by its smarthost names
-// (nil for the default alone).
+// another's mail, and its recovery drains only its own backlog. The intake
+// (cleanup) splits a message whose recipients take several smarthosts into
+// one entry per smarthost, so an entry normally takes one. A message is
+// routed at each attempt (a reload's routes apply to queued mail); an entry
+// whose pending recipients take several smarthosts all the same (routes
+// changed since it was queued) is delivered to each in the same attempt,
+// in parallel, skipping (deferring without trying) those that are backing
+// off. Memory per entry grows by its smarthost names (nil for the default
+// alone).
 //
 // # Rate limit
 //

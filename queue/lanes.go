@@ -8,10 +8,12 @@ package queue
 // own concurrency (Config.Concurrency attempts at once): a smarthost that is
 // down or slow holds only its own lane, never the others, and its recovery
 // makes only its own backlog due (the instant drain). An entry whose
-// pending recipients take one smarthost lives in that lane; one whose
-// recipients take several lives in the mixed lane, and each of its attempts
-// delivers to every smarthost that is not backing off, in parallel, and
-// defers the rest without trying them.
+// pending recipients take one smarthost lives in that lane; the intake
+// splits a message per smarthost, so that is the rule. One whose
+// recipients take several (routes changed by a reload since it was queued)
+// lives in the mixed lane, and each of its attempts delivers to every
+// smarthost that is not backing off, in parallel, and defers the rest
+// without trying them.
 //
 // The route is decided when a message is attempted, not when it arrived
 // (a reload applies new routes to queued mail): an entry's lanes are

@@ -80,10 +80,12 @@ func closeAll(hosts map[string]*upstream.Client) {
 	}
 }
 
-// identityFunc is cleanup's Identity: the from of the smarthost the
-// message takes. When its recipients take several smarthosts, the first
-// recipient whose smarthost has a from decides (one message has one From
-// field); nil when no [[smarthost]] sets from.
+// identityFunc is cleanup's Identity: the from of the smarthost a queue
+// entry's recipients take. cleanup splits a message per smarthost
+// (routeFunc), so they take one; should routes diverge within an entry
+// (never at intake), the first recipient whose smarthost has a from
+// decides (one message has one From field). nil when no [[smarthost]]
+// sets from.
 func identityFunc(cfg *conf.Config) func(from, fromDomain string, rcpts []string) string {
 	ids := map[string]string{}
 	for _, s := range cfg.Smarthosts {
@@ -103,6 +105,16 @@ func identityFunc(cfg *conf.Config) func(from, fromDomain string, rcpts []string
 		}
 		return ""
 	}
+}
+
+// routeFunc is cleanup's Route: the smarthost a recipient takes under
+// cfg's routes, so that intake splits a message per smarthost; nil
+// without routes (every recipient takes [upstream]: nothing to split).
+func routeFunc(cfg *conf.Config) func(from, fromDomain, rcpt string) string {
+	if len(cfg.Routes) == 0 {
+		return nil
+	}
+	return route.New(cfg.Routes).Match
 }
 
 // routeOf names the smarthost a queued recipient takes under cfg's routes,

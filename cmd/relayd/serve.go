@@ -306,6 +306,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
 		SevenBitOnly:    d.sevenBitOnly,
+		Route:           routeFunc(cfg),    // routes.go
 		Identity:        identityFunc(cfg), // routes.go
 		Logger:          component(d.root, compCleanup),
 	}

@@ -19,7 +19,7 @@ const promptWait = 100 * time.Millisecond
 // promptWait while it waits for the client (idleConn.prompt), and the
 // wake-up, which go-smtp's reader returns as an error with the bytes it
 // has, is turned into a short read; its state is kept, so the next Read
-// goes on. The fast path (bulk.go) already returns what it has. The idle
+// goes on. The fast path (readpath) already returns what it has. The idle
 // deadline still counts from when the wait began.
 type promptReader struct {
 	r io.Reader

@@ -173,7 +173,8 @@ func (d *diffServer) run(t testing.TB, name string, rest []byte, cuts []int) []s
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	start := time.Now()
+	c.SetDeadline(start.Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	var lines []string
 	readReply := func() bool {
@@ -220,6 +221,9 @@ func (d *diffServer) run(t testing.TB, name string, rest []byte, cuts []int) []s
 	}
 	c.(*net.TCPConn).CloseWrite()
 	<-done
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("%s: the server took %v to end the session after the client's last byte: %q", name, d, clip(rest))
+	}
 	return lines
 }
 

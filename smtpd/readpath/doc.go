@@ -25,7 +25,7 @@
 //  1. Conn has a field lineLimitReader, a pointer to a struct with
 //     R io.Reader (the net.Conn go-smtp reads), LineLimit int and
 //     curLineLength int; its Read counts only when LineLimit > 0 and
-//     passes the source's bytes and errors on. (TestGateInstalled,
+//     passes the source's bytes and errors on. (smtpd's TestGateInstalled,
 //     TestAssumptionGateUnderLineReader.)
 //  2. All of go-smtp's reads of a connection go through one bufio.Reader
 //     over that lineLimitReader, which reads its source only when its

@@ -38,7 +38,7 @@ type idleConn struct {
 	hangUp atomic.Bool // end the session at the next read, after sending the replies
 	dl     deadlines   // hard limits besides idle (deadline.go)
 
-	// promptReader (dataedge.go); session goroutine only.
+	// Prompt mode (readpath.Waker); session goroutine only.
 	prompt      time.Duration // > 0: reads wake up this often while waiting
 	softExpired bool          // the last read ended at a prompt wake-up
 	waitFrom    time.Time     // when the current wait began (prompt mode)
@@ -72,6 +72,19 @@ type rawReader struct{ c *idleConn }
 
 func (r rawReader) Read(p []byte) (int, error) { return r.c.readRaw(p) }
 
+// Prompt implements readpath.Waker: reads wake up every d while waiting
+// (0: off), the idle deadline counted from when the wait began.
+func (c *idleConn) Prompt(d time.Duration) {
+	c.prompt, c.softExpired, c.waitFrom = d, false, time.Time{}
+}
+
+// WokeUp implements readpath.Waker.
+func (c *idleConn) WokeUp() bool {
+	w := c.softExpired
+	c.softExpired = false
+	return w
+}
+
 // ReadTap implements readpath.Tapped.
 func (c *idleConn) ReadTap() *readpath.Tap { return c.tap }
 
@@ -96,7 +109,7 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 		c.dl.credit(n)
 		return n, err
 	}
-	// Prompt mode (promptReader): wake up every c.prompt while waiting,
+	// Prompt mode (readpath.Waker): wake up every c.prompt while waiting,
 	// the idle deadline counted from when the wait began.
 	from := now
 	if !c.waitFrom.IsZero() {

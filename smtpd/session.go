@@ -224,7 +224,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *session) Data(r io.Reader) error {
 	// Content follows the DATA line, read by go-smtp even if it is
 	// refused here (readpath's Gate).
-	bdat := ss.rp.Data(r)
+	ss.rp.Data(r)
 	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
 		return errNeedMail
 	}
@@ -249,16 +249,14 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
-	// On a cleartext connection, the DATA fast path (readpath).
-	r, fast, finish := ss.rp.Content(r, ss.s.smtp.MaxMessageBytes)
-	defer finish()
-	if !fast && !bdat && ss.ic != nil {
-		// go-smtp's DATA reader (TLS, DATA after BDAT): see promptReader.
-		// Not for BDAT, whose chunks go-smtp reads on another goroutine.
-		pr := newPromptReader(r, ss.ic)
-		defer pr.finish()
-		r = pr
+	// On a cleartext connection, the DATA fast path; else go-smtp's
+	// reader, woken up while it waits (readpath).
+	var w readpath.Waker
+	if ss.ic != nil {
+		w = ss.ic
 	}
+	r, _, finish := ss.rp.Content(r, ss.s.smtp.MaxMessageBytes, w)
+	defer finish()
 	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
 	if errors.Is(err, cleanup.ErrBareCR) {
 		// RFC 5321 §2.3.8: CR only in CRLF. After a bare CR the framing

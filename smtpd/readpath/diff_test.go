@@ -79,7 +79,7 @@ func (s *recSession) Data(r io.Reader) error {
 	if s.rp != nil {
 		s.rp.Data(r)
 		var finish func()
-		r, _, finish = s.rp.Content(r, diffMaxBytes)
+		r, _, finish = s.rp.Content(r, diffMaxBytes, nil)
 		defer finish()
 	}
 	_, bdat := r.(*io.PipeReader)

@@ -2,7 +2,7 @@
 // where smtpd reads the client's bytes itself instead of leaving them to
 // go-smtp's server, because go-smtp v0.26.0 has no setting for what relayd
 // needs. It is named by that job (what go-smtp reads, and how DATA content
-// is read), not by one of its two parts:
+// is read), not by one of its parts:
 //
 //   - Gate (gate.go): sits between go-smtp's per-connection line limiter
 //     and the connection, so command lines stay bounded at CmdLineLimit
@@ -11,12 +11,16 @@
 //     cleartext connection, once go-smtp's DATA reader has consumed what
 //     it had buffered, the content is decoded from the socket a buffer at
 //     a time, and the bytes past its end are handed back to go-smtp.
+//   - promptReader (prompt.go): elsewhere (TLS, DATA after BDAT), go-smtp's
+//     DATA reader woken up while it waits, so that the intake sees what
+//     arrived (a bare CR before the dot) without go-smtp's buffer filling.
 //
-// smtpd uses it through Session (Attach, Data, Content, Reset) and
-// NewTap/Tapped on its net.Conn. When go-smtp gets a fast DATA reader
-// (go-smtp PR #312) and separate command and content line limits,
-// removing this is deleting the folder and that wiring: idleConn.Read
-// reads the socket, Session.Data passes go-smtp's reader on.
+// smtpd uses it through Session (Attach, Data, Content, Reset), and its
+// net.Conn provides Tapped (reads through NewTap's Tap) and Waker. When
+// go-smtp gets a fast DATA reader (go-smtp PR #312) and separate command
+// and content line limits, removing this is deleting the folder and that
+// wiring: idleConn.Read reads the socket, Session.Data passes go-smtp's
+// reader on, Server sets MaxLineLength for commands only.
 //
 // # Assumptions about go-smtp (VerifiedGoSMTP), each tested
 //
@@ -32,7 +36,8 @@
 //     buffer is empty, and only on the session's goroutine; the DATA
 //     reader returns a source error with the bytes it has and keeps its
 //     state. (TestSeamVsGoSMTP: the fast path takes over, and the
-//     messages match.)
+//     messages match; smtpd's TestDataEdgeCasesBothPaths and
+//     TestDataBareCRBeforeDotOverTLS for promptReader.)
 //  3. The DATA reader's states and transitions are step's (dot.go),
 //     byte for byte, including its quirks ("\r\r\n" does not start a
 //     line; ".\r" then anything but LF drops both), and MaxMessageBytes

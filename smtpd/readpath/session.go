@@ -33,45 +33,45 @@ func (s *Session) Gated() bool { return s != nil && s.gate != nil }
 
 // Data is called first thing in Session.Data with go-smtp's reader, even
 // if the session then refuses the message: after DATA (not BDAT) go-smtp
-// reads content whatever Data answers, and the Gate must know. It reports
-// whether r is a BDAT reader.
-func (s *Session) Data(r io.Reader) (bdat bool) {
-	_, bdat = r.(*io.PipeReader)
-	if !bdat && s.Gated() {
+// reads content whatever Data answers, and the Gate must know.
+func (s *Session) Data(r io.Reader) {
+	if _, bdat := r.(*io.PipeReader); !bdat && s.Gated() {
 		// Not for BDAT: its Data runs on another goroutine, and the
 		// gate follows BDAT by itself.
 		s.gate.dataNext = true
 	}
-	return bdat
 }
 
 // Content returns the reader for the content of a message the session
 // takes, with go-smtp's reader r and the server's MaxMessageBytes: on a
 // cleartext connection (a Tapped conn) the fast path, which decodes the
-// socket itself; else r. finish must be called before Session.Data
-// returns (it drains what the consumer left, as go-smtp's drain would).
-func (s *Session) Content(r io.Reader, maxBytes int64) (_ io.Reader, fast bool, finish func()) {
-	if s == nil {
-		return r, false, func() {}
-	}
+// socket itself; else for DATA, if w is not nil, r made prompt
+// (promptReader); else r. finish must be called before Session.Data
+// returns (it drains what the consumer left, as go-smtp's drain would, or
+// leaves prompt mode).
+func (s *Session) Content(r io.Reader, maxBytes int64, w Waker) (_ io.Reader, fast bool, finish func()) {
 	_, bdat := r.(*io.PipeReader)
-	t, ok := s.conn.Conn().(Tapped)
-	if !ok || !s.Fast {
+	if s != nil && s.Fast {
+		if t, ok := s.conn.Conn().(Tapped); ok {
+			tap := t.ReadTap()
+			if bdat {
+				// go-smtp stops counting line lengths while it copies a
+				// BDAT chunk: from here on the tracker's count may differ
+				// from its.
+				tap.noFast = true
+			} else if !tap.noFast {
+				fd := newFastData(r, tap, maxBytes)
+				fd.switched = s.Switches
+				return fd, true, fd.finish
+			}
+		}
+	}
+	if bdat || w == nil {
+		// Not for BDAT, whose chunks go-smtp reads on another goroutine.
 		return r, false, func() {}
 	}
-	tap := t.ReadTap()
-	if bdat {
-		// go-smtp stops counting line lengths while it copies a BDAT
-		// chunk: from here on the tracker's count may differ from its.
-		tap.noFast = true
-		return r, false, func() {}
-	}
-	if tap.noFast {
-		return r, false, func() {}
-	}
-	fd := newFastData(r, tap, maxBytes)
-	fd.switched = s.Switches
-	return fd, true, fd.finish
+	pr := newPromptReader(r, w)
+	return pr, false, pr.finish
 }
 
 // Reset is called from Session.Reset: go-smtp is done with a DATA

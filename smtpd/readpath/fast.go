@@ -97,10 +97,10 @@ func (t *tracker) note(b []byte) {
 // the client sends after the 354, the normal case, take the fast path from
 // its first byte. Also, the content has not ended, and the current line
 // leaves room for endOf's bytes under go-smtp's limit (if go-smtp has one
-// for content: not once the cmdGate is in), and the gate between go-smtp
+// for content: not once the Gate is in), and the gate between go-smtp
 // and this conn holds nothing it read from here (it always hands all of
 // the content it has before it reads again, but not a command line it
-// took for one before it knew the content had begun, see cmdGate.Read).
+// took for one before it knew the content had begun, see Gate.Read).
 func (c *Tap) handOver(limit int) bool {
 	t := &c.trk
 	known := t.lastOrd >= c.armedAt || t.st == stBOL || t.st == stDot || t.st == stDotCR

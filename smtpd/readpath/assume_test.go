@@ -40,7 +40,7 @@ func (b *gateProbe) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // Gate goes in under go-smtp's line reader, over the very net.Conn go-smtp
 // was given, and go-smtp's own count is off.
 func TestAssumptionGateUnderLineReader(t *testing.T) {
-	be := &gateProbe{recorder: recorder{seam: true, msgs: map[string][]string{}}, got: make(chan string, 1)}
+	be := &gateProbe{recorder: recorder{seam: true, msgs: map[string][]string{}, busy: map[string]int{}}, got: make(chan string, 1)}
 	s := smtp.NewServer(be)
 	s.Domain = "diff.test"
 	l, err := net.Listen("tcp", "127.0.0.1:0")

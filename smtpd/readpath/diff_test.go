@@ -40,13 +40,16 @@ import (
 const diffMaxBytes = 150_000
 
 // recorder is the trivial backend: each message's bytes (or its read
-// error), per session, keyed by the EHLO name.
+// error), per session, keyed by the EHLO name, in the order the
+// messages began (go-smtp runs a BDAT message's Data on a goroutine of
+// its own, which may end after the session).
 type recorder struct {
 	seam     bool
 	switches atomic.Int64
 	bigData  atomic.Int64 // DATA (not BDAT) messages over go-smtp's 4 KB buffer
 	mu       sync.Mutex
 	msgs     map[string][]string
+	busy     map[string]int // sessions not logged out plus Data calls not returned
 }
 
 func (b *recorder) NewSession(c *smtp.Conn) (smtp.Session, error) {
@@ -55,13 +58,27 @@ func (b *recorder) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		s.rp = Attach(c)
 		s.rp.Switches = &b.switches
 	}
+	b.mu.Lock()
+	b.busy[s.name]++
+	b.mu.Unlock()
 	return s, nil
 }
 
-func (b *recorder) messages(name string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.msgs[name]
+// messages waits (up to 5 s) until the sessions named name are over,
+// then returns their messages.
+func (b *recorder) messages(t testing.TB, name string) []string {
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		busy, m := b.busy[name], b.msgs[name]
+		b.mu.Unlock()
+		if busy == 0 {
+			return m
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: the session is not over 5 s after the connection", name)
+			return m
+		}
+	}
 }
 
 type recSession struct {
@@ -73,16 +90,27 @@ type recSession struct {
 func (s *recSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (s *recSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (s *recSession) Reset()                               { s.rp.Reset() }
-func (s *recSession) Logout() error                        { return nil }
+
+func (s *recSession) Logout() error {
+	s.b.mu.Lock()
+	s.b.busy[s.name]--
+	s.b.mu.Unlock()
+	return nil
+}
 
 func (s *recSession) Data(r io.Reader) error {
+	s.b.mu.Lock()
+	s.b.busy[s.name]++
+	seq := len(s.b.msgs[s.name])
+	s.b.msgs[s.name] = append(s.b.msgs[s.name], "")
+	s.b.mu.Unlock()
+	_, bdat := r.(*io.PipeReader)
 	if s.rp != nil {
 		s.rp.Data(r)
 		var finish func()
 		r, _, finish = s.rp.Content(r, diffMaxBytes, nil)
 		defer finish()
 	}
-	_, bdat := r.(*io.PipeReader)
 	b, err := io.ReadAll(r)
 	if !bdat && len(b) > 8<<10 {
 		s.b.bigData.Add(1)
@@ -92,7 +120,8 @@ func (s *recSession) Data(r io.Reader) error {
 		rec = fmt.Sprintf("%q then error %v", b, err)
 	}
 	s.b.mu.Lock()
-	s.b.msgs[s.name] = append(s.b.msgs[s.name], rec)
+	s.b.msgs[s.name][seq] = rec
+	s.b.busy[s.name]--
 	s.b.mu.Unlock()
 	return err
 }
@@ -146,7 +175,7 @@ type diffServer struct {
 }
 
 func startDiff(t testing.TB, seam bool) *diffServer {
-	be := &recorder{seam: seam, msgs: map[string][]string{}}
+	be := &recorder{seam: seam, msgs: map[string][]string{}, busy: map[string]int{}}
 	s := smtp.NewServer(be)
 	s.Domain = "diff.test"
 	s.MaxMessageBytes = diffMaxBytes
@@ -454,7 +483,7 @@ func TestSeamVsGoSMTP(t *testing.T) {
 				name := fmt.Sprintf("s%d", i)
 				goR := gs.run(t, name, rest, c)
 				seamR := ss.run(t, name, rest, c)
-				goM, seamM := gs.be.messages(name), ss.be.messages(name)
+				goM, seamM := gs.be.messages(t, name), ss.be.messages(t, name)
 				if compare(t, name, rest, goR, seamR, goM, seamM) {
 					cuts.Add(1)
 				}
@@ -514,7 +543,7 @@ func FuzzSeamVsGoSMTP(f *testing.F) {
 		name := fmt.Sprintf("f%d", n.Add(1))
 		goR := gs.run(t, name, rest, cuts)
 		seamR := ss.run(t, name, rest, cuts)
-		compare(t, name, rest, goR, seamR, gs.be.messages(name), ss.be.messages(name))
+		compare(t, name, rest, goR, seamR, gs.be.messages(t, name), ss.be.messages(t, name))
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"relayd/smtpd/readpath"
 )
 
 // idleConn refreshes its deadline before every Read and Write, so a client
@@ -29,20 +31,14 @@ type idleConn struct {
 	once    sync.Once
 	uid     int // peer uid on a Unix socket, -1 otherwise
 
-	// The DATA fast path (bulk.go); only the session's goroutine reads.
-	lineLimit int      // go-smtp's MaxLineLength
-	noFast    bool     // BDAT was used: go-smtp's DATA path for the rest of the session
-	gate      *cmdGate // go-smtp reads through it (cmdline.go); nil before the session
-	trk       tracker
-	armed     bool   // Data waits for the hand-over
-	armedAt   int64  // trk.handed when armed
-	feed      []byte // bytes for go-smtp before the socket's
-	sticky    error  // returned by every read once set
+	// go-smtp reads through the tap (readpath: the DATA fast path); only
+	// the session's goroutine reads.
+	tap *readpath.Tap
 
 	hangUp atomic.Bool // end the session at the next read, after sending the replies
 	dl     deadlines   // hard limits besides idle (deadline.go)
 
-	// promptReader (dataedge.go); session goroutine only.
+	// Prompt mode (readpath.Waker); session goroutine only.
 	prompt      time.Duration // > 0: reads wake up this often while waiting
 	softExpired bool          // the last read ended at a prompt wake-up
 	waitFrom    time.Time     // when the current wait began (prompt mode)
@@ -60,36 +56,40 @@ const maxHeld = 16 << 10
 const closeFlush = 2 * time.Second
 
 func newIdleConn(c net.Conn, idle time.Duration, uid int, release func()) *idleConn {
-	return &idleConn{Conn: c, idle: idle, uid: uid, release: release, trk: tracker{lastOrd: -1}}
+	return newIdleConnLimit(c, idle, uid, release, 0)
 }
 
-// Read is go-smtp's source: the queued feed, else the socket. It answers
-// errSwitch instead when armed and the hand-over is possible (bulk.go).
-func (c *idleConn) Read(p []byte) (int, error) {
-	if c.sticky != nil {
-		return 0, c.sticky
-	}
-	if c.armed && c.handOver(c.lineLimit) {
-		c.armed = false
-		return 0, errSwitch
-	}
-	n, err := c.next(p)
-	c.trk.note(p[:n])
-	return n, err
+// newIdleConnLimit is newIdleConn with the line limit go-smtp applies to
+// DATA content (readpath.NewTap).
+func newIdleConnLimit(c net.Conn, idle time.Duration, uid int, release func(), lineLimit int) *idleConn {
+	ic := &idleConn{Conn: c, idle: idle, uid: uid, release: release}
+	ic.tap = readpath.NewTap(rawReader{ic}, lineLimit)
+	return ic
 }
 
-// next fills p for the fast path: the queued feed first (content a
-// previous message's fast path read ahead), then the socket.
-func (c *idleConn) next(p []byte) (int, error) {
-	if len(c.feed) > 0 {
-		n := copy(p, c.feed)
-		if c.feed = c.feed[n:]; len(c.feed) == 0 {
-			c.feed = nil
-		}
-		return n, nil
-	}
-	return c.readRaw(p)
+// rawReader is the socket under the tap.
+type rawReader struct{ c *idleConn }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.c.readRaw(p) }
+
+// Prompt implements readpath.Waker: reads wake up every d while waiting
+// (0: off), the idle deadline counted from when the wait began.
+func (c *idleConn) Prompt(d time.Duration) {
+	c.prompt, c.softExpired, c.waitFrom = d, false, time.Time{}
 }
+
+// WokeUp implements readpath.Waker.
+func (c *idleConn) WokeUp() bool {
+	w := c.softExpired
+	c.softExpired = false
+	return w
+}
+
+// ReadTap implements readpath.Tapped.
+func (c *idleConn) ReadTap() *readpath.Tap { return c.tap }
+
+// Read is go-smtp's source, through the tap.
+func (c *idleConn) Read(p []byte) (int, error) { return c.tap.Read(p) }
 
 // readRaw reads the socket under the idle deadline, after sending the
 // held replies: the client may be waiting for them.
@@ -109,7 +109,7 @@ func (c *idleConn) readRaw(p []byte) (int, error) {
 		c.dl.credit(n)
 		return n, err
 	}
-	// Prompt mode (promptReader): wake up every c.prompt while waiting,
+	// Prompt mode (readpath.Waker): wake up every c.prompt while waiting,
 	// the idle deadline counted from when the wait began.
 	from := now
 	if !c.waitFrom.IsZero() {
@@ -246,8 +246,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		ic := newIdleConn(c, l.idle, k.uid, func() { l.limits.release(k) })
-		ic.lineLimit = l.lineLimit
+		ic := newIdleConnLimit(c, l.idle, k.uid, func() { l.limits.release(k) }, l.lineLimit)
 		now := time.Now()
 		if l.session > 0 {
 			ic.dl.session.Store(now.Add(l.session).UnixNano())

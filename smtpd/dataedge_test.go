@@ -66,7 +66,7 @@ func talk(t *testing.T, addr, script string, wait time.Duration) (replies string
 }
 
 // TestDataEdgeCasesBothPaths feeds the same byte streams through go-smtp's
-// DATA path and the fast path (bulk.go). RFC 5321 §4.1.1.4: only
+// DATA path and the fast path (readpath). RFC 5321 §4.1.1.4: only
 // <CRLF>.<CRLF> ends the content; §2.3.8: CR and LF only as CRLF, so a
 // bare CR is refused (550 5.6.0). A bare CR leaves the framing uncertain
 // ("x\r\r\n.\r\n": go-smtp's reader does not end there), so after refusing

@@ -19,12 +19,13 @@ import (
 
 	"relayd/cleanup"
 	"relayd/internal/smtptest"
+	"relayd/smtpd/readpath"
 )
 
-// go-smtp's layout is the one cmdline.go reaches into: if an upgrade
+// go-smtp's layout is the one readpath's Gate reaches into: if an upgrade
 // changes it, this fails (and long body lines are refused again).
 func TestGateInstalled(t *testing.T) {
-	if !gateAvailable {
+	if !readpath.GateAvailable {
 		t.Fatal("go-smtp's lineLimitReader fields not found: the command line gate cannot be installed")
 	}
 }
@@ -124,8 +125,8 @@ func TestLongBodyLinesAccepted(t *testing.T) {
 func TestLongCommandLine(t *testing.T) {
 	check := func(t *testing.T, conn net.Conn, br *bufio.Reader) {
 		t.Helper()
-		at := "MAIL FROM:<" + strings.Repeat("a", cmdLineLimit-len("MAIL FROM:<@example.com>\r\n")) + "@example.com>\r\n"
-		if len(at) != cmdLineLimit {
+		at := "MAIL FROM:<" + strings.Repeat("a", readpath.CmdLineLimit-len("MAIL FROM:<@example.com>\r\n")) + "@example.com>\r\n"
+		if len(at) != readpath.CmdLineLimit {
 			t.Fatalf("test line is %d octets", len(at))
 		}
 		io.WriteString(conn, at)
@@ -140,7 +141,7 @@ func TestLongCommandLine(t *testing.T) {
 			io.WriteString(conn, strings.Repeat("b", 1<<20)+">\r\nQUIT\r\n")
 		}()
 		n, text := readReply(t, conn, br)
-		if n != 500 || !strings.Contains(text, "5.5.2") || !strings.Contains(text, "4.5.3.1.4") || !strings.Contains(text, fmt.Sprint(cmdLineLimit)) {
+		if n != 500 || !strings.Contains(text, "5.5.2") || !strings.Contains(text, "4.5.3.1.4") || !strings.Contains(text, fmt.Sprint(readpath.CmdLineLimit)) {
 			t.Errorf("a 1 MB command line: %q, want 500 5.5.2 naming the limit", text)
 		}
 		if n, text := readReply(t, conn, br); n != 0 {

@@ -13,7 +13,7 @@
 //   - Every read and write is under an idle deadline (idleConn); DATA is
 //     streamed, never held in memory.
 //   - On cleartext connections DATA content is read from the socket a
-//     buffer at a time (bulk.go) and decoded exactly as go-smtp's own
+//     buffer at a time (readpath) and decoded exactly as go-smtp's own
 //     reader would: same end of content, dot removal and size limit;
 //     the bytes read past the end go back to go-smtp.
 //   - Replies are sent when the server is about to wait for the client, or
@@ -35,6 +35,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/smtpd/readpath"
 )
 
 // Mode is what a listener is for.
@@ -118,7 +119,7 @@ type Server struct {
 	smtp     *smtp.Server
 	limiter  *ipLimiter
 	rdns     rdnsCache
-	slowData bool         // tests: go-smtp's DATA reader only, no fast path (bulk.go)
+	slowData bool         // tests: go-smtp's DATA reader only, no fast path (readpath)
 	switches atomic.Int64 // DATA hand-overs to the fast path (tests)
 }
 
@@ -147,12 +148,12 @@ func New(cfg Config, in Intake) *Server {
 
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = cfg.Hostname
-	// Command lines only, once the session has put its cmdGate in
-	// (cmdline.go); before that (the greeting, STARTTLS) go-smtp's own
+	// Command lines only, once the session has put readpath's Gate in;
+	// before that (the greeting, STARTTLS) go-smtp's own
 	// count applies, with the same limit.
-	srv.MaxLineLength = cmdLineLimit
-	if !gateAvailable {
-		cfg.Logger.Error("go-smtp's line limiter was not found: message lines over the command line limit are refused", "limit", cmdLineLimit)
+	srv.MaxLineLength = readpath.CmdLineLimit
+	if !readpath.GateAvailable {
+		cfg.Logger.Error("go-smtp's line limiter was not found: message lines over the command line limit are refused", "limit", readpath.CmdLineLimit)
 	}
 	srv.MaxMessageBytes = cfg.Settings.MaxMessageBytes
 	srv.MaxRecipients = cfg.Settings.MaxRecipients
@@ -198,10 +199,10 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // dataLineLimit is the line limit go-smtp applies to DATA content, which
-// the fast path mirrors: none once the session's cmdGate is in (it always
+// the fast path mirrors: none once the session's Gate is in (it always
 // is when Data runs: MAIL needs EHLO, which creates the session).
 func (s *Server) dataLineLimit() int {
-	if gateAvailable {
+	if readpath.GateAvailable {
 		return 0
 	}
 	return s.smtp.MaxLineLength

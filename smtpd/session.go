@@ -18,6 +18,7 @@ import (
 	"relayd/internal/stack"
 	"relayd/maillog"
 	"relayd/queue"
+	"relayd/smtpd/readpath"
 )
 
 var (
@@ -37,10 +38,10 @@ var (
 		Message: "Too many messages from your address, try again later"}
 	// go-smtp's line limit (Server.MaxLineLength) surfaces as a plain
 	// error in DATA, which would become 451; it is permanent. Only without
-	// the cmdGate (cmdline.go: a go-smtp whose layout is unknown) does
+	// readpath's Gate (a go-smtp whose layout is unknown) does
 	// go-smtp apply it to content.
 	errLineTooLong = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: fmt.Sprintf("Line too long (this server takes lines of at most %d octets in DATA; RFC 5322 section 2.1.1 allows 998)", cmdLineLimit)}
+		Message: fmt.Sprintf("Line too long (this server takes lines of at most %d octets in DATA; RFC 5322 section 2.1.1 allows 998)", readpath.CmdLineLimit)}
 )
 
 // lineLimitErr turns go-smtp's ErrTooLongLine into errLineTooLong so the
@@ -63,7 +64,7 @@ type session struct {
 	host     string // reverse DNS (rdns.go), "" if none
 	uid      int
 	ic       *idleConn // nil if not ours (tests)
-	gate     *cmdGate  // nil if go-smtp's layout is unknown (cmdline.go)
+	rp       *readpath.Session
 	tls      bool
 	authUser string
 
@@ -75,7 +76,8 @@ func (s *Server) newSession(c *smtp.Conn) *session {
 	// This is the connection's goroutine, still shallow: the lookup below,
 	// logging and the DATA path go deep (see package stack).
 	stack.Grow()
-	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1, gate: installGate(c)}
+	ss := &session{s: s, st: s.settings.Load(), conn: c, uid: -1, rp: readpath.Attach(c)}
+	ss.rp.Fast, ss.rp.Switches = !s.slowData, &s.switches
 	nc := c.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {
 		ss.tls = true
@@ -220,13 +222,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
-	_, bdat := r.(*io.PipeReader)
-	if !bdat && ss.gate != nil {
-		// Content follows the DATA line, read by go-smtp even if it is
-		// refused here (cmdline.go). Not for BDAT: its Data runs on
-		// another goroutine, and the gate follows BDAT by itself.
-		ss.gate.dataNext = true
-	}
+	// Content follows the DATA line, read by go-smtp even if it is
+	// refused here (readpath's Gate).
+	ss.rp.Data(r)
 	if !ss.hasMail || len(ss.env.Rcpts) == 0 {
 		return errNeedMail
 	}
@@ -251,26 +249,14 @@ func (ss *session) Data(r io.Reader) error {
 	if user, a := ss.authUser, ss.st.Auth; user != "" && a != nil {
 		sub.FromAllowed = func(addr string) bool { return a.MaySend(user, addr) }
 	}
-	fast := false
-	if ic, ok := ss.conn.Conn().(*idleConn); ok && !ss.s.slowData {
-		if bdat {
-			// go-smtp stops counting line lengths while it copies a BDAT
-			// chunk: from here on the tracker's count may differ from its.
-			ic.noFast = true
-		} else if !ic.noFast {
-			fd := newFastData(r, ic, ss.s.smtp.MaxMessageBytes)
-			fd.switched = &ss.s.switches
-			defer fd.finish()
-			r, fast = fd, true
-		}
+	// On a cleartext connection, the DATA fast path; else go-smtp's
+	// reader, woken up while it waits (readpath).
+	var w readpath.Waker
+	if ss.ic != nil {
+		w = ss.ic
 	}
-	if !fast && !bdat && ss.ic != nil {
-		// go-smtp's DATA reader (TLS, DATA after BDAT): see promptReader.
-		// Not for BDAT, whose chunks go-smtp reads on another goroutine.
-		pr := newPromptReader(r, ss.ic)
-		defer pr.finish()
-		r = pr
-	}
+	r, _, finish := ss.rp.Content(r, ss.s.smtp.MaxMessageBytes, w)
+	defer finish()
 	id, err := ss.s.intake.Submit(context.Background(), sub, lineLimitErr{r})
 	if errors.Is(err, cleanup.ErrBareCR) {
 		// RFC 5321 §2.3.8: CR only in CRLF. After a bare CR the framing
@@ -316,9 +302,7 @@ func (ss *session) proto() string {
 }
 
 func (ss *session) Reset() {
-	if ss.gate != nil {
-		ss.gate.reset()
-	}
+	ss.rp.Reset()
 	ss.hasMail = false
 	ss.env = queue.Envelope{}
 	ss.st = ss.s.settings.Load()

@@ -1,4 +1,4 @@
-package smtpd
+package readpath
 
 import (
 	"bytes"
@@ -49,7 +49,7 @@ func FuzzCmdGate(f *testing.F) {
 		const limit = 24
 		var reply bytes.Buffer
 		zero := 0
-		g := &cmdGate{r: &pieces{src: in, sizes: sizes}, w: &reply, goLimit: &zero, limit: limit}
+		g := &Gate{r: &pieces{src: in, sizes: sizes}, w: &reply, goLimit: &zero, limit: limit}
 		var out []byte
 		p := make([]byte, int(psize%40)+1)
 		for range len(in) + 10 {
@@ -89,7 +89,7 @@ func FuzzCmdGate(f *testing.F) {
 // mid-line leaves go-smtp with nothing to execute.
 func TestCmdGateWholeLines(t *testing.T) {
 	zero := 0
-	g := &cmdGate{r: iotest.OneByteReader(strings.NewReader("NOOP\r\nRCPT TO:<a@b.example>")), w: io.Discard, goLimit: &zero, limit: cmdLineLimit}
+	g := &Gate{r: iotest.OneByteReader(strings.NewReader("NOOP\r\nRCPT TO:<a@b.example>")), w: io.Discard, goLimit: &zero, limit: CmdLineLimit}
 	var got []byte
 	p := make([]byte, 64)
 	for {

@@ -1,11 +1,11 @@
-package smtpd
+package readpath
 
 import "bytes"
 
 // dotState is the state of DATA content decoding (RFC 5321 §4.5.2: a
 // leading '.' of a line is removed; a line "." ends the content). The
 // states and transitions are those of go-smtp's DATA reader, byte for byte,
-// so that both paths of bulk.go decode any input, however malformed,
+// so that both paths of fast.go decode any input, however malformed,
 // identically; see step.
 type dotState uint8
 
@@ -63,7 +63,7 @@ func ordinary(c byte) bool { return c != '\r' && c != '\n' && c != '.' }
 
 // endOf returns the bytes that take go-smtp's DATA reader from s to stEOF
 // without content: what the hand-over feeds it so that its drain stops
-// exactly at the end (see bulk.go).
+// exactly at the end (see fast.go).
 func endOf(s dotState) []byte {
 	switch s {
 	case stBOL:

@@ -1,4 +1,4 @@
-package smtpd
+package readpath
 
 import (
 	"bytes"
@@ -21,8 +21,8 @@ import (
 // message's business (cleanup re-encodes those over 998 octets, RFC 5322
 // §2.1.1). go-smtp has no setting for that, and a wrapper on the net.Conn
 // cannot tell a command from content under TLS (it sees ciphertext), so the
-// limit is moved one level up: the session puts cmdGate between go-smtp's
-// per-connection line limiter and its source (the idleConn, or the
+// limit is moved one level up: the session puts Gate between go-smtp's
+// per-connection line limiter and its source (the Tap's conn, or the
 // tls.Conn above it) and turns go-smtp's own count off. Both are
 // unexported fields of go-smtp's Conn (v0.26.0, lineLimitReader in
 // lengthlimit_reader.go), reached by reflection; if they are not found
@@ -31,38 +31,38 @@ import (
 //
 // The gate follows the protocol on the bytes it hands to go-smtp:
 //   - Command mode: it hands out complete lines only, each at most
-//     cmdLineLimit octets with its CRLF. A longer one gets
-//     errCmdLineTooLong and the connection ends (as go-smtp's own limit
+//     CmdLineLimit octets with its CRLF. A longer one gets
+//     ErrCmdLineTooLong and the connection ends (as go-smtp's own limit
 //     did); go-smtp never sees a piece of it, so no truncated command is
-//     ever executed. Memory: at most cmdLineLimit plus one read.
+//     ever executed. Memory: at most CmdLineLimit plus one read.
 //   - After a DATA command line it hands out nothing more until go-smtp
 //     reads again: if the session's Data was called meanwhile (dataNext),
 //     content follows, decoded with go-smtp's own state machine (step,
-//     dotdata.go) from the start of a line, and handed out unchecked up to
+//     dot.go) from the start of a line, and handed out unchecked up to
 //     and including its end ".\r\n"; else DATA was refused and the bytes
 //     are commands.
 //   - After a BDAT command line that go-smtp will act on (its own parsing,
 //     bdatSize), the chunk's bytes are handed out unchecked.
 //
 // BDAT chunks and DATA content are streamed by go-smtp (and by the fast
-// path, bulk.go) a buffer at a time: no line is ever held whole. Before the
+// path, fast.go) a buffer at a time: no line is ever held whole. Before the
 // session exists (the greeting, and after STARTTLS until the next EHLO),
-// go-smtp's own limit applies: MaxLineLength is the same cmdLineLimit. That
+// go-smtp's own limit applies: MaxLineLength is the same CmdLineLimit. That
 // one counts every byte go-smtp reads ahead, so a client that sends a long
 // content line before it has the EHLO reply (which RFC 2920 §3.1 says it
 // must wait for) can be cut with go-smtp's "500 5.4.0 Too long line".
 
-// cmdLineLimit bounds a command line, CRLF included: go-smtp's default,
+// CmdLineLimit bounds a command line, CRLF included: go-smtp's default,
 // RFC 5321 §4.5.3.1.4's 512 octets with room for the extensions' parameters
 // (SIZE, BODY, DSN's ORCPT and ENVID) and AUTH initial responses.
-const cmdLineLimit = 2000
+const CmdLineLimit = 2000
 
-// errCmdLineTooLong is the reply to a command line over cmdLineLimit
+// ErrCmdLineTooLong is the reply to a command line over CmdLineLimit
 // (RFC 5321 §4.2.2: 500 "may include errors such as command line too
 // long"; RFC 3463 5.5.2: syntax error). The connection is then closed: where
 // the next command starts is not known.
-var errCmdLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
-	Message: "Line too long (RFC 5321 section 4.5.3.1.4: command lines at most " + strconv.Itoa(cmdLineLimit) + " octets here), closing connection"}
+var ErrCmdLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+	Message: "Line too long (RFC 5321 section 4.5.3.1.4: command lines at most " + strconv.Itoa(CmdLineLimit) + " octets here), closing connection"}
 
 type gateMode uint8
 
@@ -73,12 +73,12 @@ const (
 	gateChunk
 )
 
-// cmdGate is the source of go-smtp's line reader; session goroutine only.
-type cmdGate struct {
-	r       io.Reader // the idleConn, or the tls.Conn over it
-	w       io.Writer // the same connection, for errCmdLineTooLong
+// Gate is the source of go-smtp's line reader; session goroutine only.
+type Gate struct {
+	r       io.Reader // the tapped conn, or the tls.Conn over it
+	w       io.Writer // the same connection, for ErrCmdLineTooLong
 	goLimit *int      // go-smtp's LineLimit for this connection, kept at 0
-	limit   int       // cmdLineLimit (tests: smaller)
+	limit   int       // CmdLineLimit (tests: smaller)
 
 	buf   []byte // read, not handed out yet: buf[off:]
 	off   int
@@ -115,9 +115,9 @@ func llrFields(c *smtp.Conn) (src *io.Reader, limit, count *int, ok bool) {
 		(*int)(unsafe.Pointer(n.UnsafeAddr())), true
 }
 
-// gateAvailable reports whether go-smtp's Conn has the fields installGate
+// GateAvailable reports whether go-smtp's Conn has the fields installGate
 // needs.
-var gateAvailable = func() bool {
+var GateAvailable = func() bool {
 	f, ok := reflect.TypeFor[smtp.Conn]().FieldByName("lineLimitReader")
 	if !ok || f.Type.Kind() != reflect.Pointer || f.Type.Elem().Kind() != reflect.Struct {
 		return false
@@ -130,31 +130,31 @@ var gateAvailable = func() bool {
 		l.Type.Kind() == reflect.Int && n.Type.Kind() == reflect.Int
 }()
 
-// installGate puts a cmdGate under go-smtp's line reader of c, unless one
+// installGate puts a Gate under go-smtp's line reader of c, unless one
 // is there already (a new session after STARTTLS has a new reader). It
 // returns the gate, or nil if go-smtp's layout is unknown.
-func installGate(c *smtp.Conn) *cmdGate {
+func installGate(c *smtp.Conn) *Gate {
 	src, limit, count, ok := llrFields(c)
-	if !ok || !gateAvailable {
+	if !ok || !GateAvailable {
 		return nil
 	}
-	if g, ok := (*src).(*cmdGate); ok {
+	if g, ok := (*src).(*Gate); ok {
 		return g
 	}
 	w, ok := (*src).(io.Writer)
 	if !ok {
 		return nil
 	}
-	g := &cmdGate{r: *src, w: w, goLimit: limit, limit: cmdLineLimit}
-	if ic, ok := g.r.(*idleConn); ok {
-		ic.gate = g // cleartext: the fast path reads below the gate
+	g := &Gate{r: *src, w: w, goLimit: limit, limit: CmdLineLimit}
+	if t, ok := g.r.(Tapped); ok {
+		t.ReadTap().gate = g // cleartext: the fast path reads below the gate
 	}
 	*src = g
 	*limit, *count = 0, 0
 	return g
 }
 
-func (g *cmdGate) Read(p []byte) (int, error) {
+func (g *Gate) Read(p []byte) (int, error) {
 	// go-smtp restores its limit after each BDAT chunk: keep it off (it
 	// counts after this returns, and only if the limit is set).
 	*g.goLimit = 0
@@ -190,7 +190,7 @@ func (g *cmdGate) Read(p []byte) (int, error) {
 					break // go-smtp answers the lines before it first
 				}
 				g.dead = true
-				e := errCmdLineTooLong
+				e := ErrCmdLineTooLong
 				fmt.Fprintf(g.w, "%d %d.%d.%d %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
 				return 0, io.EOF
 			}
@@ -220,7 +220,7 @@ func (g *cmdGate) Read(p []byte) (int, error) {
 // reset runs with the session's Reset: go-smtp is done with a DATA
 // transaction (or never began one), so what follows is commands, whatever
 // the gate's decoding of the content concluded.
-func (g *cmdGate) reset() {
+func (g *Gate) reset() {
 	if g.mode == gateContent {
 		g.mode = gateCommand
 	}
@@ -229,11 +229,11 @@ func (g *cmdGate) reset() {
 
 // held reports whether the gate holds bytes it read but has not handed to
 // go-smtp: the DATA fast path may not take over the socket then.
-func (g *cmdGate) held() bool { return g.off < len(g.buf) }
+func (g *Gate) held() bool { return g.off < len(g.buf) }
 
 // fill reads more from the connection. A read error with no bytes is
 // returned; one with bytes waits until they are handed out.
-func (g *cmdGate) fill() error {
+func (g *Gate) fill() error {
 	if g.off == len(g.buf) {
 		g.buf, g.off = g.buf[:0], 0
 	} else if g.off > 0 {
@@ -258,7 +258,7 @@ func (g *cmdGate) fill() error {
 // approve extends what may be handed out from the unapproved bytes
 // buf[off+ok:], one step of the protocol. It reports false for a command
 // line over the limit.
-func (g *cmdGate) approve() bool {
+func (g *Gate) approve() bool {
 	rest := g.buf[g.off+g.ok:]
 	if len(rest) == 0 {
 		return true

@@ -1,4 +1,4 @@
-package smtpd
+package readpath
 
 import (
 	"bytes"
@@ -15,9 +15,9 @@ import (
 // go-smtp's DATA reader takes its input one byte at a time from a
 // bufio.Reader: on 1 MB messages that was half of relayd's CPU. On a
 // cleartext connection, the session reads the content straight from the
-// socket instead, a buffer at a time, with the same decoding (dotdata.go)
-// and the same limits (line length, message size). The hand-over goes
-// through idleConn, the net.Conn under go-smtp's bufio.Reader:
+// socket instead, a buffer at a time, with the same decoding (dot.go)
+// and the same limits (line length, message size). The hand-over
+// goes through the Tap, the source of go-smtp's bufio.Reader:
 //
 //  1. Data arms the conn and reads through go-smtp's reader, which first
 //     consumes whatever go-smtp had buffered.
@@ -40,7 +40,7 @@ import (
 // over the limit poisons the conn: go-smtp gets that error on every later
 // read, as it would have from the socket or its line limit.
 //
-// TLS sessions (go-smtp then reads from a tls.Conn, not from the idleConn)
+// TLS sessions (go-smtp then reads from a tls.Conn, not from the Tap)
 // and BDAT keep go-smtp's path, and so does DATA after BDAT in a session.
 //
 // One difference remains, by design: a line over the limit in pipelined
@@ -53,7 +53,7 @@ import (
 // errSwitch is what the armed conn answers go-smtp's reader with.
 var errSwitch = errors.New("smtpd: DATA continues on the fast path")
 
-// tracker follows, over every byte idleConn hands to go-smtp, the state
+// tracker follows, over every byte the Tap hands to go-smtp, the state
 // go-smtp's DATA reader would be in and its line-limit count.
 type tracker struct {
 	handed  int64    // bytes handed out
@@ -97,11 +97,11 @@ func (t *tracker) note(b []byte) {
 // the client sends after the 354, the normal case, take the fast path from
 // its first byte. Also, the content has not ended, and the current line
 // leaves room for endOf's bytes under go-smtp's limit (if go-smtp has one
-// for content: not once the cmdGate is in), and the gate between go-smtp
+// for content: not once the Gate is in), and the gate between go-smtp
 // and this conn holds nothing it read from here (it always hands all of
 // the content it has before it reads again, but not a command line it
-// took for one before it knew the content had begun, see cmdGate.Read).
-func (c *idleConn) handOver(limit int) bool {
+// took for one before it knew the content had begun, see Gate.Read).
+func (c *Tap) handOver(limit int) bool {
 	t := &c.trk
 	known := t.lastOrd >= c.armedAt || t.st == stBOL || t.st == stDot || t.st == stDotCR
 	return known && t.st != stEOF && (limit <= 0 || t.lineLen+8 <= limit) && (c.gate == nil || !c.gate.held())
@@ -114,7 +114,7 @@ var rawPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // connection.
 type fastData struct {
 	r         io.Reader // go-smtp's DATA reader, until the switch
-	c         *idleConn
+	c         *Tap
 	lineLimit int
 	limited   bool
 	left      int64 // content bytes still allowed, as go-smtp's reader counts
@@ -128,7 +128,7 @@ type fastData struct {
 	err      error // sticky read error after the switch
 }
 
-func newFastData(r io.Reader, c *idleConn, maxBytes int64) *fastData {
+func newFastData(r io.Reader, c *Tap, maxBytes int64) *fastData {
 	c.armed, c.armedAt = true, c.trk.handed
 	return &fastData{r: r, c: c, lineLimit: c.lineLimit, limited: maxBytes > 0, left: maxBytes}
 }

@@ -83,7 +83,7 @@
 //     Any other meta/ID.gone (stray, damaged, or of a relayd before this
 //     rule) is quarantined with msg/ID and meta/ID.json, never obeyed.
 //  6. Only one process owns a spool (the lock file); only one goroutine at a
-//     time works on a given message (the "busy" claim in the scheduler), so a
+//     time works on a given message (the claim, lifecycle.go), so a
 //     message is never delivered twice concurrently and meta updates never
 //     race.
 //  7. Memory holds only ID, next-attempt time and flags per message (a

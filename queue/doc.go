@@ -113,7 +113,8 @@
 // # Flush modes
 //
 // Which flush makes a batch's data durable depends on what the spool's
-// filesystem guarantees, never on hope (flush.go, queue.flush):
+// filesystem guarantees, never on hope (queue.flush; flush.go: the flusher,
+// chosen at Open and on reload, the committer's one mode-dependent step):
 //
 //   - syncfs: one syncfs(2) per batch, which writes back every file's data
 //     and metadata on the filesystem. Only where the kernel's

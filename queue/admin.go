@@ -4,110 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
-
-	"relayd/maillog"
 )
-
-// settle ends a claim on e: it applies the desired state set by admin
-// operations meanwhile (delete, hold) to disk, then puts e back in the
-// schedule at next (now, if a flush was asked). m may be nil when the meta
-// could not be read; then only a delete is applied.
-func (q *Queue) settle(e *entry, m *Meta, next time.Time) {
-	s := &q.s
-	for {
-		s.mu.Lock()
-		held, del := e.held, e.del
-		s.mu.Unlock()
-		if del {
-			if err := q.removeMessage(e.id, m, false); err != nil {
-				// Keep the entry (still marked deleted) and try again:
-				// dropping it would leave the files, and the message
-				// would come back at the next start.
-				q.log.Error("queue: delete failed, will retry", "id", e.id, "err", err)
-				s.mu.Lock()
-				s.releaseLocked(e, q.now().Add(q.cfg.MinBackoff), q.now())
-				s.mu.Unlock()
-				return
-			}
-			maillog.Log(q.log, maillog.Event{ID: e.id, Status: maillog.Deleted})
-			s.mu.Lock()
-			s.dropLocked(e)
-			s.mu.Unlock()
-			return
-		}
-		if m != nil && m.Held != held {
-			m.Held = held
-			if err := q.writeMeta(m); err != nil {
-				q.log.Error("queue: cannot persist hold state", "id", e.id, "err", err)
-			} else if held {
-				maillog.Log(q.log, maillog.Event{ID: e.id, Status: maillog.Held, Reply: "held by the admin"})
-			}
-		}
-		s.mu.Lock()
-		if e.held == held && e.del == del {
-			s.releaseLocked(e, next, q.now())
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Unlock()
-	}
-}
-
-// adminOp sets a desired state on each message (all when ids is empty) and,
-// for messages nobody is working on, applies it to disk now. A message
-// being delivered gets it when its attempt ends.
-func (q *Queue) adminOp(ids []string, set func(e *entry)) error {
-	s := &q.s
-	if len(ids) == 0 {
-		s.mu.Lock()
-		for id := range s.byID {
-			ids = append(ids, id)
-		}
-		s.mu.Unlock()
-	}
-	var errs []error
-	for _, id := range ids {
-		if err := checkID(id); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.mu.Lock()
-		e := s.byID[id]
-		if e == nil {
-			s.mu.Unlock()
-			errs = append(errs, fmt.Errorf("queue: %s: %w", id, ErrNotFound))
-			continue
-		}
-		set(e)
-		s.takeCommittedLocked(e) // the disk is the truth from now on
-		if e.busy {
-			s.mu.Unlock()
-			q.spares.dropKept(id)
-			continue
-		}
-		s.claimLocked(e)
-		next := time.Unix(0, e.next)
-		s.mu.Unlock()
-		q.spares.dropKept(id)
-		m, err := q.readMetaID(id)
-		if err != nil {
-			errs = append(errs, err)
-			m = nil
-		}
-		q.settle(e, m, next)
-	}
-	return errors.Join(errs...)
-}
 
 // Hold stops delivery attempts for the messages (all when none are given).
 func (q *Queue) Hold(ids ...string) error {
-	return q.adminOp(ids, func(e *entry) { e.held = true })
+	return q.adminOp(ids, evHold)
 }
 
 // Release undoes Hold; the message keeps its schedule.
 func (q *Queue) Release(ids ...string) error {
-	return q.adminOp(ids, func(e *entry) { e.held = false })
+	return q.adminOp(ids, evUnhold)
 }
 
 // Delete removes messages without any notice and logs status=deleted.
@@ -115,7 +21,7 @@ func (q *Queue) Delete(ids ...string) error {
 	if len(ids) == 0 {
 		return errors.New("queue: delete needs at least one message ID")
 	}
-	return q.adminOp(ids, func(e *entry) { e.del = true })
+	return q.adminOp(ids, evDelete)
 }
 
 // Bounce returns messages to their senders now: every pending recipient
@@ -127,7 +33,7 @@ func (q *Queue) Bounce(ids ...string) error {
 	if len(ids) == 0 {
 		return errors.New("queue: bounce needs at least one message ID")
 	}
-	if err := q.adminOp(ids, func(e *entry) { e.held, e.bounce = false, true }); err != nil {
+	if err := q.adminOp(ids, evBounce); err != nil {
 		return err
 	}
 	return q.Flush(ids...)
@@ -143,7 +49,7 @@ func (q *Queue) Flush(ids ...string) error {
 	s.mu.Lock()
 	s.upLocked()
 	flush := func(e *entry) {
-		if e.busy {
+		if e.state.claimed() {
 			e.flush = true
 			return
 		}

@@ -204,7 +204,7 @@ func benchCommit(b *testing.B, syncfs bool) {
 		b.Fatal(err)
 	}
 	defer q.Close()
-	q.useSyncfs.Store(syncfs)
+	q.setFlusher(syncfsMode(syncfs))
 	body := []byte(strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 64)) // 4 KiB
 	env := Envelope{From: "s@x.example", Rcpts: rcpts("a@y.example")}
 	b.SetBytes(int64(len(body)))

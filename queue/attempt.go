@@ -61,9 +61,7 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			q.s.mu.Lock()
-			q.s.dropLocked(e)
-			q.s.mu.Unlock()
+			q.s.drop(e)
 			return
 		}
 		q.log.Error("queue: cannot read meta, will retry", "id", e.id, "err", err)
@@ -71,7 +69,7 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 		return
 	}
 	q.s.mu.Lock()
-	skip := e.held || e.del
+	skip := e.state != stClaimed // to be held or deleted
 	q.s.mu.Unlock()
 	if skip {
 		q.settle(e, m, m.NextAttempt)
@@ -115,9 +113,7 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 				if err := q.checkBody(m); err != nil {
 					if errors.Is(err, errBodyCorrupt) {
 						q.quarantine(m.ID, err)
-						q.s.mu.Lock()
-						q.s.dropLocked(e)
-						q.s.mu.Unlock()
+						q.s.drop(e)
 						return
 					}
 					q.log.Error("queue: cannot read message to check it, will retry", "id", m.ID, "err", err)
@@ -143,9 +139,7 @@ func (q *Queue) work(ctx context.Context, e *entry, c *claim) {
 			q.settle(e, m, now.Add(q.cfg.MinBackoff))
 			return
 		}
-		q.s.mu.Lock()
-		q.s.dropLocked(e)
-		q.s.mu.Unlock()
+		q.s.drop(e)
 		return
 	}
 	next := m.NextAttempt
@@ -436,20 +430,4 @@ func hasPending(m *Meta) bool {
 		}
 	}
 	return false
-}
-
-// persist writes m (with the admin's desired state) and ends the claim.
-func (q *Queue) persist(e *entry, m *Meta, next time.Time) {
-	if err := q.writeMeta(m); err != nil {
-		q.log.Error("queue: cannot persist delivery state, keeping it in memory", "id", m.ID, "err", err)
-		q.keepUnsaved(e, m)
-	}
-	q.settle(e, m, next)
-}
-
-// keepUnsaved remembers state that could not be written, see entry.unsaved.
-func (q *Queue) keepUnsaved(e *entry, m *Meta) {
-	q.s.mu.Lock()
-	e.unsaved = m
-	q.s.mu.Unlock()
 }

@@ -83,7 +83,7 @@
 //     Any other meta/ID.gone (stray, damaged, or of a relayd before this
 //     rule) is quarantined with msg/ID and meta/ID.json, never obeyed.
 //  6. Only one process owns a spool (the lock file); only one goroutine at a
-//     time works on a given message (the "busy" claim in the scheduler), so a
+//     time works on a given message (the claim, lifecycle.go), so a
 //     message is never delivered twice concurrently and meta updates never
 //     race.
 //  7. Memory holds only ID, next-attempt time and flags per message (a
@@ -113,7 +113,8 @@
 // # Flush modes
 //
 // Which flush makes a batch's data durable depends on what the spool's
-// filesystem guarantees, never on hope (flush.go, queue.flush):
+// filesystem guarantees, never on hope (queue.flush; flush.go: the flusher,
+// chosen at Open and on reload, the committer's one mode-dependent step):
 //
 //   - syncfs: one syncfs(2) per batch, which writes back every file's data
 //     and metadata on the filesystem. Only where the kernel's

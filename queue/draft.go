@@ -357,10 +357,8 @@ func (q *Queue) commitLoop() {
 	}
 }
 
-// flushBatch: syncfs once (every new message file and tmp meta, with their
-// tmp/ entries: syncfs writes back all of the filesystem's data and
-// metadata), or in fdatasync mode fdatasync every file of the batch (in
-// parallel, fdatasyncBatch), rename each into place (new messages into
+// flushBatch: make the data of every file of the batch durable (the
+// flusher: one syncfs, or an fdatasync of each file), rename each into place (new messages into
 // msg/: the commit markers; state updates into meta/), then fsync msg/ and
 // meta/ once each (whichever got entries). A failure fails every request
 // it touches and leaves no new message behind (an update keeps the
@@ -377,30 +375,9 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 			}
 		}
 	}
-	syncfs := q.useSyncfs.Load()
-	if !syncfs {
-		batch = q.fdatasyncBatch(batch, fail)
-	} else {
-		if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
-			q.syncErrs.Add(1)
-			fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
-			return
-		}
+	batch, all := q.flusher().flush(batch, fail)
+	if all {
 		q.flushDurable.Store(gen) // every rename out of msg/ before it is on disk
-		// A writeback error is reported once: if an earlier batch's
-		// syncfs failed after one of these files was written, that error
-		// may have been this file's pages. Fail it (451) rather than
-		// answer 250 for data that may not be on disk.
-		cur := q.syncErrs.Load()
-		kept := batch[:0:0]
-		for _, r := range batch {
-			if r.errs != cur {
-				fail(fmt.Errorf("queue: %s: a flush failed while it was being written, its data may not be on disk", r.id), []*commitReq{r})
-				continue
-			}
-			kept = append(kept, r)
-		}
-		batch = kept
 	}
 	var msgs, metas []*commitReq
 	for _, r := range batch {
@@ -430,8 +407,8 @@ func (q *Queue) flushBatch(batch []*commitReq) {
 		if err := q.syncSub(g.dir); err != nil {
 			fail(noSpace(err), g.reqs)
 			_ = q.syncSub(g.dir) // try to make the removals durable too
-		} else if g.dir == "msg" && !syncfs {
-			q.flushDurable.Store(gen)
+		} else if g.dir == "msg" {
+			q.flushDurable.Store(gen) // (again, after a syncfs: the same gen)
 		}
 	}
 }
@@ -452,62 +429,4 @@ func renameNoReplace(oldpath, newpath string) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: fs.ErrExist}
 	}
 	return os.Rename(oldpath, newpath)
-}
-
-// maxSyncers bounds the fdatasync(2) calls a batch runs at once: the
-// device (or the FUSE or NFS server) gets many requests in flight, one
-// flush round for the batch, without a thread per file.
-const maxSyncers = 16
-
-// fdatasyncBatch makes the data of every file of the batch durable with
-// fdatasync(2) (the flush mode where syncfs cannot be trusted, see
-// flush.go), running up to maxSyncers at once. A request whose file
-// cannot be flushed fails alone; the rest of the batch is returned.
-// fdatasync also writes the size, so a truncated spare file is safe.
-func (q *Queue) fdatasyncBatch(batch []*commitReq, fail func(error, []*commitReq)) []*commitReq {
-	errs := make([]error, len(batch))
-	sync1 := func(i int) {
-		r := batch[i]
-		if r.f == nil {
-			errs[i] = fmt.Errorf("queue: %s: no descriptor to fdatasync", r.id)
-			return
-		}
-		for {
-			err := unix.Fdatasync(int(r.f.Fd()))
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				errs[i] = noSpace(fmt.Errorf("queue: fdatasync %s: %w", r.tmp, err))
-			}
-			return
-		}
-	}
-	if len(batch) == 1 {
-		sync1(0)
-	} else {
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range min(len(batch), maxSyncers) {
-			wg.Go(func() {
-				for i := range next {
-					sync1(i)
-				}
-			})
-		}
-		for i := range batch {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-	}
-	kept := batch[:0:0]
-	for i, r := range batch {
-		if errs[i] != nil {
-			fail(errs[i], []*commitReq{r})
-			continue
-		}
-		kept = append(kept, r)
-	}
-	return kept
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -149,7 +150,7 @@ func (q *Queue) RecheckFlush() (FlushInfo, error) {
 	q.flushMu.Lock()
 	old := q.flushInfo
 	q.flushInfo = fi
-	q.useSyncfs.Store(fi.Mode == FlushSyncfs)
+	q.setFlusher(fi.Mode)
 	q.flushMu.Unlock()
 	if old.Mode != fi.Mode || old.FSType != fi.FSType {
 		q.logFlush(fi)
@@ -162,4 +163,133 @@ func (q *Queue) logFlush(fi FlushInfo) {
 	if fi.Warning != "" {
 		q.log.Warn("queue: "+fi.Warning, "mode", fi.Mode, "fs", fi.FS, "dir", q.dir)
 	}
+}
+
+// flusher is the flush mode (Config.Flush, ChooseFlush) as the committer
+// uses it: the one operation that differs between the modes. Everything
+// else on the commit and removal paths (the renames, the fsyncs of msg/
+// and meta/, the tombstones) is the same in both. Open and RecheckFlush
+// choose it (setFlusher); nothing else looks at the mode.
+type flusher interface {
+	// mode is FlushSyncfs or FlushFdatasync.
+	mode() string
+	// flush makes the data of the batch's written files durable, before
+	// the committer renames them into place. It fails (fail) the requests
+	// whose data may not be on disk and returns the others; all reports
+	// that it also made every earlier change to the filesystem durable,
+	// directory entries included (syncfs writes back all of it).
+	flush(batch []*commitReq, fail func(error, []*commitReq)) (kept []*commitReq, all bool)
+}
+
+type flusherBox struct{ f flusher }
+
+// setFlusher switches the committer to mode (FlushSyncfs or, for anything
+// else, FlushFdatasync, which is durable everywhere); the next batch uses
+// it.
+func (q *Queue) setFlusher(mode string) {
+	var f flusher = fdatasyncFlusher{}
+	if mode == FlushSyncfs {
+		f = syncfsFlusher{q}
+	}
+	q.flush.Store(&flusherBox{f})
+}
+
+// flusher returns the flush mode in use.
+func (q *Queue) flusher() flusher { return q.flush.Load().f }
+
+// syncfsFlusher flushes a batch with one syncfs(2) of the spool's
+// filesystem: every new message file and tmp meta with their tmp/ entries,
+// and every earlier rename. Only for filesystems known to honour it
+// (syncfsHonoured).
+type syncfsFlusher struct{ q *Queue }
+
+func (syncfsFlusher) mode() string { return FlushSyncfs }
+
+func (s syncfsFlusher) flush(batch []*commitReq, fail func(error, []*commitReq)) ([]*commitReq, bool) {
+	q := s.q
+	if err := q.syncfs(int(q.rootFD.Fd())); err != nil {
+		q.syncErrs.Add(1)
+		fail(noSpace(fmt.Errorf("queue: syncfs %s: %w", q.dir, err)), batch)
+		return nil, false
+	}
+	// A writeback error is reported once: if an earlier batch's syncfs
+	// failed after one of these files was written, that error may have
+	// been this file's pages. Fail it (451) rather than answer 250 for
+	// data that may not be on disk.
+	cur := q.syncErrs.Load()
+	kept := batch[:0:0]
+	for _, r := range batch {
+		if r.errs != cur {
+			fail(fmt.Errorf("queue: %s: a flush failed while it was being written, its data may not be on disk", r.id), []*commitReq{r})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept, true
+}
+
+// fdatasyncFlusher flushes a batch with an fdatasync(2) of each file: the
+// mode wherever syncfs does not reach the data (FUSE, NFS, overlay, see
+// syncfsHonoured).
+type fdatasyncFlusher struct{}
+
+func (fdatasyncFlusher) mode() string { return FlushFdatasync }
+
+// maxSyncers bounds the fdatasync(2) calls a batch runs at once: the
+// device (or the FUSE or NFS server) gets many requests in flight, one
+// flush round for the batch, without a thread per file.
+const maxSyncers = 16
+
+// flush makes the data of every file of the batch durable with
+// fdatasync(2), running up to maxSyncers at once. A request whose file
+// cannot be flushed fails alone; the rest of the batch is returned.
+// fdatasync also writes the size, so a truncated spare file is safe. It
+// makes no directory entry durable: the committer's fsyncs of msg/ and
+// meta/ do.
+func (fdatasyncFlusher) flush(batch []*commitReq, fail func(error, []*commitReq)) ([]*commitReq, bool) {
+	errs := make([]error, len(batch))
+	sync1 := func(i int) {
+		r := batch[i]
+		if r.f == nil {
+			errs[i] = fmt.Errorf("queue: %s: no descriptor to fdatasync", r.id)
+			return
+		}
+		for {
+			err := unix.Fdatasync(int(r.f.Fd()))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				errs[i] = noSpace(fmt.Errorf("queue: fdatasync %s: %w", r.tmp, err))
+			}
+			return
+		}
+	}
+	if len(batch) == 1 {
+		sync1(0)
+	} else {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(len(batch), maxSyncers) {
+			wg.Go(func() {
+				for i := range next {
+					sync1(i)
+				}
+			})
+		}
+		for i := range batch {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	kept := batch[:0:0]
+	for i, r := range batch {
+		if errs[i] != nil {
+			fail(errs[i], []*commitReq{r})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept, false
 }

@@ -101,6 +101,9 @@ func TestFlushAutoOnFUSE(t *testing.T) {
 	if !strings.Contains(logs.String(), "flush mode") || !strings.Contains(logs.String(), "mode=fdatasync") {
 		t.Errorf("the chosen mode is not logged:\n%s", logs)
 	}
+	if got := q.flusher().mode(); got != FlushFdatasync {
+		t.Errorf("the committer flushes with %s, want fdatasync", got)
+	}
 	// Mail commits and reads back in that mode.
 	d, err := q.Create()
 	if err != nil {
@@ -123,7 +126,7 @@ func TestFlushAutoOnFUSE(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if fi := q.FlushMode(); fi.Mode != FlushSyncfs || fi.Warning == "" {
+	if fi := q.FlushMode(); fi.Mode != FlushSyncfs || fi.Warning == "" || q.flusher().mode() != FlushSyncfs {
 		t.Errorf("forced syncfs: %+v", fi)
 	}
 	if !strings.Contains(logs.String(), "level=WARN") {
@@ -147,11 +150,12 @@ func TestFlushAutoOnExt4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if fi := q.FlushMode(); fi.Mode != FlushSyncfs || fi.FS != "ext4" || !q.useSyncfs.Load() {
+	if fi := q.FlushMode(); fi.Mode != FlushSyncfs || fi.FS != "ext4" || q.flusher().mode() != FlushSyncfs {
 		t.Errorf("auto on ext4 chose %+v", fi)
 	}
-	if fi, err := q.RecheckFlush(); err != nil || fi.Mode != FlushSyncfs {
-		t.Errorf("RecheckFlush: %+v, %v", fi, err)
+	q.setFlusher(FlushFdatasync) // as if the spool had been elsewhere
+	if fi, err := q.RecheckFlush(); err != nil || fi.Mode != FlushSyncfs || q.flusher().mode() != FlushSyncfs {
+		t.Errorf("RecheckFlush: %+v, %v; the committer flushes with %s", fi, err, q.flusher().mode())
 	}
 }
 

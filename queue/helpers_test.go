@@ -203,7 +203,7 @@ func inBothFlushModes(t *testing.T, mod func(*Config), fn func(t *testing.T, h *
 	for _, syncfs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("syncfs=%v", syncfs), func(t *testing.T) {
 			h := newHarness(t, mod)
-			h.q.useSyncfs.Store(syncfs)
+			h.q.setFlusher(syncfsMode(syncfs))
 			fn(t, h)
 		})
 	}
@@ -319,4 +319,12 @@ func (h *harness) idle() {
 
 func slogTo(l *logBuf) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// syncfsMode is the flush mode a test's syncfs flag names.
+func syncfsMode(syncfs bool) string {
+	if syncfs {
+		return FlushSyncfs
+	}
+	return FlushFdatasync
 }

@@ -132,7 +132,7 @@ func (q *Queue) rehomeHeld() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		e := s.byID[m.ID]
-		if e == nil || e.busy || e.home != s.def || e.idx < 0 {
+		if e == nil || e.state != stWaiting || e.home != s.def || e.idx < 0 {
 			return nil
 		}
 		heap.Remove(&s.def.h, int(e.idx))

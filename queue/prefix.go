@@ -29,7 +29,7 @@ func (q *Queue) ReplacePrefix(id string, fn func(m *Meta, msg io.Reader) ([]byte
 	case e == nil:
 		s.mu.Unlock()
 		return fmt.Errorf("queue: %s: %w", id, ErrNotFound)
-	case e.busy:
+	case e.state.claimed():
 		s.mu.Unlock()
 		return fmt.Errorf("queue: %s: %w", id, ErrBusy)
 	}

@@ -56,9 +56,9 @@ func (q *Queue) removeMessage(id string, m *Meta, noMeta bool) error {
 	if err != nil {
 		return fmt.Errorf("queue: remove meta %s: %w", id, err)
 	}
-	// In either flush mode the janitor completes it: finishRemovals
-	// flushes the directories itself, for every removal since its last
-	// pass.
+	// The janitor completes it: finishRemovals flushes the directories
+	// itself (the same in both flush modes), for every removal since its
+	// last pass.
 	q.gcMu.Lock()
 	q.gcBodies = append(q.gcBodies, id)
 	q.gcMu.Unlock()

@@ -3,7 +3,6 @@ package queue
 import (
 	"container/heap"
 	"sync"
-	"time"
 )
 
 // entry is all the scheduler keeps in memory per message. The envelope
@@ -12,13 +11,13 @@ type entry struct {
 	id   string
 	next int64 // UnixNano of the next attempt
 	idx  int32 // position in the heap, -1 when not in it
-	// Desired state, set by admin operations; the goroutine holding the
-	// claim (busy) writes it to disk before releasing.
-	held   bool
-	del    bool
+	// state is where the entry is in its claim lifecycle (lifecycle.go:
+	// waiting, held, claimed, ...); it changes only through moveLocked.
+	state state
+	// Facts orthogonal to the state (lifecycle.go): an admin flush that
+	// arrived during a claim, and an admin bounce for the next attempt.
 	flush  bool
 	bounce bool // return to the sender now (relayd queue bounce)
-	busy   bool // claimed: being delivered or updated; not in the heap
 	// home is the lane whose heap holds the entry (or will, when it is
 	// released): its one smarthost, or the mixed lane for a message whose
 	// pending recipients take several (lanes.go).
@@ -71,7 +70,7 @@ func (h *entryHeap) Pop() any {
 }
 
 // sched is the in-memory schedule: a map for lookups and, per smarthost
-// (lane), a heap of the entries that may be attempted (not held, not busy)
+// (lane), a heap of the entries that may be attempted (waiting, lifecycle.go)
 // and the transport state (lanes.go).
 type sched struct {
 	mu         sync.Mutex
@@ -120,49 +119,6 @@ func (s *sched) len() int {
 	return len(s.byID)
 }
 
-// add schedules a new message whose pending recipients take lanes.
-func (s *sched) add(id string, next time.Time, held bool, lanes []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.addLocked(id, next, held, lanes)
-}
-
-// addLocked is add with s.mu held; it returns the new entry, or nil if id
-// is already scheduled.
-func (s *sched) addLocked(id string, next time.Time, held bool, lanes []string) *entry {
-	if _, ok := s.byID[id]; ok {
-		return nil
-	}
-	e := &entry{id: id, next: next.UnixNano(), idx: -1, held: held, lanes: lanes}
-	e.home = s.homeLocked(lanes)
-	s.byID[id] = e
-	if !held {
-		heap.Push(&e.home.h, e)
-	}
-	return e
-}
-
-// addFresh adds a message that this process just committed: due at next,
-// its first attempt runs from memory (see entry.fresh).
-// m, when not nil, is its meta as committed, kept for that attempt while
-// fewer than maxCommitted entries hold one.
-func (s *sched) addFresh(id string, next time.Time, m *Meta, lanes []string) {
-	// One critical section: the dispatcher must never see the entry
-	// without fresh and committed set (it would run an ordinary first
-	// pass, write meta/ID.json, and a later pass would start from the
-	// stale committed meta).
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.addLocked(id, next, false, lanes)
-	if e == nil {
-		return
-	}
-	e.fresh = true
-	if m != nil {
-		s.chargeLocked(e, m)
-	}
-}
-
 // chargeLocked keeps m as e's committed meta if e's lane and the queue
 // have room: each smarthost at most maxCommitted, all together twice that,
 // so a smarthost that is down or slow, whose backlog keeps its entries
@@ -201,44 +157,6 @@ func (s *sched) takeCommittedLocked(e *entry) *Meta {
 		e.charged = nil
 	}
 	return m
-}
-
-// claim marks e busy and takes it out of the heap. Caller holds s.mu.
-func (s *sched) claimLocked(e *entry) {
-	e.busy = true
-	if e.idx >= 0 {
-		heap.Remove(&e.home.h, int(e.idx))
-	}
-}
-
-// releaseLocked ends a claim and puts e back according to its desired
-// state. Caller holds s.mu.
-func (s *sched) releaseLocked(e *entry, next time.Time, now time.Time) {
-	e.busy = false
-	if e.del {
-		delete(s.byID, e.id)
-		return
-	}
-	e.next = next.UnixNano()
-	if e.flush {
-		e.flush = false
-		e.next = now.UnixNano()
-	}
-	e.home = s.homeLocked(e.lanes) // the lanes may have changed (lanes.go)
-	if !e.held {
-		heap.Push(&e.home.h, e)
-	}
-	s.kick()
-}
-
-// dropLocked forgets a finished message. Caller holds s.mu.
-func (s *sched) dropLocked(e *entry) {
-	if e.idx >= 0 {
-		heap.Remove(&e.home.h, int(e.idx))
-	}
-	s.takeCommittedLocked(e)
-	e.busy = false
-	delete(s.byID, e.id)
 }
 
 func heapFix(h *entryHeap, e *entry) { heap.Fix(h, int(e.idx)) }

@@ -25,7 +25,7 @@ func (q *Queue) Stats() Stats {
 	st := Stats{Messages: len(s.byID), Quarantined: q.quarantined.Load()}
 	oldest := ""
 	for id, e := range s.byID {
-		if e.held {
+		if e.state.held() {
 			st.Held++
 		}
 		if oldest == "" || id < oldest {

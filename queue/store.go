@@ -119,12 +119,11 @@ type Queue struct {
 	// (syncfs, or the fsync of msg/ in fdatasync mode). See spare.go.
 	flushStarted atomic.Uint64
 	flushDurable atomic.Uint64
-	// useSyncfs selects the batch flush: true = one syncfs(2) per batch;
-	// false = the committer fdatasyncs every file of the batch (in
-	// parallel), then renames and fsyncs the directories. Open sets it
-	// from the filesystem type (flush.go); only syncfs needs the
-	// filesystem's cooperation.
-	useSyncfs atomic.Bool
+	// flush is the flush mode's batch flush (flusher, flush.go): one
+	// syncfs(2), or an fdatasync of every file. Open and RecheckFlush set
+	// it from the filesystem type; only syncfs needs the filesystem's
+	// cooperation.
+	flush     atomic.Pointer[flusherBox]
 	flushMu   sync.Mutex
 	flushInfo FlushInfo
 
@@ -173,7 +172,7 @@ func Open(cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	q.flushInfo = fi
-	q.useSyncfs.Store(fi.Mode == FlushSyncfs)
+	q.setFlusher(fi.Mode)
 	q.logFlush(fi)
 	if err := q.takeLock(); err != nil {
 		return nil, err

@@ -95,7 +95,7 @@ func TestGroupCommitBatches(t *testing.T) {
 }
 
 func testGroupCommit(t *testing.T, h *harness) {
-	syncfs := h.q.useSyncfs.Load()
+	syncfs := h.q.flusher().mode() == FlushSyncfs
 	var syncs sync.Mutex
 	n := 0
 	h.q.syncfs = func(fd int) error {
@@ -162,7 +162,7 @@ func testGroupCommit(t *testing.T, h *harness) {
 
 func TestCommitSyncFailureLeavesNothing(t *testing.T) {
 	h := newHarness(t, nil)
-	h.q.useSyncfs.Store(true) // the injectable flush
+	h.q.setFlusher(FlushSyncfs) // the injectable flush
 	for _, tc := range []struct {
 		err     error
 		noSpace bool

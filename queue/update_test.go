@@ -21,7 +21,7 @@ import (
 // never lost because a state change could not be written.
 func TestFailedUpdateKeepsMeta(t *testing.T) {
 	h := newHarness(t, nil)
-	h.q.useSyncfs.Store(true)
+	h.q.setFlusher(FlushSyncfs)
 	id := h.commit(Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}, FromSMTP)
 	m, err := h.q.Get(id)
 	if err != nil {
@@ -57,7 +57,7 @@ func TestFailedUpdateKeepsMeta(t *testing.T) {
 // later, successful one: its own pages may have been the ones lost.
 func TestFlushFailureFailsEarlierWrittenMessages(t *testing.T) {
 	h := newHarness(t, nil)
-	h.q.useSyncfs.Store(true)
+	h.q.setFlusher(FlushSyncfs)
 	env := Envelope{From: "a@x.example", Rcpts: rcpts("b@y.example")}
 	early, err := h.q.Create()
 	if err != nil {
@@ -120,7 +120,7 @@ func TestFirstAttemptAfterRestartIsPersisted(t *testing.T) {
 // is not sent again.
 func TestUnsavedOutcomeIsNotRedelivered(t *testing.T) {
 	h := newHarness(t, nil)
-	h.q.useSyncfs.Store(true)
+	h.q.setFlusher(FlushSyncfs)
 	var failing atomic.Bool
 	h.q.syncfs = func(fd int) error {
 		if failing.Load() {

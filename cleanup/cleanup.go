@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/envelope"
 	"relayd/internal/reply"
 	"relayd/maillog"
 	"relayd/queue"
@@ -124,8 +125,8 @@ func (c *Cleanup) Sender(addr string) (string, *smtp.SMTPError) {
 
 // Submission is one message's envelope and where it came from.
 type Submission struct {
-	Envelope queue.Envelope // addresses already mapped by Sender/Recipient
-	Origin   queue.Origin
+	Envelope envelope.Envelope // addresses already mapped by Sender/Recipient
+	Origin   envelope.Origin
 
 	// Trace information for the Received field (RFC 5321 §4.4).
 	Helo       string     // what the client said in EHLO/HELO
@@ -436,7 +437,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func rcptAddrs(rs []queue.Recipient) []string {
+func rcptAddrs(rs []envelope.Recipient) []string {
 	addrs := make([]string, len(rs))
 	for i, r := range rs {
 		addrs[i] = r.Addr
@@ -444,7 +445,7 @@ func rcptAddrs(rs []queue.Recipient) []string {
 	return addrs
 }
 
-func rcptList(rs []queue.Recipient) string {
+func rcptList(rs []envelope.Recipient) string {
 	addrs := make([]string, len(rs))
 	for i, r := range rs {
 		addrs[i] = r.Addr

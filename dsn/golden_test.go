@@ -13,18 +13,18 @@ import (
 	"strings"
 	"testing"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .eml files in testdata/")
 
 // vector is one golden test case: testdata/NAME.json -> testdata/NAME.eml.
 type vector struct {
-	Notice    queue.Notice `json:"notice"`
-	Params    Params       `json:"params"`
-	Original  *string      `json:"original,omitempty"` // nil: no opener
-	OpenError bool         `json:"open_error,omitempty"`
-	Expect    expectation  `json:"expect"`
+	Notice    envelope.Notice `json:"notice"`
+	Params    Params          `json:"params"`
+	Original  *string         `json:"original,omitempty"` // nil: no opener
+	OpenError bool            `json:"open_error,omitempty"`
+	Expect    expectation     `json:"expect"`
 }
 
 // expectation is what the independent parser must see.

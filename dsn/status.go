@@ -3,8 +3,8 @@ package dsn
 import (
 	"strings"
 
+	"relayd/envelope"
 	"relayd/internal/reply"
-	"relayd/queue"
 )
 
 // rcptReport is everything the notice says about one recipient.
@@ -22,7 +22,7 @@ type rcptReport struct {
 }
 
 // report classifies one recipient for a notice of the given kind.
-func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
+func report(kind envelope.NoticeKind, r envelope.Recipient) rcptReport {
 	rep := rcptReport{
 		addr:  reply.OneLine(r.Addr),
 		final: typedAddress("rfc822", r.Addr),
@@ -38,10 +38,10 @@ func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
 	class := code / 100
 
 	switch kind {
-	case queue.NoticeRelayed:
+	case envelope.NoticeRelayed:
 		rep.action = "relayed"
 		rep.status = pick(enh, '2', "2.0.0")
-	case queue.NoticeDelayed:
+	case envelope.NoticeDelayed:
 		rep.action = "delayed"
 		switch class {
 		case 5:
@@ -49,7 +49,7 @@ func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
 		default:
 			rep.status = pick(enh, '4', "4.0.0")
 		}
-	default: // queue.NoticeFailed; Compose rejects unknown kinds.
+	default: // envelope.NoticeFailed; Compose rejects unknown kinds.
 		rep.action = "failed"
 		switch class {
 		case 5:

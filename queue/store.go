@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"relayd/envelope"
 )
 
 // Errors callers test with errors.Is.
 var (
-	ErrNoSpace  = errors.New("queue: not enough disk space")
+	ErrNoSpace  = envelope.ErrNoSpace // errors.Is-equal for callers that only import envelope
 	ErrNotFound = errors.New("queue: no such message")
 	ErrLocked   = errors.New("queue: spool is locked by another process")
 	ErrClosed   = errors.New("queue: closed")

@@ -623,11 +623,12 @@ func rateLimit(cfg *conf.Config) queue.RateLimit {
 
 // queueStats feeds the metrics; the queue is open before the metrics
 // listener starts.
-func (d *daemon) queueStats() queue.Stats {
+func (d *daemon) queueStats() metrics.QueueStats {
 	if d.q == nil {
-		return queue.Stats{}
+		return metrics.QueueStats{}
 	}
-	return d.q.Stats()
+	st := d.q.Stats()
+	return metrics.QueueStats{Messages: st.Messages, Held: st.Held, Oldest: st.Oldest, Quarantined: st.Quarantined}
 }
 
 // listenSMTP opens an SMTP listener whose connections get no TCP

@@ -22,12 +22,11 @@ import (
 	"relayd/envelope"
 	"relayd/internal/reply"
 	"relayd/maillog"
-	"relayd/queue"
 )
 
-// Spool is where accepted messages go (implemented by *queue.Queue).
+// Spool is where accepted messages go (*queue.Queue, through SpoolOf).
 type Spool interface {
-	Create() (*queue.Draft, error)
+	Create() (Draft, error)
 }
 
 // Signer DKIM-signs messages (implemented by *signer.Signer).

@@ -29,7 +29,7 @@ func newQueue(t *testing.T) *queue.Queue {
 var fixed = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 
 func newCleanup(t *testing.T, q *queue.Queue, mod func(*Config)) *Cleanup {
-	cfg := Config{Hostname: "relay.example.com", Spool: q, Clock: func() time.Time { return fixed },
+	cfg := Config{Hostname: "relay.example.com", Spool: SpoolOf(q.Create), Clock: func() time.Time { return fixed },
 		Admin: "admin@example.com", Sender: "noreply@example.com"}
 	if mod != nil {
 		mod(&cfg)

@@ -300,7 +300,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 	return cleanup.Config{
 		Hostname:        cfg.Hostname,
 		LocalDomains:    local,
-		Spool:           d.q,
+		Spool:           cleanup.SpoolOf(d.q.Create),
 		Signer:          s,
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		Admin:           cfg.Rewrite.Admin,

@@ -52,7 +52,7 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 		To:        to,
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(dsn.Compose(no, params, pw)) }()
+	go func() { pw.CloseWithError(dsn.Compose(dsnNotice(no), params, pw)) }()
 	sub := &cleanup.Submission{
 		Envelope: queue.Envelope{Rcpts: []queue.Recipient{{Addr: to, State: queue.Pending}}},
 		Origin:   origin,
@@ -76,6 +76,21 @@ func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
 	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
 		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
 	return nil
+}
+
+// dsnNotice is the composer's input for the queue's request no.
+func dsnNotice(no queue.Notice) dsn.Notice {
+	rcpts := make([]dsn.Recipient, len(no.Rcpts))
+	for i := range no.Rcpts {
+		r := &no.Rcpts[i]
+		rcpts[i] = dsn.Recipient{Addr: r.Addr, ORcpt: r.ORcpt, Reply: r.Last()}
+	}
+	return dsn.Notice{
+		Kind: dsn.Kind(no.Kind), ID: no.ID, From: no.From, Arrival: no.Arrival,
+		EnvID: no.EnvID, Ret: no.Ret, Rcpts: rcpts, RemoteMTA: no.RemoteMTA,
+		LastAttempt: no.LastAttempt, WillRetryUntil: no.WillRetryUntil,
+		Open: no.Open, Size: no.Size, IsNotice: no.IsNotice,
+	}
 }
 
 func (n *notifier) noNullSender() bool { return n.nullSender == nil || n.nullSender() == "" }

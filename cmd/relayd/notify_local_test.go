@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"relayd/cleanup"
+	"relayd/dsn"
+	"relayd/internal/reply"
 	"relayd/queue"
 )
 
@@ -23,6 +25,25 @@ func TestNoticeForLocalSenderGoesToAdmin(t *testing.T) {
 	} {
 		if to, origin := n.recipient(c.no); to != c.to || origin != c.origin {
 			t.Errorf("recipient(%+v) = %q, %q; want %q, %q", c.no, to, origin, c.to, c.origin)
+		}
+	}
+}
+
+// The composer's input carries the queue's request: the kinds map one to
+// one, and a recipient's reply is its stored fields (or, for an older
+// entry, its one-line reply parsed).
+func TestDSNNotice(t *testing.T) {
+	for k, want := range map[queue.NoticeKind]dsn.Kind{
+		queue.NoticeFailed: dsn.Failed, queue.NoticeDelayed: dsn.Delayed, queue.NoticeRelayed: dsn.Relayed,
+	} {
+		no := queue.Notice{Kind: k, ID: "Q1", Rcpts: []queue.Recipient{
+			{Addr: "a@example.org", ORcpt: "rfc822;a@example.org", LastReply: "550 5.1.1 no such user"},
+			{Addr: "b@example.org", Reply: reply.Reply{Code: 451, Enhanced: "4.3.0", Text: "later"}},
+		}}
+		d := dsnNotice(no)
+		if d.Kind != want || d.ID != "Q1" || len(d.Rcpts) != 2 ||
+			d.Rcpts[0].ORcpt != "rfc822;a@example.org" || d.Rcpts[0].Reply.Code != 550 || d.Rcpts[1].Reply.Enhanced != "4.3.0" {
+			t.Errorf("%s: %+v", k, d)
 		}
 	}
 }

@@ -18,7 +18,7 @@ var forbidden = map[string][]string{
 	// the metrics, and the intake itself.
 	"relayd/smtpd":    {"relayd/queue"},
 	"relayd/upstream": {"relayd/queue"},
-	"relayd/dsn":      {"relayd/queue"},
+	"relayd/dsn":      {"relayd/queue", "relayd/envelope"},
 	"relayd/metrics":  {"relayd/queue"},
 	"relayd/cleanup":  {"relayd/queue"},
 	// The leaf itself.

@@ -26,6 +26,8 @@ import (
 	"relayd/control"
 	"relayd/internal/sysexits"
 	"relayd/metrics"
+	"relayd/notify"
+	"relayd/pickup"
 	"relayd/queue"
 	"relayd/signer"
 	"relayd/smtpd"
@@ -219,7 +221,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
 	qcfg.Routes = d.newRouter(cfg, d.hosts)
-	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: component(d.root, compNotify), nullSender: func() string {
+	nt := &notify.Notifier{Hostname: cfg.Hostname, Clock: time.Now, Logger: component(d.root, compNotify), NullSender: func() string {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.cfg.Upstream.NullSender
@@ -238,7 +240,7 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.intake = cleanup.New(d.cleanupConfig(cfg))
-	nt.intake = d.intake
+	nt.Intake = d.intake
 
 	if err := d.listen(); err != nil {
 		return listenError(err)
@@ -254,9 +256,9 @@ func (d *daemon) run(ctx context.Context) error {
 
 	pctx, pstop := context.WithCancel(context.Background())
 	defer pstop()
-	pk := &pickup{dir: filepath.Join(cfg.StateDir, "maildrop"), corrupt: filepath.Join(cfg.StateDir, "corrupt"),
-		intake: d.intake, notify: nt.Notify, log: component(d.root, compPickup), interval: pickupInterval}
-	go pk.run(pctx)
+	pk := pickup.New(pickup.Config{Dir: filepath.Join(cfg.StateDir, "maildrop"), Corrupt: filepath.Join(cfg.StateDir, "corrupt"),
+		Intake: d.intake, Notify: nt.Notify, Logger: component(d.root, compPickup)})
+	go pk.Run(pctx)
 
 	sdNotify("READY=1")
 	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)

@@ -21,6 +21,10 @@ var forbidden = map[string][]string{
 	"relayd/dsn":      {"relayd/queue", "relayd/envelope"},
 	"relayd/metrics":  {"relayd/queue"},
 	"relayd/cleanup":  {"relayd/queue"},
+	// The maildrop daemon and the notifier feed the intake; the queue
+	// reaches them only through the wiring.
+	"relayd/pickup": {"relayd/queue"},
+	"relayd/notify": {"relayd/queue"},
 	// The leaf itself.
 	"relayd/envelope": {"relayd/queue", "relayd/conf"},
 }

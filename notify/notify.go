@@ -1,4 +1,10 @@
-package main
+// Package notify is the notifier: it turns the queue's notice requests
+// (envelope.Notice) into messages. dsn composes them, and cleanup takes them
+// in like any other message: null sender, DKIM-signed when a key matches,
+// durable before Notify returns. It decides where a notice goes (the
+// sender, or rewrite.admin) and with which origin, so a failed notice is
+// never bounced again.
+package notify
 
 import (
 	"context"
@@ -11,75 +17,89 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"relayd/cleanup"
 	"relayd/dsn"
+	"relayd/envelope"
 	"relayd/maillog"
-	"relayd/queue"
 	"relayd/upstream"
 )
 
-// notifier turns the queue's notice requests into messages: dsn composes,
-// cleanup takes them in like any other message (null sender, DKIM-signed
-// when a key matches, durable before Notify returns).
-type notifier struct {
-	intake   *cleanup.Cleanup // also the source of rewrite.admin, kept current by reloads
-	hostname string
-	clock    func() time.Time
-	log      *slog.Logger
-	// nullSender returns upstream.null_sender as currently configured
+// Intake is what the notifier needs of the intake (*cleanup.Cleanup).
+type Intake interface {
+	Submit(ctx context.Context, sub *cleanup.Submission, r io.Reader) (string, error)
+	Recipient(addr string) (string, *smtp.SMTPError)
+	Admin() string // rewrite.admin, "" when unset
+}
+
+// Notifier implements the queue's Notifier. Set Intake before the queue
+// first asks for a notice (the wiring opens the queue, then builds the
+// intake on it).
+type Notifier struct {
+	Intake   Intake // also the source of rewrite.admin, kept current by reloads
+	Hostname string
+	Clock    func() time.Time // nil: time.Now
+	Logger   *slog.Logger     // nil: discard
+	// NullSender returns upstream.null_sender as currently configured
 	// (nil: none).
-	nullSender func() string
+	NullSender func() string
 }
 
 var errNoticeDone = errors.New("notice submission finished")
 
-func (n *notifier) Notify(ctx context.Context, no queue.Notice) error {
+// Notify queues the notice no asks for. A nil error means it is durable
+// (or was dropped, with a log line, for want of anyone to send it to).
+func (n *Notifier) Notify(ctx context.Context, no envelope.Notice) error {
 	to, origin := n.recipient(no)
 	if to == "" {
-		maillog.Log(n.log, maillog.Event{ID: no.ID, From: no.From, Status: maillog.Failed,
+		maillog.Log(n.logger(), maillog.Event{ID: no.ID, From: no.From, Status: maillog.Failed,
 			Reply: "notice dropped: no rewrite.admin to send it to"})
 		return nil
 	}
-	now := n.clock()
+	now := time.Now()
+	if n.Clock != nil {
+		now = n.Clock()
+	}
 	b := make([]byte, 12)
 	rand.Read(b)
 	token := hex.EncodeToString(b)
 	params := dsn.Params{
-		Hostname:  n.hostname,
+		Hostname:  n.Hostname,
 		Now:       now,
-		MessageID: fmt.Sprintf("<%s.dsn.%s@%s>", no.ID, token, n.hostname),
+		MessageID: fmt.Sprintf("<%s.dsn.%s@%s>", no.ID, token, n.Hostname),
 		Boundary:  noticeBoundary(no.ID, token),
 		To:        to,
 	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(dsn.Compose(dsnNotice(no), params, pw)) }()
 	sub := &cleanup.Submission{
-		Envelope: queue.Envelope{Rcpts: []queue.Recipient{{Addr: to, State: queue.Pending}}},
+		Envelope: envelope.Envelope{Rcpts: []envelope.Recipient{{Addr: to, State: envelope.Pending}}},
 		Origin:   origin,
 		LocalUID: -1,
 	}
-	if origin == queue.FromAdminNotice && no.IsNotice && n.noNullSender() && strings.Contains(lastReply(no), upstream.NullSenderRefused) {
+	if origin == envelope.FromAdminNotice && no.IsNotice && n.noNullSender() && strings.Contains(lastReply(no), upstream.NullSenderRefused) {
 		// The smarthost refused the notice's null sender <> (Amazon SES)
 		// and upstream.null_sender is not set: it would refuse the
 		// admin's copy too, so that goes from the admin's own address.
 		// It cannot loop: the queue never bounces an admin notice,
 		// whatever its sender.
 		sub.Envelope.From = to
-		n.log.Warn("the smarthost refuses the null sender <>: a notice could not be delivered, its copy goes to rewrite.admin from the admin's own address (set upstream.null_sender to an address the smarthost accepts for notices)",
+		n.logger().Warn("the smarthost refuses the null sender <>: a notice could not be delivered, its copy goes to rewrite.admin from the admin's own address (set upstream.null_sender to an address the smarthost accepts for notices)",
 			"id", no.ID, "admin", to, "reply", lastReply(no))
 	}
-	id, err := n.intake.Submit(ctx, sub, pr)
+	id, err := n.Intake.Submit(ctx, sub, pr)
 	pr.CloseWithError(errNoticeDone) // unblocks the composer if Submit stopped early
 	if err != nil {
 		return fmt.Errorf("queue %s notice for %s: %w", no.Kind, no.ID, err)
 	}
-	maillog.Log(n.log, maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
+	maillog.Log(n.logger(), maillog.Event{ID: no.ID, To: to, Status: maillog.Bounced,
 		Extra: []slog.Attr{slog.String("notice", string(no.Kind)), slog.String("notice_id", id)}})
 	return nil
 }
 
 // dsnNotice is the composer's input for the queue's request no.
-func dsnNotice(no queue.Notice) dsn.Notice {
+func dsnNotice(no envelope.Notice) dsn.Notice {
 	rcpts := make([]dsn.Recipient, len(no.Rcpts))
 	for i := range no.Rcpts {
 		r := &no.Rcpts[i]
@@ -93,10 +113,17 @@ func dsnNotice(no queue.Notice) dsn.Notice {
 	}
 }
 
-func (n *notifier) noNullSender() bool { return n.nullSender == nil || n.nullSender() == "" }
+func (n *Notifier) logger() *slog.Logger {
+	if n.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return n.Logger
+}
+
+func (n *Notifier) noNullSender() bool { return n.NullSender == nil || n.NullSender() == "" }
 
 // lastReply is the first recorded reply among the notice's recipients.
-func lastReply(no queue.Notice) string {
+func lastReply(no envelope.Notice) string {
 	for _, r := range no.Rcpts {
 		if r.LastReply != "" {
 			return r.LastReply
@@ -114,12 +141,12 @@ func lastReply(no queue.Notice) string {
 // (Envelope.LocalSender) goes to rewrite.admin too.
 // Whatever is addressed to the admin carries FromAdminNotice, so if it fails
 // it is logged and dropped instead of going to the admin again.
-func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
-	to, admin := "", n.intake.Admin()
+func (n *Notifier) recipient(no envelope.Notice) (string, envelope.Origin) {
+	to, admin := "", n.Intake.Admin()
 	// A sender rewritten from a local one is rewrite.sender, a no-reply
 	// address: the notice goes to the admin (issue 18).
 	if !no.IsNotice && !no.LocalSender {
-		if mapped, err := n.intake.Recipient(no.From); err == nil && cleanup.Domain(mapped) != "" {
+		if mapped, err := n.Intake.Recipient(no.From); err == nil && cleanup.Domain(mapped) != "" {
 			to = mapped
 		}
 	}
@@ -130,9 +157,9 @@ func (n *notifier) recipient(no queue.Notice) (string, queue.Origin) {
 		return "", ""
 	}
 	if admin != "" && strings.EqualFold(to, admin) {
-		return to, queue.FromAdminNotice
+		return to, envelope.FromAdminNotice
 	}
-	return to, queue.FromNotice
+	return to, envelope.FromNotice
 }
 
 // noticeBoundary is the notice's MIME boundary: the notice ID and the

@@ -1,27 +1,27 @@
-package main
+package notify
 
 import (
 	"testing"
 
 	"relayd/cleanup"
 	"relayd/dsn"
+	"relayd/envelope"
 	"relayd/internal/reply"
-	"relayd/queue"
 )
 
 // A failure for mail whose sender was rewritten from a local one goes to
 // rewrite.admin, not to the no-reply rewrite.sender (issue 18).
 func TestNoticeForLocalSenderGoesToAdmin(t *testing.T) {
-	n := &notifier{intake: cleanup.New(cleanup.Config{Hostname: "relay.example.com",
+	n := &Notifier{Intake: cleanup.New(cleanup.Config{Hostname: "relay.example.com",
 		Admin: "admin@example.com", Sender: "noreply@example.com"})}
 	for _, c := range []struct {
-		no     queue.Notice
+		no     envelope.Notice
 		to     string
-		origin queue.Origin
+		origin envelope.Origin
 	}{
-		{queue.Notice{From: "noreply@example.com", LocalSender: true}, "admin@example.com", queue.FromAdminNotice},
-		{queue.Notice{From: "app@example.org"}, "app@example.org", queue.FromNotice},
-		{queue.Notice{From: "root"}, "admin@example.com", queue.FromAdminNotice},
+		{envelope.Notice{From: "noreply@example.com", LocalSender: true}, "admin@example.com", envelope.FromAdminNotice},
+		{envelope.Notice{From: "app@example.org"}, "app@example.org", envelope.FromNotice},
+		{envelope.Notice{From: "root"}, "admin@example.com", envelope.FromAdminNotice},
 	} {
 		if to, origin := n.recipient(c.no); to != c.to || origin != c.origin {
 			t.Errorf("recipient(%+v) = %q, %q; want %q, %q", c.no, to, origin, c.to, c.origin)
@@ -33,10 +33,10 @@ func TestNoticeForLocalSenderGoesToAdmin(t *testing.T) {
 // one, and a recipient's reply is its stored fields (or, for an older
 // entry, its one-line reply parsed).
 func TestDSNNotice(t *testing.T) {
-	for k, want := range map[queue.NoticeKind]dsn.Kind{
-		queue.NoticeFailed: dsn.Failed, queue.NoticeDelayed: dsn.Delayed, queue.NoticeRelayed: dsn.Relayed,
+	for k, want := range map[envelope.NoticeKind]dsn.Kind{
+		envelope.NoticeFailed: dsn.Failed, envelope.NoticeDelayed: dsn.Delayed, envelope.NoticeRelayed: dsn.Relayed,
 	} {
-		no := queue.Notice{Kind: k, ID: "Q1", Rcpts: []queue.Recipient{
+		no := envelope.Notice{Kind: k, ID: "Q1", Rcpts: []envelope.Recipient{
 			{Addr: "a@example.org", ORcpt: "rfc822;a@example.org", LastReply: "550 5.1.1 no such user"},
 			{Addr: "b@example.org", Reply: reply.Reply{Code: 451, Enhanced: "4.3.0", Text: "later"}},
 		}}

@@ -111,7 +111,7 @@ type components struct {
 func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 	var errs []error
 	c := &components{cfg: cfg}
-	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: component(log, compSigner)})
+	sign, kerrs := signer.Load(dkimEntries(cfg.DKIM), signer.Options{Logger: component(log, compSigner)})
 	for _, e := range kerrs {
 		// FILE: KEY: problem, as every config problem (README).
 		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, e))
@@ -126,7 +126,7 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 		}
 	}
 	if len(cfg.Users) > 0 {
-		c.auth = auth.New(cfg.Users, auth.Options{})
+		c.auth = auth.New(authUsers(cfg.Users), auth.Options{})
 	}
 	if !cfg.Upstream.Hold() {
 		up, err := newUpstream(cfg, log)

@@ -25,6 +25,10 @@ var forbidden = map[string][]string{
 	// reaches them only through the wiring.
 	"relayd/pickup": {"relayd/queue"},
 	"relayd/notify": {"relayd/queue"},
+	// The authenticator and the signer take their own options; the
+	// wiring converts the config.
+	"relayd/auth":   {"relayd/conf"},
+	"relayd/signer": {"relayd/conf"},
 	// The leaf itself.
 	"relayd/envelope": {"relayd/queue", "relayd/conf"},
 }

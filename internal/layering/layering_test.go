@@ -31,6 +31,8 @@ var forbidden = map[string][]string{
 	"relayd/signer": {"relayd/conf"},
 	// The leaf itself.
 	"relayd/envelope": {"relayd/queue", "relayd/conf"},
+	// The built-in values conf, queue and upstream share.
+	"relayd/internal/defaults": {"relayd/conf", "relayd/queue", "relayd/upstream"},
 }
 
 func TestNoForbiddenImports(t *testing.T) {

@@ -32,8 +32,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
-
-	"relayd/conf"
 )
 
 // Options tune the throttling. Zero values take the defaults.
@@ -87,9 +85,16 @@ type Authenticator struct {
 // maxGoodPerUser bounds the remembered login addresses of one user.
 const maxGoodPerUser = 16
 
-// New builds an Authenticator from the [[users]] entries (already
-// validated by conf).
-func New(users []conf.User, opts Options) *Authenticator {
+// User is one SMTP AUTH account (a [[users]] entry).
+type User struct {
+	Name         string
+	PasswordHash string   // bcrypt
+	Senders      []string // envelope sender patterns, e.g. "*@example.com"
+}
+
+// New builds an Authenticator from the accounts (already validated by
+// conf).
+func New(users []User, opts Options) *Authenticator {
 	if opts.BaseDelay <= 0 {
 		opts.BaseDelay = time.Second
 	}

@@ -7,14 +7,12 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-
-	"relayd/conf"
 )
 
 func TestAuthenticate(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
 	var slept []time.Duration
-	a := New([]conf.User{{Name: "app1", PasswordHash: string(hash), Senders: []string{"*@Example.com"}}},
+	a := New([]User{{Name: "app1", PasswordHash: string(hash), Senders: []string{"*@Example.com"}}},
 		Options{MaxFailures: 3, Sleep: func(d time.Duration) { slept = append(slept, d) }})
 	ip := netip.MustParseAddr("192.0.2.7")
 	if err := a.Authenticate(ip, "app1", "right"); err != nil {
@@ -66,7 +64,7 @@ func hashAt(t *testing.T, pw string, cost int) string {
 // Another account's success does not reset the IP's count; the user's own
 // success forgives only the user's own failures.
 func TestSuccessForgivesOnlyOwnFailures(t *testing.T) {
-	a := New([]conf.User{{Name: "alice", PasswordHash: hashAt(t, "a", bcrypt.MinCost)}, {Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}},
+	a := New([]User{{Name: "alice", PasswordHash: hashAt(t, "a", bcrypt.MinCost)}, {Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}},
 		Options{MaxFailures: 10, Sleep: func(time.Duration) {}})
 	ip := netip.MustParseAddr("192.0.2.7")
 	fails := 0
@@ -86,7 +84,7 @@ func TestSuccessForgivesOnlyOwnFailures(t *testing.T) {
 		t.Errorf("%d guesses evaluated for bob between alice's logins, want 10", fails)
 	}
 	// alice's own typos are forgiven by her success.
-	b := New([]conf.User{{Name: "alice", PasswordHash: hashAt(t, "a", bcrypt.MinCost)}}, Options{MaxFailures: 3, Sleep: func(time.Duration) {}})
+	b := New([]User{{Name: "alice", PasswordHash: hashAt(t, "a", bcrypt.MinCost)}}, Options{MaxFailures: 3, Sleep: func(time.Duration) {}})
 	for round := 0; round < 5; round++ {
 		if err := b.Authenticate(ip, "alice", "typo"); err != ErrAuthFailed {
 			t.Fatalf("typo %d: %v", round, err)
@@ -100,7 +98,7 @@ func TestSuccessForgivesOnlyOwnFailures(t *testing.T) {
 // Failures for one username are counted across IPs; IPv6 clients are
 // counted by /64.
 func TestPerUserAndPrefixBudget(t *testing.T) {
-	a := New([]conf.User{{Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}}, Options{MaxFailures: 2, MaxUserFailures: 4, Sleep: func(time.Duration) {}})
+	a := New([]User{{Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}}, Options{MaxFailures: 2, MaxUserFailures: 4, Sleep: func(time.Duration) {}})
 	for i := 0; i < 4; i++ {
 		if err := a.Authenticate(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), "bob", "x"); err != ErrAuthFailed {
 			t.Fatalf("attempt %d: %v", i, err)
@@ -120,7 +118,7 @@ func TestPerUserAndPrefixBudget(t *testing.T) {
 // Concurrent attempts cannot overrun the budget: the attempt is reserved
 // before bcrypt runs.
 func TestConcurrentAttemptsReserved(t *testing.T) {
-	a := New([]conf.User{{Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}}, Options{MaxFailures: 10, Sleep: func(time.Duration) {}})
+	a := New([]User{{Name: "bob", PasswordHash: hashAt(t, "b", bcrypt.MinCost)}}, Options{MaxFailures: 10, Sleep: func(time.Duration) {}})
 	ip := netip.MustParseAddr("192.0.2.7")
 	var mu sync.Mutex
 	counts := map[error]int{}
@@ -147,7 +145,7 @@ func TestConcurrentAttemptsReserved(t *testing.T) {
 // The dummy hash for unknown names has the highest configured cost, not
 // the last user's.
 func TestDummyHashHighestCost(t *testing.T) {
-	a := New([]conf.User{{Name: "slow", PasswordHash: hashAt(t, "s", bcrypt.MinCost+2)}, {Name: "fast", PasswordHash: hashAt(t, "f", bcrypt.MinCost)}}, Options{})
+	a := New([]User{{Name: "slow", PasswordHash: hashAt(t, "s", bcrypt.MinCost+2)}, {Name: "fast", PasswordHash: hashAt(t, "f", bcrypt.MinCost)}}, Options{})
 	if c, err := bcrypt.Cost(a.dummy); err != nil || c != bcrypt.MinCost+2 {
 		t.Errorf("dummy cost %d (%v), want %d", c, err, bcrypt.MinCost+2)
 	}
@@ -156,7 +154,7 @@ func TestDummyHashHighestCost(t *testing.T) {
 // Flooding a username from elsewhere does not lock that user out of an
 // address it logged in from.
 func TestPerUserBudgetSparesKnownAddress(t *testing.T) {
-	a := New([]conf.User{{Name: "app1", PasswordHash: hashAt(t, "pw", bcrypt.MinCost)}}, Options{MaxFailures: 2, MaxUserFailures: 4, Sleep: func(time.Duration) {}})
+	a := New([]User{{Name: "app1", PasswordHash: hashAt(t, "pw", bcrypt.MinCost)}}, Options{MaxFailures: 2, MaxUserFailures: 4, Sleep: func(time.Duration) {}})
 	home := netip.MustParseAddr("192.168.1.10")
 	if err := a.Authenticate(home, "app1", "pw"); err != nil {
 		t.Fatal(err)

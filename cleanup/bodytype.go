@@ -6,7 +6,7 @@ import (
 	"io"
 	"unicode/utf8"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // watch looks at what is written through it: an octet above 127, so the
@@ -72,7 +72,7 @@ func has8bit(b []byte) bool {
 //     BINARYMIME is kept (RFC 3030).
 //   - UTF8: SMTPUTF8 is needed when an envelope address is not ASCII or a
 //     header field holds UTF-8 (RFC 6531 §3.2, RFC 6532 §3).
-func bodyType(env *queue.Envelope, h *header, eight bool) {
+func bodyType(env *envelope.Envelope, h *header, eight bool) {
 	if env.Body != "BINARYMIME" {
 		env.Body = "7BIT"
 		if eight {

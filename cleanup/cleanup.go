@@ -20,14 +20,14 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/envelope"
 	"relayd/internal/reply"
 	"relayd/maillog"
-	"relayd/queue"
 )
 
-// Spool is where accepted messages go (implemented by *queue.Queue).
+// Spool is where accepted messages go (*queue.Queue, through SpoolOf).
 type Spool interface {
-	Create() (*queue.Draft, error)
+	Create() (Draft, error)
 }
 
 // Signer DKIM-signs messages (implemented by *signer.Signer).
@@ -130,8 +130,8 @@ func (c *Cleanup) Sender(addr string) (string, *smtp.SMTPError) {
 
 // Submission is one message's envelope and where it came from.
 type Submission struct {
-	Envelope queue.Envelope // addresses already mapped by Sender/Recipient
-	Origin   queue.Origin
+	Envelope envelope.Envelope // addresses already mapped by Sender/Recipient
+	Origin   envelope.Origin
 
 	// Trace information for the Received field (RFC 5321 §4.4).
 	Helo       string     // what the client said in EHLO/HELO
@@ -236,15 +236,15 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 // limit never delays or bounces another's recipients, and each entry can
 // carry its own smarthost's identity. Without Route, or with one
 // recipient (every notice: it cannot split, nor loop), there is one group.
-func (c *Config) split(env queue.Envelope, fromDomain string) [][]queue.Recipient {
+func (c *Config) split(env envelope.Envelope, fromDomain string) [][]envelope.Recipient {
 	if c.Route == nil || len(env.Rcpts) < 2 {
-		return [][]queue.Recipient{env.Rcpts}
+		return [][]envelope.Recipient{env.Rcpts}
 	}
 	from := env.From
 	if env.RouteSender != "" {
 		from = env.RouteSender
 	}
-	var groups [][]queue.Recipient
+	var groups [][]envelope.Recipient
 	index := map[string]int{}
 	for _, r := range env.Rcpts {
 		name := c.Route(from, fromDomain, r.Addr)
@@ -262,16 +262,16 @@ func (c *Config) split(env queue.Envelope, fromDomain string) [][]queue.Recipien
 // entry is one queue entry being written, not yet committed.
 type entry struct {
 	id     string
-	draft  *queue.Draft // what is committed
-	src    *queue.Draft // the draft as first written, when re-encoding replaced it
-	env    queue.Envelope
+	draft  Draft // what is committed
+	src    Draft // the draft as first written, when re-encoding replaced it
+	env    envelope.Envelope
 	prefix []byte
 }
 
 // source is the draft the message was first written to: later entries
 // copy their body from it (a re-encoded one is re-encoded again, with its
 // own header, rather than copied from the re-encoding).
-func (e *entry) source() *queue.Draft {
+func (e *entry) source() Draft {
 	if e.src != nil {
 		return e.src
 	}
@@ -290,7 +290,7 @@ func (e *entry) abort() {
 // the message (header block and body) into the entry. It returns the entry
 // also with an error (for its ID), to be aborted by the caller; msgID is
 // the Message-ID shared by the entries of one message.
-func (c *Config) entry(sub *Submission, h *header, rcpts []queue.Recipient, fromDomain string, now time.Time, msgID *string, fill func(io.Writer, *header) error) (*entry, error) {
+func (c *Config) entry(sub *Submission, h *header, rcpts []envelope.Recipient, fromDomain string, now time.Time, msgID *string, fill func(io.Writer, *header) error) (*entry, error) {
 	draft, err := c.Spool.Create()
 	if err != nil {
 		return nil, storageError(err)
@@ -369,7 +369,7 @@ func (c *Config) entry(sub *Submission, h *header, rcpts []queue.Recipient, from
 // durable. If one fails, the error (4xx) is returned: the entries not
 // committed are aborted, and those already committed stay queued, so the
 // client's retry makes them duplicates, never a loss.
-func (c *Config) commit(ctx context.Context, origin queue.Origin, entries []*entry) (string, error) {
+func (c *Config) commit(ctx context.Context, origin envelope.Origin, entries []*entry) (string, error) {
 	errs := make([]error, len(entries))
 	if len(entries) == 1 {
 		errs[0] = entries[0].draft.Commit(ctx, entries[0].env, entries[0].prefix, origin)
@@ -608,7 +608,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func rcptAddrs(rs []queue.Recipient) []string {
+func rcptAddrs(rs []envelope.Recipient) []string {
 	addrs := make([]string, len(rs))
 	for i, r := range rs {
 		addrs[i] = r.Addr
@@ -616,7 +616,7 @@ func rcptAddrs(rs []queue.Recipient) []string {
 	return addrs
 }
 
-func rcptList(rs []queue.Recipient) string {
+func rcptList(rs []envelope.Recipient) string {
 	addrs := make([]string, len(rs))
 	for i, r := range rs {
 		addrs[i] = r.Addr

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/envelope"
 	"relayd/queue"
 )
 
@@ -28,7 +29,7 @@ func newQueue(t *testing.T) *queue.Queue {
 var fixed = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 
 func newCleanup(t *testing.T, q *queue.Queue, mod func(*Config)) *Cleanup {
-	cfg := Config{Hostname: "relay.example.com", Spool: q, Clock: func() time.Time { return fixed },
+	cfg := Config{Hostname: "relay.example.com", Spool: SpoolOf(q.Create), Clock: func() time.Time { return fixed },
 		Admin: "admin@example.com", Sender: "noreply@example.com"}
 	if mod != nil {
 		mod(&cfg)
@@ -37,11 +38,11 @@ func newCleanup(t *testing.T, q *queue.Queue, mod func(*Config)) *Cleanup {
 }
 
 func smtpSub(rcpts ...string) *Submission {
-	s := &Submission{Origin: queue.FromSMTP, Helo: "app.local", RemoteIP: netip.MustParseAddr("127.0.0.1"),
+	s := &Submission{Origin: envelope.FromSMTP, Helo: "app.local", RemoteIP: netip.MustParseAddr("127.0.0.1"),
 		RemoteHost: "localhost", Proto: "ESMTP", LocalUID: -1}
 	s.Envelope.From = "app@example.com"
 	for _, r := range rcpts {
-		s.Envelope.Rcpts = append(s.Envelope.Rcpts, queue.Recipient{Addr: r, State: queue.Pending})
+		s.Envelope.Rcpts = append(s.Envelope.Rcpts, envelope.Recipient{Addr: r, State: envelope.Pending})
 	}
 	return s
 }
@@ -186,7 +187,7 @@ func TestLocalFromRewritten(t *testing.T) {
 	q := newQueue(t)
 	c := newCleanup(t, q, nil)
 	sub := smtpSub("admin@example.com")
-	sub.RemoteIP, sub.LocalUID, sub.Origin = netip.Addr{}, 1000, queue.FromLocal
+	sub.RemoteIP, sub.LocalUID, sub.Origin = netip.Addr{}, 1000, envelope.FromLocal
 	sub.Envelope.From = "noreply@example.com"
 	id, err := c.Submit(context.Background(), sub, strings.NewReader("From: Cron Daemon <root>\nSubject: job\n\nout\n"))
 	if err != nil {

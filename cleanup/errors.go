@@ -6,7 +6,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 func smtpErr(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -44,7 +44,7 @@ var (
 // storageError maps a spool error to its SMTP reply: disk full is 452 4.3.1,
 // anything else 451 4.3.0.
 func storageError(err error) *smtp.SMTPError {
-	if errors.Is(err, queue.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, envelope.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return ErrNoSpace
 	}
 	return ErrIO

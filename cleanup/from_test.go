@@ -9,7 +9,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"relayd/conf"
 	"relayd/signer"
 )
 
@@ -54,7 +53,7 @@ func TestLargestHeaderIsSignable(t *testing.T) {
 	if err := signer.WriteKeyFile(key, pemBytes); err != nil {
 		t.Fatal(err)
 	}
-	s, errs := signer.Load([]conf.DKIM{{Domain: "example.com", Selector: "s", KeyFile: key}}, signer.Options{})
+	s, errs := signer.Load([]signer.Entry{{Domain: "example.com", Selector: "s", KeyFile: key}}, signer.Options{})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

@@ -64,7 +64,7 @@ func FuzzSubmit(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { q.Close() })
-	c := New(Config{Hostname: "relay.example.com", Spool: q, MaxHeaderBytes: 4096, MaxMessageBytes: 1 << 16,
+	c := New(Config{Hostname: "relay.example.com", Spool: SpoolOf(q.Create), MaxHeaderBytes: 4096, MaxMessageBytes: 1 << 16,
 		Admin: "admin@example.com"})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		id, err := c.Submit(context.Background(), smtpSub("b@example.org"), bytes.NewReader(data))

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // Identity: a smarthost account that may send only as one address
@@ -35,7 +35,7 @@ import (
 
 // applyIdentity rewrites h and env for the identity from, returning
 // whether anything changed. fromDomain is the original header From's.
-func applyIdentity(h *header, env *queue.Envelope, from string) bool {
+func applyIdentity(h *header, env *envelope.Envelope, from string) bool {
 	changed := false
 	orig := ""
 	display, addr := "", ""

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 func TestApplyIdentity(t *testing.T) {
@@ -39,7 +39,7 @@ func TestApplyIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			env := queue.Envelope{From: c.envFrom}
+			env := envelope.Envelope{From: c.envFrom}
 			if got := applyIdentity(h, &env, "noreply@shop.example"); got != c.changed {
 				t.Errorf("changed = %v", got)
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 func TestLocalWithComment(t *testing.T) {
@@ -32,7 +32,7 @@ func TestLocalFromCommentKept(t *testing.T) {
 	q := newQueue(t)
 	c := newCleanup(t, q, nil)
 	sub := smtpSub("admin@example.com")
-	sub.RemoteIP, sub.LocalUID, sub.Origin = netip.Addr{}, 0, queue.FromLocal
+	sub.RemoteIP, sub.LocalUID, sub.Origin = netip.Addr{}, 0, envelope.FromLocal
 	sub.Envelope.From = "noreply@example.com"
 	id, err := c.Submit(context.Background(), sub, strings.NewReader("From: root (Cron Daemon)\nSubject: job\n\nout\n"))
 	if err != nil {

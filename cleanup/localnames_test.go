@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // testHost is a machine called "vm" (FQDN vm.lan.example) whose
@@ -110,7 +110,7 @@ func TestOSHostNameIsLocal(t *testing.T) {
 		}
 	}
 	sub := smtpSub("admin@example.com")
-	sub.RemoteIP, sub.LocalUID, sub.Origin = netip0(), 0, queue.FromLocal
+	sub.RemoteIP, sub.LocalUID, sub.Origin = netip0(), 0, envelope.FromLocal
 	sub.Envelope.From = "noreply@example.com"
 	id, err := c.Submit(context.Background(), sub, strings.NewReader("From: root <root@vm>\nTo: root@vm\nSubject: mdadm\n\nbody\n"))
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"relayd/internal/reencode"
-	"relayd/queue"
 )
 
 // reencode re-encodes the message in draft, whose body has a line over 998
@@ -18,7 +17,7 @@ import (
 // which is passed on as it is). The caller aborts the draft that is not
 // kept and closes the output. msgID is the Message-ID to complete with;
 // "" makes one from the new draft's ID.
-func (c *Config) reencode(sub *Submission, h *header, draft *queue.Draft, domain string, msgID *string, now time.Time, long, sevenBit bool) (*queue.Draft, []byte, *output, error) {
+func (c *Config) reencode(sub *Submission, h *header, draft Draft, domain string, msgID *string, now time.Time, long, sevenBit bool) (Draft, []byte, *output, error) {
 	r, size, err := draft.Contents()
 	if err != nil {
 		return nil, nil, nil, storageError(err)

@@ -3,8 +3,6 @@ package cleanup
 import (
 	"fmt"
 	"io"
-
-	"relayd/queue"
 )
 
 // output is where one copy of a message goes: a draft, watched for 8-bit
@@ -25,7 +23,7 @@ func (o *output) close() {
 // startOutput starts a copy into draft: the signer (if any) first sees the
 // prefix, then, through sink, the message as it goes on the wire; its own
 // DKIM-Signature fields are prepended last.
-func (c *Config) startOutput(draft *queue.Draft, domain string, prefix []byte, id string) (*output, error) {
+func (c *Config) startOutput(draft Draft, domain string, prefix []byte, id string) (*output, error) {
 	o := &output{watch: &watch{w: draft}}
 	o.sink = o.watch
 	if c.Signer == nil {

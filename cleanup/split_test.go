@@ -178,7 +178,7 @@ func TestSplitPerSmarthost(t *testing.T) {
 	if err != nil || len(strings.Fields(ids)) != 1 {
 		t.Errorf("one smarthost: %q, %v", ids, err)
 	}
-	c.Update(Config{Hostname: "relay.example.com", Spool: q, Identity: identities})
+	c.Update(Config{Hostname: "relay.example.com", Spool: SpoolOf(q.Create), Identity: identities})
 	ids, err = c.Submit(context.Background(), smtpSub("a@one.example", "b@two.example"), strings.NewReader(msg))
 	if err != nil || len(strings.Fields(ids)) != 1 {
 		t.Errorf("no Route: %q, %v", ids, err)
@@ -235,7 +235,7 @@ type conflictSpool struct {
 	got int
 }
 
-func (s *conflictSpool) Create() (*queue.Draft, error) {
+func (s *conflictSpool) Create() (Draft, error) {
 	d, err := s.q.Create()
 	if err == nil {
 		if s.got++; s.got == s.n {
@@ -290,7 +290,7 @@ type failingSpool struct {
 	got int
 }
 
-func (s *failingSpool) Create() (*queue.Draft, error) {
+func (s *failingSpool) Create() (Draft, error) {
 	if s.got++; s.got == s.n {
 		return nil, errors.New("no more drafts")
 	}

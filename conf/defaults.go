@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	builtin "relayd/internal/defaults" // conf's own func defaults fills them in
 	"relayd/internal/tlsmode"
 )
 
@@ -67,14 +68,14 @@ func defaults() *Config {
 		},
 		Upstream: Upstream{
 			TLS:     tlsmode.StartTLS,
-			Timeout: Duration{2 * time.Minute},
+			Timeout: Duration{builtin.UpstreamTimeout},
 		},
 		Queue: Queue{
-			MinBackoff:   Duration{5 * time.Minute},
-			MaxBackoff:   Duration{time.Hour},
-			MaxAge:       Duration{5 * Day},
+			MinBackoff:   Duration{builtin.MinBackoff},
+			MaxBackoff:   Duration{builtin.MaxBackoff},
+			MaxAge:       Duration{builtin.MaxAge},
 			DelayWarning: Duration{4 * time.Hour},
-			Concurrency:  4,
+			Concurrency:  builtin.Concurrency,
 			MinFreeBytes: 64 << 20,
 			Flush:        "auto",
 		},

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"relayd/internal/reply"
-	"relayd/queue"
 )
 
 // ErrParams is wrapped by every error Compose returns for unusable input.
@@ -34,13 +33,13 @@ type Params struct {
 const defaultBoundary = "=_relayd_report"
 
 // Subject returns the Subject of a notice of the given kind.
-func Subject(kind queue.NoticeKind) string {
+func Subject(kind Kind) string {
 	switch kind {
-	case queue.NoticeFailed:
+	case Failed:
 		return "Undelivered Mail Returned to Sender"
-	case queue.NoticeDelayed:
+	case Delayed:
 		return "Delayed Mail (still being retried)"
-	case queue.NoticeRelayed:
+	case Relayed:
 		return "Successful Mail Relay Notification"
 	}
 	return "Delivery Status Notification"
@@ -50,7 +49,7 @@ func Subject(kind queue.NoticeKind) string {
 // parameters (ErrParams) or when w fails; an unreadable original is noted in
 // the text and left out, because the notice must still go out. Nothing is
 // written to w unless the whole notice was composed.
-func Compose(n queue.Notice, p Params, w io.Writer) error {
+func Compose(n Notice, p Params, w io.Writer) error {
 	host := asciiOnly(reply.OneLine(p.Hostname))
 	to := reply.OneLine(p.To)
 	msgID := asciiOnly(reply.OneLine(p.MessageID))
@@ -67,7 +66,7 @@ func Compose(n queue.Notice, p Params, w io.Writer) error {
 		return fmt.Errorf("%w: notice without recipients", ErrParams)
 	}
 	switch n.Kind {
-	case queue.NoticeFailed, queue.NoticeDelayed, queue.NoticeRelayed:
+	case Failed, Delayed, Relayed:
 	default:
 		return fmt.Errorf("%w: unknown notice kind %q", ErrParams, n.Kind)
 	}
@@ -150,7 +149,7 @@ func Compose(n queue.Notice, p Params, w io.Writer) error {
 // deliveryStatus is the message/delivery-status body (RFC 3464 §2.1): the
 // per-message fields, then one block per recipient, each block ended by an
 // empty line.
-func deliveryStatus(n queue.Notice, host string, reps []rcptReport) []byte {
+func deliveryStatus(n Notice, host string, reps []rcptReport) []byte {
 	var b bytes.Buffer
 	writeField(&b, "Reporting-MTA", "dns; "+host) // §2.2.2
 	if id := asciiOnly(reply.OneLine(n.ID)); id != "" {

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"relayd/queue"
+	"relayd/internal/reply"
 )
 
-func baseNotice(reply string) (queue.Notice, Params) {
+func baseNotice(line string) (Notice, Params) {
 	at := time.Date(2025, 11, 24, 8, 0, 0, 0, time.UTC)
 	orig := "From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
-	n := queue.Notice{
-		Kind: queue.NoticeFailed, ID: "Q1", From: "a@example.com", Arrival: at,
-		Rcpts:       []queue.Recipient{{Addr: "b@example.org", State: queue.Failed, LastReply: reply}},
+	n := Notice{
+		Kind: Failed, ID: "Q1", From: "a@example.com", Arrival: at,
+		Rcpts:       []Recipient{{Addr: "b@example.org", Reply: reply.Parse(line)}},
 		RemoteMTA:   "smtp.isp.example[192.0.2.1]:587",
 		LastAttempt: at.Add(time.Second),
 		Size:        int64(len(orig)),
@@ -29,7 +29,7 @@ func baseNotice(reply string) (queue.Notice, Params) {
 	return n, p
 }
 
-func compose(t *testing.T, n queue.Notice, p Params) []byte {
+func compose(t *testing.T, n Notice, p Params) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := Compose(n, p, &b); err != nil {
@@ -171,20 +171,20 @@ func TestFullOriginalRules(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		kind    queue.NoticeKind
+		kind    Kind
 		ret     string
 		size    int64
 		maxFull int64
 		want    string
 	}{
-		{"full fits", queue.NoticeFailed, "FULL", int64(len(big)), 0, "message/rfc822"},
-		{"full lower case", queue.NoticeFailed, "full", int64(len(big)), 0, "message/rfc822"},
-		{"size over max", queue.NoticeFailed, "FULL", int64(len(big)), 100, "text/rfc822-headers"},
-		{"size understated", queue.NoticeFailed, "FULL", 10, 100, "text/rfc822-headers"},
-		{"never full", queue.NoticeFailed, "FULL", int64(len(big)), -1, "text/rfc822-headers"},
-		{"hdrs", queue.NoticeFailed, "HDRS", int64(len(big)), 0, "text/rfc822-headers"},
-		{"unset", queue.NoticeFailed, "", int64(len(big)), 0, "text/rfc822-headers"},
-		{"delay notice", queue.NoticeDelayed, "FULL", int64(len(big)), 0, "text/rfc822-headers"},
+		{"full fits", Failed, "FULL", int64(len(big)), 0, "message/rfc822"},
+		{"full lower case", Failed, "full", int64(len(big)), 0, "message/rfc822"},
+		{"size over max", Failed, "FULL", int64(len(big)), 100, "text/rfc822-headers"},
+		{"size understated", Failed, "FULL", 10, 100, "text/rfc822-headers"},
+		{"never full", Failed, "FULL", int64(len(big)), -1, "text/rfc822-headers"},
+		{"hdrs", Failed, "HDRS", int64(len(big)), 0, "text/rfc822-headers"},
+		{"unset", Failed, "", int64(len(big)), 0, "text/rfc822-headers"},
+		{"delay notice", Delayed, "FULL", int64(len(big)), 0, "text/rfc822-headers"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -258,16 +258,16 @@ func TestBoundaryCollision(t *testing.T) {
 }
 
 func TestComposeRejects(t *testing.T) {
-	mods := map[string]func(*queue.Notice, *Params){
-		"no hostname":   func(n *queue.Notice, p *Params) { p.Hostname = "" },
-		"bad hostname":  func(n *queue.Notice, p *Params) { p.Hostname = "a b" },
-		"no to":         func(n *queue.Notice, p *Params) { p.To = "\r\n" },
-		"no message id": func(n *queue.Notice, p *Params) { p.MessageID = "" },
-		"zero now":      func(n *queue.Notice, p *Params) { p.Now = time.Time{} },
-		"no rcpts":      func(n *queue.Notice, p *Params) { n.Rcpts = nil },
-		"bad kind":      func(n *queue.Notice, p *Params) { n.Kind = "expanded" },
-		"bad boundary":  func(n *queue.Notice, p *Params) { p.Boundary = "a\"b" },
-		"long boundary": func(n *queue.Notice, p *Params) { p.Boundary = strings.Repeat("b", 71) },
+	mods := map[string]func(*Notice, *Params){
+		"no hostname":   func(n *Notice, p *Params) { p.Hostname = "" },
+		"bad hostname":  func(n *Notice, p *Params) { p.Hostname = "a b" },
+		"no to":         func(n *Notice, p *Params) { p.To = "\r\n" },
+		"no message id": func(n *Notice, p *Params) { p.MessageID = "" },
+		"zero now":      func(n *Notice, p *Params) { p.Now = time.Time{} },
+		"no rcpts":      func(n *Notice, p *Params) { n.Rcpts = nil },
+		"bad kind":      func(n *Notice, p *Params) { n.Kind = "expanded" },
+		"bad boundary":  func(n *Notice, p *Params) { p.Boundary = "a\"b" },
+		"long boundary": func(n *Notice, p *Params) { p.Boundary = strings.Repeat("b", 71) },
 	}
 	for name, mod := range mods {
 		t.Run(name, func(t *testing.T) {

@@ -3,7 +3,7 @@
 //
 // Compose is a pure function of its inputs. It reads no clock, draws no
 // random numbers and does no I/O except reading the original message through
-// queue.Notice.Open; the caller chooses the date, Message-ID and MIME
+// Notice.Open; the caller chooses the date, Message-ID and MIME
 // boundary, so the same inputs always yield the same bytes. Deciding when a
 // notice is due, and submitting it with the null sender, is the queue's and
 // the wiring's job, not this package's.

@@ -13,18 +13,18 @@ import (
 	"strings"
 	"testing"
 
-	"relayd/queue"
+	"relayd/internal/reply"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .eml files in testdata/")
 
 // vector is one golden test case: testdata/NAME.json -> testdata/NAME.eml.
 type vector struct {
-	Notice    queue.Notice `json:"notice"`
-	Params    Params       `json:"params"`
-	Original  *string      `json:"original,omitempty"` // nil: no opener
-	OpenError bool         `json:"open_error,omitempty"`
-	Expect    expectation  `json:"expect"`
+	Notice    Notice      `json:"notice"`
+	Params    Params      `json:"params"`
+	Original  *string     `json:"original,omitempty"` // nil: no opener
+	OpenError bool        `json:"open_error,omitempty"`
+	Expect    expectation `json:"expect"`
 }
 
 // expectation is what the independent parser must see.
@@ -46,6 +46,23 @@ func loadVector(t *testing.T, path string) vector {
 	var v vector
 	if err := json.Unmarshal(data, &v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+	// A vector's recipients are written as the queue stores them (addr,
+	// last_reply): the reply becomes fields as the notifier makes them.
+	var stored struct {
+		Notice struct {
+			Rcpts []struct {
+				LastReply string `json:"last_reply"`
+			}
+		} `json:"notice"`
+	}
+	if err := json.Unmarshal(data, &stored); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for i, r := range stored.Notice.Rcpts {
+		if v.Notice.Rcpts[i].Reply.IsZero() {
+			v.Notice.Rcpts[i].Reply = reply.Parse(r.LastReply)
+		}
 	}
 	if v.Original != nil {
 		orig := *v.Original

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"relayd/internal/hdrscan"
-	"relayd/queue"
 )
 
 const (
@@ -32,13 +31,13 @@ type attachment struct {
 // readOriginal builds the third part. It never fails: when the original
 // cannot be read, the returned attachment has a nil body and a note saying
 // so, because a notice must go out regardless.
-func readOriginal(n queue.Notice, maxFull int64) attachment {
+func readOriginal(n Notice, maxFull int64) attachment {
 	if maxFull == 0 {
 		maxFull = DefaultMaxFull
 	}
 	// RFC 3461 §4.3: RET=FULL asks for the content in "failed" notices;
 	// delay and relay notices carry the headers only.
-	full := strings.EqualFold(n.Ret, "FULL") && n.Kind == queue.NoticeFailed
+	full := strings.EqualFold(n.Ret, "FULL") && n.Kind == Failed
 	tooBig := full && (maxFull < 0 || n.Size > maxFull)
 	if tooBig {
 		full = false
@@ -79,7 +78,7 @@ func readOriginal(n queue.Notice, maxFull int64) attachment {
 	}
 	hdr := crlf(headerBlock(data, truncated))
 	desc := "Message Headers"
-	if n.Kind == queue.NoticeFailed {
+	if n.Kind == Failed {
 		desc = "Undelivered Message Headers"
 	}
 	note := "The headers of the original message are attached."

@@ -79,7 +79,7 @@ func splitORcpt(orcpt string) (typ, addr string, ok bool) {
 }
 
 // remoteHost extracts the host name from a relay string "host[ip]:port"
-// (queue.Outcome.Relay); when there is no name, the IP address is used.
+// (the queue's Outcome.Relay); when there is no name, the IP address is used.
 func remoteHost(relay string) string {
 	relay = reply.OneLine(relay)
 	if relay == "" {

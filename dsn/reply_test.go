@@ -5,52 +5,37 @@ import (
 	"time"
 
 	"relayd/internal/reply"
-	"relayd/queue"
 )
 
 func TestStatusDerivation(t *testing.T) {
 	cases := []struct {
-		kind    queue.NoticeKind
+		kind    Kind
 		reply   string
 		action  string
 		status  string
 		expired bool
 		diag    string
 	}{
-		{queue.NoticeFailed, "550 5.1.1 no such user", "failed", "5.1.1", false, "smtp; 550 5.1.1 no such user"},
-		{queue.NoticeFailed, "554 transaction failed", "failed", "5.0.0", false, "smtp; 554 transaction failed"},
-		{queue.NoticeFailed, "451 4.3.0 try later", "failed", "4.3.0", true, "smtp; 451 4.3.0 try later"},
-		{queue.NoticeFailed, "421 closing", "failed", "4.0.0", true, "smtp; 421 closing"},
-		{queue.NoticeFailed, "", "failed", "4.4.7", true, ""},
-		{queue.NoticeFailed, "i/o timeout", "failed", "4.4.7", true, "X-Relayd; i/o timeout"},
-		{queue.NoticeDelayed, "451 4.7.1 greylisted", "delayed", "4.7.1", false, "smtp; 451 4.7.1 greylisted"},
-		{queue.NoticeDelayed, "450 busy", "delayed", "4.0.0", false, "smtp; 450 busy"},
-		{queue.NoticeDelayed, "", "delayed", "4.0.0", false, ""},
-		{queue.NoticeRelayed, "250 2.0.0 Ok: queued", "relayed", "2.0.0", false, "smtp; 250 2.0.0 Ok: queued"},
-		{queue.NoticeRelayed, "250 2.6.0 queued", "relayed", "2.6.0", false, "smtp; 250 2.6.0 queued"},
-		{queue.NoticeRelayed, "", "relayed", "2.0.0", false, ""},
-		{queue.NoticeFailed, "550 5.1.1 non-ASCII ä\r\nreply", "failed", "5.1.1", false, "smtp; 550 5.1.1 non-ASCII ? reply"},
+		{Failed, "550 5.1.1 no such user", "failed", "5.1.1", false, "smtp; 550 5.1.1 no such user"},
+		{Failed, "554 transaction failed", "failed", "5.0.0", false, "smtp; 554 transaction failed"},
+		{Failed, "451 4.3.0 try later", "failed", "4.3.0", true, "smtp; 451 4.3.0 try later"},
+		{Failed, "421 closing", "failed", "4.0.0", true, "smtp; 421 closing"},
+		{Failed, "", "failed", "4.4.7", true, ""},
+		{Failed, "i/o timeout", "failed", "4.4.7", true, "X-Relayd; i/o timeout"},
+		{Delayed, "451 4.7.1 greylisted", "delayed", "4.7.1", false, "smtp; 451 4.7.1 greylisted"},
+		{Delayed, "450 busy", "delayed", "4.0.0", false, "smtp; 450 busy"},
+		{Delayed, "", "delayed", "4.0.0", false, ""},
+		{Relayed, "250 2.0.0 Ok: queued", "relayed", "2.0.0", false, "smtp; 250 2.0.0 Ok: queued"},
+		{Relayed, "250 2.6.0 queued", "relayed", "2.6.0", false, "smtp; 250 2.6.0 queued"},
+		{Relayed, "", "relayed", "2.0.0", false, ""},
+		{Failed, "550 5.1.1 non-ASCII ä\r\nreply", "failed", "5.1.1", false, "smtp; 550 5.1.1 non-ASCII ? reply"},
 	}
 	for _, c := range cases {
-		r := report(c.kind, queue.Recipient{Addr: "b@example.org", LastReply: c.reply})
+		r := report(c.kind, Recipient{Addr: "b@example.org", Reply: reply.Parse(c.reply)})
 		if r.action != c.action || r.status != c.status || r.expired != c.expired || r.diag != c.diag {
 			t.Errorf("%s %q: got %s %s expired=%v diag=%q, want %s %s %v %q",
 				c.kind, c.reply, r.action, r.status, r.expired, r.diag, c.action, c.status, c.expired, c.diag)
 		}
-		// The same reply stored as fields (what the queue writes now)
-		// gives the same report as the string an older entry holds.
-		var rc queue.Recipient
-		rc.Addr = "b@example.org"
-		rc.SetReply(reply.Parse(c.reply))
-		if f := report(c.kind, rc); f != r {
-			t.Errorf("%s %q: from fields %+v, from the string %+v", c.kind, c.reply, f, r)
-		}
-	}
-	// Fields win over the string: dsn does not parse what queue formatted.
-	rc := queue.Recipient{Addr: "b@example.org", LastReply: "451 4.3.0 stale",
-		Reply: reply.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such user"}}
-	if r := report(queue.NoticeFailed, rc); r.status != "5.1.1" || r.diag != "smtp; 550 5.1.1 no such user" {
-		t.Errorf("fields ignored: %+v", r)
 	}
 }
 
@@ -98,10 +83,10 @@ func TestSinceAndSubject(t *testing.T) {
 	if since(time.Time{}, at) != "" {
 		t.Error("unknown arrival should give no duration")
 	}
-	for k, want := range map[queue.NoticeKind]string{
-		queue.NoticeFailed:  "Undelivered Mail Returned to Sender",
-		queue.NoticeDelayed: "Delayed Mail (still being retried)",
-		queue.NoticeRelayed: "Successful Mail Relay Notification",
+	for k, want := range map[Kind]string{
+		Failed:  "Undelivered Mail Returned to Sender",
+		Delayed: "Delayed Mail (still being retried)",
+		Relayed: "Successful Mail Relay Notification",
 	} {
 		if got := Subject(k); got != want {
 			t.Errorf("Subject(%s) = %q", k, got)

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"relayd/internal/reply"
-	"relayd/queue"
 )
 
 // rcptReport is everything the notice says about one recipient.
@@ -22,12 +21,12 @@ type rcptReport struct {
 }
 
 // report classifies one recipient for a notice of the given kind.
-func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
+func report(kind Kind, r Recipient) rcptReport {
 	rep := rcptReport{
 		addr:  reply.OneLine(r.Addr),
 		final: typedAddress("rfc822", r.Addr),
 	}
-	last := r.Last()
+	last := r.Reply
 	rep.reply = last.String()
 	if typ, addr, ok := splitORcpt(r.ORcpt); ok {
 		rep.orig = typedAddress(typ, addr)
@@ -38,10 +37,10 @@ func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
 	class := code / 100
 
 	switch kind {
-	case queue.NoticeRelayed:
+	case Relayed:
 		rep.action = "relayed"
 		rep.status = pick(enh, '2', "2.0.0")
-	case queue.NoticeDelayed:
+	case Delayed:
 		rep.action = "delayed"
 		switch class {
 		case 5:
@@ -49,7 +48,7 @@ func report(kind queue.NoticeKind, r queue.Recipient) rcptReport {
 		default:
 			rep.status = pick(enh, '4', "4.0.0")
 		}
-	default: // queue.NoticeFailed; Compose rejects unknown kinds.
+	default: // Failed; Compose rejects unknown kinds.
 		rep.action = "failed"
 		switch class {
 		case 5:

@@ -13,7 +13,6 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"relayd/conf"
 	"relayd/internal/smtptest"
 	"relayd/signer"
 )
@@ -184,7 +183,7 @@ func foreignSign(t *testing.T, records map[string]string, domain, selector, msg 
 	if err := signer.WriteKeyFile(path, pemBytes); err != nil {
 		t.Fatal(err)
 	}
-	s, errs := signer.Load([]conf.DKIM{{Domain: domain, Selector: selector, KeyFile: path}}, signer.Options{})
+	s, errs := signer.Load([]signer.Entry{{Domain: domain, Selector: selector, KeyFile: path}}, signer.Options{})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

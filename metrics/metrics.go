@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"relayd/queue"
 )
 
 // Options configure New.
@@ -21,7 +19,7 @@ type Options struct {
 	Version string
 	// Stats is asked at scrape time for queue length and oldest arrival;
 	// nil until the queue is open (then reported as empty).
-	Stats func() queue.Stats
+	Stats func() QueueStats
 	Clock func() time.Time // default time.Now
 }
 
@@ -38,7 +36,7 @@ type Metrics struct {
 	authFail   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	refreshes  *prometheus.CounterVec // oauth2.go
-	queueStats func() queue.Stats
+	queueStats func() QueueStats
 	clock      func() time.Time
 }
 
@@ -134,6 +132,15 @@ var (
 		"Messages moved into corrupt/ since the start (unreadable at recovery, body checksum mismatch): look there.", nil, nil)
 )
 
+// QueueStats is what the metrics report of the queue (queue.Stats, which
+// the wiring converts, so the metrics need not import the spool).
+type QueueStats struct {
+	Messages    int       // in the queue, held ones included
+	Held        int       // held by the admin
+	Oldest      time.Time // arrival of the oldest message; zero when empty
+	Quarantined int64     // moved into corrupt/ since the queue was opened
+}
+
 // queueCollector asks the queue at scrape time (no disk access).
 type queueCollector struct{ m *Metrics }
 
@@ -145,7 +152,7 @@ func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
-	var st queue.Stats
+	var st QueueStats
 	if c.m.queueStats != nil {
 		st = c.m.queueStats()
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"relayd/envelope"
 	"relayd/maillog"
-	"relayd/queue"
 )
 
 // scrape serves m on a loopback port, fetches /metrics and parses it.
@@ -77,14 +77,14 @@ next:
 
 type errDeliverer struct{ err error }
 
-func (e errDeliverer) Deliver(context.Context, *queue.Delivery) (queue.Outcome, error) {
-	return queue.Outcome{}, e.err
+func (e errDeliverer) Deliver(context.Context, *envelope.Delivery) (envelope.Outcome, error) {
+	return envelope.Outcome{}, e.err
 }
 
 func TestCountsFromMailLogAndDeliverer(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	m := New(Options{Version: "v-test", Clock: func() time.Time { return now },
-		Stats: func() queue.Stats { return queue.Stats{Messages: 3, Held: 1, Oldest: now.Add(-90 * time.Second)} }})
+		Stats: func() QueueStats { return QueueStats{Messages: 3, Held: 1, Oldest: now.Add(-90 * time.Second)} }})
 	var out bytes.Buffer
 	// Level error: mail lines are not printed but still counted.
 	log := slog.New(m.LogHandler(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelError})))
@@ -109,9 +109,9 @@ func TestCountsFromMailLogAndDeliverer(t *testing.T) {
 
 	classify := func(err error) string { return err.Error() }
 	for _, e := range []string{FailConnection, FailConnection, FailAuth, ""} {
-		m.Deliverer(errDeliverer{errors.New(e)}, classify).Deliver(context.Background(), &queue.Delivery{})
+		m.Deliverer(errDeliverer{errors.New(e)}, classify).Deliver(context.Background(), &envelope.Delivery{})
 	}
-	m.SmarthostDeliverer("ses", errDeliverer{errors.New(FailAuth)}, classify).Deliver(context.Background(), &queue.Delivery{})
+	m.SmarthostDeliverer("ses", errDeliverer{errors.New(FailAuth)}, classify).Deliver(context.Background(), &envelope.Delivery{})
 	m.Reload(true)
 	m.Reload(false)
 

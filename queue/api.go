@@ -1,110 +1,43 @@
 package queue
 
-// This file is the queue's public contract: the envelope it stores, and the
-// two interfaces it consumes (Deliverer, Notifier). Implementations live in
-// upstream (Deliverer) and cmd/relayd wiring (Notifier, via dsn + cleanup).
+// This file is the queue's public contract: the two interfaces it consumes
+// (Deliverer, Notifier), implemented by upstream (Deliverer) and the
+// notifier (package notify, via dsn + cleanup). The types it stores and
+// hands out live in the leaf package envelope, so the stages that only
+// speak them need not import the spool; the aliases below keep queue.X and
+// envelope.X one type.
 
 import (
 	"context"
-	"io"
-	"time"
 
-	"github.com/emersion/go-smtp"
-
-	"relayd/internal/reply"
+	"relayd/envelope"
 )
 
-// Envelope is what the client said in MAIL and RCPT, plus the RFC 3461 DSN
-// parameters. It is persisted with the message.
-type Envelope struct {
-	From  string      `json:"from"` // "" is the null sender <>
-	Rcpts []Recipient `json:"rcpts"`
-	Ret   string      `json:"ret,omitempty"`   // RFC 3461 RET: "FULL" | "HDRS" | ""
-	EnvID string      `json:"envid,omitempty"` // RFC 3461 ENVID
-	UTF8  bool        `json:"utf8,omitempty"`  // SMTPUTF8 was used
-	// Body is the RFC 6152 body type ("7BIT", "8BITMIME", "BINARYMIME" or "").
-	Body string `json:"body,omitempty"`
-	// LocalSender: the sender is rewrite.sender, standing in for a local
-	// one (root, cron, user@this-host), so nobody reads its notices; they go
-	// to rewrite.admin instead. Absent in older entries: false.
-	LocalSender bool `json:"local_sender,omitempty"`
-	// FromDomain is the header From's domain as the message arrived, and
-	// RouteSender the envelope sender before a smarthost's identity
-	// replaced it (cleanup): routes match on them, at every attempt.
-	// Absent in older entries: routes then see From and no header domain.
-	FromDomain  string `json:"from_domain,omitempty"`
-	RouteSender string `json:"route_sender,omitempty"`
-}
-
-// Recipient is one envelope recipient and its delivery state.
-type Recipient struct {
-	Addr   string   `json:"addr"`
-	ORcpt  string   `json:"orcpt,omitempty"`  // RFC 3461 ORCPT, "type;addr"
-	Notify []string `json:"notify,omitempty"` // RFC 3461 NOTIFY: NEVER | SUCCESS,FAILURE,DELAY
-
-	State RcptState `json:"state"`
-	// LastReply is the peer's last reply on one line, "451 4.3.0 text"
-	// (Reply.String()), for people and for entries written before Reply.
-	LastReply string `json:"last_reply,omitempty"`
-	// Reply is the same reply as fields, so a reader (dsn) need not parse
-	// LastReply back. Absent in older entries: see Last.
-	Reply    reply.Reply `json:"reply,omitzero"`
-	Updated  time.Time   `json:"updated,omitzero"`
-	Notified bool        `json:"notified,omitempty"` // a final notice (failed/relayed) was generated
-}
-
-// SetReply records rp as the recipient's last reply, in both forms.
-func (r *Recipient) SetReply(rp reply.Reply) {
-	r.Reply, r.LastReply = rp, rp.String()
-}
-
-// Last is the recipient's last reply as fields: Reply, or for an entry
-// written before Reply existed (or a Recipient built with LastReply
-// only), LastReply parsed.
-func (r *Recipient) Last() reply.Reply {
-	if !r.Reply.IsZero() {
-		return r.Reply
-	}
-	return reply.Parse(r.LastReply)
-}
-
-// RcptState is the per-recipient delivery state.
-type RcptState string
+type (
+	Envelope   = envelope.Envelope
+	Recipient  = envelope.Recipient
+	RcptState  = envelope.RcptState
+	Delivery   = envelope.Delivery
+	Outcome    = envelope.Outcome
+	NoticeKind = envelope.NoticeKind
+	Notice     = envelope.Notice
+	Origin     = envelope.Origin
+)
 
 const (
-	Pending RcptState = "pending" // not yet attempted, or deferred (LastReply set)
-	Sent    RcptState = "sent"
-	Failed  RcptState = "failed"
+	Pending = envelope.Pending
+	Sent    = envelope.Sent
+	Failed  = envelope.Failed
+
+	NoticeFailed  = envelope.NoticeFailed
+	NoticeDelayed = envelope.NoticeDelayed
+	NoticeRelayed = envelope.NoticeRelayed
+
+	FromSMTP        = envelope.FromSMTP
+	FromLocal       = envelope.FromLocal
+	FromNotice      = envelope.FromNotice
+	FromAdminNotice = envelope.FromAdminNotice
 )
-
-// Delivery is one attempt handed to a Deliverer: the pending recipients of
-// one message.
-type Delivery struct {
-	ID    string
-	From  string
-	Rcpts []Recipient // pending recipients only, in envelope order
-	Ret   string
-	EnvID string
-	UTF8  bool
-	Body  string
-	Size  int64 // bytes that Open yields
-	// Open returns the message as it goes on the wire: header prefix
-	// (DKIM-Signature, Received, completed headers) followed by the body
-	// file. It may be called more than once (e.g. to retry on a fallback).
-	Open func() (io.ReadCloser, error)
-}
-
-// Outcome is a Deliverer's answer for one Delivery.
-type Outcome struct {
-	Relay string // "host[ip]:port" that answered, for logs and Remote-MTA
-	// Rcpts has one entry per Delivery.Rcpts: nil means accepted (sent);
-	// otherwise the reply, whose code decides: 5xx failed, 4xx deferred.
-	// A 5xx at MAIL or DATA applies to every recipient of the delivery.
-	Rcpts []*smtp.SMTPError
-	// DSNPassed reports that the smarthost advertised DSN and the NOTIFY
-	// parameters were passed on, so relayd sends no "relayed" notice.
-	DSNPassed bool
-}
 
 // Deliverer hands a message to the next hop. A non-nil error is a
 // transport-level failure (connect, TLS, AUTH, 421, timeout): every recipient
@@ -115,51 +48,8 @@ type Deliverer interface {
 	Deliver(ctx context.Context, d *Delivery) (Outcome, error)
 }
 
-// NoticeKind says which RFC 3464 notice the queue asks for.
-type NoticeKind string
-
-const (
-	NoticeFailed  NoticeKind = "failed"
-	NoticeDelayed NoticeKind = "delayed"
-	NoticeRelayed NoticeKind = "relayed"
-)
-
-// Notice asks for one delivery status notification about one message.
-type Notice struct {
-	Kind           NoticeKind
-	ID             string
-	From           string // the envelope sender, who receives the notice ("" never reaches a Notifier)
-	Arrival        time.Time
-	EnvID          string
-	Ret            string
-	Rcpts          []Recipient // the recipients the notice is about, with LastReply
-	RemoteMTA      string
-	LastAttempt    time.Time
-	WillRetryUntil time.Time // for delayed notices
-	Open           func() (io.ReadCloser, error)
-	Size           int64
-	// IsNotice is true when the failed message was itself a notice (null
-	// sender); a Notifier sends such failures to the admin, or drops them.
-	IsNotice bool
-	// LocalSender is the message's Envelope.LocalSender: From stands in for
-	// a local sender and the notice goes to the admin.
-	LocalSender bool
-}
-
 // Notifier turns a Notice into a queued message. A nil error means the notice
 // is durable; an error makes the queue ask again later.
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) error
 }
-
-// Origin says where a message came from; it decides notice and loop rules.
-type Origin string
-
-const (
-	FromSMTP   Origin = "smtp"   // the SMTP listener
-	FromLocal  Origin = "local"  // the sendmail command (socket or maildrop)
-	FromNotice Origin = "notice" // a DSN generated by relayd
-	// FromAdminNotice is a failed notice re-sent to rewrite.admin; when it
-	// fails too it is logged and dropped, never bounced again.
-	FromAdminNotice Origin = "admin-notice"
-)

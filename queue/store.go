@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"relayd/envelope"
+	"relayd/internal/defaults"
 )
 
 // Errors callers test with errors.Is.
 var (
-	ErrNoSpace  = errors.New("queue: not enough disk space")
+	ErrNoSpace  = envelope.ErrNoSpace // errors.Is-equal for callers that only import envelope
 	ErrNotFound = errors.New("queue: no such message")
 	ErrLocked   = errors.New("queue: spool is locked by another process")
 	ErrClosed   = errors.New("queue: closed")
@@ -205,19 +208,19 @@ func Open(cfg Config) (*Queue, error) {
 
 func setDefaults(c *Config) {
 	if c.MinBackoff <= 0 {
-		c.MinBackoff = 5 * time.Minute
+		c.MinBackoff = defaults.MinBackoff
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = time.Hour
+		c.MaxBackoff = defaults.MaxBackoff
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = c.MinBackoff
 	}
 	if c.MaxAge <= 0 {
-		c.MaxAge = 5 * 24 * time.Hour
+		c.MaxAge = defaults.MaxAge
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = defaults.Concurrency
 	}
 	if c.StopGrace <= 0 {
 		c.StopGrace = 30 * time.Second

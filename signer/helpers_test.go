@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-
-	"relayd/conf"
 )
 
 // fixedClock is the clock of golden vectors and most tests.
@@ -38,9 +36,9 @@ type entry struct{ domain, selector, key string }
 
 func mustLoad(t testing.TB, es ...entry) *Signer {
 	t.Helper()
-	var cs []conf.DKIM
+	var cs []Entry
 	for _, e := range es {
-		cs = append(cs, conf.DKIM{Domain: e.domain, Selector: e.selector, KeyFile: keyCopy(t, e.key)})
+		cs = append(cs, Entry{Domain: e.domain, Selector: e.selector, KeyFile: keyCopy(t, e.key)})
 	}
 	s, errs := Load(cs, Options{Clock: fixedClock})
 	if len(errs) > 0 {

@@ -13,8 +13,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"relayd/conf"
 )
 
 // Key algorithms.
@@ -84,11 +82,19 @@ type Options struct {
 	Logger *slog.Logger // slog.Default() if nil
 }
 
+// Entry is one key to load (a [[dkim]] entry; errors name it dkim[i], i
+// its index in Load's entries, the config's own numbering).
+type Entry struct {
+	Domain   string
+	Selector string
+	KeyFile  string // PEM private key: RSA (PKCS#1 or PKCS#8) or Ed25519
+}
+
 // Load reads every key in entries. It returns a usable *Signer even when some
 // entries fail, together with every problem found; each error names the
 // config key (dkim[i].key_file) and the file. Domains whose entry failed are
 // remembered: Sign refuses them with an error instead of sending unsigned.
-func Load(entries []conf.DKIM, opts Options) (*Signer, []error) {
+func Load(entries []Entry, opts Options) (*Signer, []error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"relayd/conf"
 )
 
 func TestLoadKeyFormats(t *testing.T) {
@@ -46,7 +44,7 @@ func TestLoadKeyFormats(t *testing.T) {
 func TestLoadWarnsWeakRSA(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	s, errs := Load([]conf.DKIM{{Domain: "example.com", Selector: "old", KeyFile: keyCopy(t, "rsa1024.pkcs8.pem")}},
+	s, errs := Load([]Entry{{Domain: "example.com", Selector: "old", KeyFile: keyCopy(t, "rsa1024.pkcs8.pem")}},
 		Options{Logger: log})
 	if len(errs) != 0 || len(s.Keys()) != 1 {
 		t.Fatalf("1024-bit key: errs %v", errs)
@@ -70,7 +68,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	data, _ := os.ReadFile("testdata/rsa2048.pub.pem")
 	os.WriteFile(pub, data, 0o600)
 	missing := filepath.Join(dir, "missing.pem")
-	entries := []conf.DKIM{
+	entries := []Entry{
 		{Domain: "good.example", Selector: "s", KeyFile: keyCopy(t, "ed25519.pem")},
 		{Domain: "loose.example", Selector: "s", KeyFile: loose},
 		{Domain: "weak.example", Selector: "s", KeyFile: keyCopy(t, "rsa512.pkcs1.pem")},

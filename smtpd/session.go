@@ -15,9 +15,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/envelope"
 	"relayd/internal/stack"
 	"relayd/maillog"
-	"relayd/queue"
 	"relayd/smtpd/readpath"
 )
 
@@ -69,7 +69,7 @@ type session struct {
 	authUser string
 
 	hasMail bool
-	env     queue.Envelope
+	env     envelope.Envelope
 }
 
 func (s *Server) newSession(c *smtp.Conn) *session {
@@ -176,7 +176,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.authUser != "" && (ss.st.Auth == nil || !ss.st.Auth.MaySend(ss.authUser, addr)) {
 		return errSenderDenied
 	}
-	ss.env = queue.Envelope{From: addr}
+	ss.env = envelope.Envelope{From: addr}
 	if opts != nil {
 		ss.env.Ret = string(opts.Return)
 		ss.env.EnvID = opts.EnvelopeID
@@ -203,10 +203,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if serr != nil {
 		return serr
 	}
-	if slices.ContainsFunc(ss.env.Rcpts, func(r queue.Recipient) bool { return r.Addr == addr }) {
+	if slices.ContainsFunc(ss.env.Rcpts, func(r envelope.Recipient) bool { return r.Addr == addr }) {
 		return nil // several local names map to one admin: deliver once
 	}
-	r := queue.Recipient{Addr: addr, State: queue.Pending}
+	r := envelope.Recipient{Addr: addr, State: envelope.Pending}
 	if opts != nil {
 		for _, n := range opts.Notify {
 			r.Notify = append(r.Notify, string(n))
@@ -232,9 +232,9 @@ func (ss *session) Data(r io.Reader) error {
 		ss.ic.beginData()
 		defer ss.ic.endData()
 	}
-	origin := queue.FromSMTP
+	origin := envelope.FromSMTP
 	if ss.s.cfg.Mode == Local {
-		origin = queue.FromLocal
+		origin = envelope.FromLocal
 	}
 	sub := &cleanup.Submission{
 		Envelope:   ss.env,
@@ -304,7 +304,7 @@ func (ss *session) proto() string {
 func (ss *session) Reset() {
 	ss.rp.Reset()
 	ss.hasMail = false
-	ss.env = queue.Envelope{}
+	ss.env = envelope.Envelope{}
 	ss.st = ss.s.settings.Load()
 }
 

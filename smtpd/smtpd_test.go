@@ -21,7 +21,6 @@ import (
 
 	"relayd/auth"
 	"relayd/cleanup"
-	"relayd/conf"
 	"relayd/internal/smtptest"
 )
 
@@ -75,7 +74,7 @@ func serve(t *testing.T, mode Mode, mod func(*Config)) *env {
 	ca := smtptest.NewCA(t)
 	cert := ca.Leaf(t, "localhost", "127.0.0.1")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
-	a := auth.New([]conf.User{{Name: "app1", PasswordHash: string(hash), Senders: []string{"*@example.com"}}},
+	a := auth.New([]auth.User{{Name: "app1", PasswordHash: string(hash), Senders: []string{"*@example.com"}}},
 		auth.Options{MaxFailures: 3, Sleep: func(time.Duration) {}})
 	cfg := Config{
 		Hostname: "relay.test", Mode: mode, IdleTimeout: 5 * time.Second,

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"relayd/envelope"
 	"relayd/internal/smtptest"
 	"relayd/internal/tlsmode"
-	"relayd/queue"
 )
 
 // BenchmarkDeliver delivers one message per iteration to a local go-smtp
@@ -32,8 +32,8 @@ func BenchmarkDeliver(b *testing.B) {
 				b.Cleanup(func() { c.Close() })
 				line := strings.Repeat("0123456789abcdef", 4)[:62] + "\r\n"
 				body := "Subject: bench\r\n\r\n.dot\r\n" + strings.Repeat(line, size/len(line))
-				d := &queue.Delivery{ID: "bench", From: "a@example.com", Size: int64(len(body)),
-					Rcpts: []queue.Recipient{{Addr: "b@example.net", State: queue.Pending}}}
+				d := &envelope.Delivery{ID: "bench", From: "a@example.com", Size: int64(len(body)),
+					Rcpts: []envelope.Recipient{{Addr: "b@example.net", State: envelope.Pending}}}
 				if path == "go-smtp" {
 					d.Rcpts[0].Notify = []string{"FAILURE"}
 				}

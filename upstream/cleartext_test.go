@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"relayd/internal/defaults"
 	"relayd/internal/smtptest"
 	"relayd/internal/tlsmode"
 )
@@ -56,5 +57,17 @@ func TestCleartextConfigLoopback(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("%s: normalize error %v, want accepted=%v", addr, err, ok)
 		}
+	}
+}
+
+// A Config used directly gets the values conf fills in (internal/defaults).
+func TestNormalizeDefaultsAreConfs(t *testing.T) {
+	c, err := Config{Address: "smtp.example.com:587"}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Timeout != defaults.UpstreamTimeout || c.MinBackoff != defaults.MinBackoff ||
+		c.MaxBackoff != defaults.MaxBackoff || c.MaxConns != defaults.Concurrency {
+		t.Errorf("normalize: %v %v %v %d", c.Timeout, c.MinBackoff, c.MaxBackoff, c.MaxConns)
 	}
 }

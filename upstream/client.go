@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"relayd/envelope"
 	"relayd/internal/tlsmode"
-	"relayd/queue"
 )
 
 // Client delivers to the smarthost, reusing connections. It is safe for
@@ -31,8 +31,6 @@ type Client struct {
 	oauth    oauthState   // sasl.go
 	eightBit atomic.Int32 // what the last EHLO said of 8BITMIME (mailcmd.go)
 }
-
-var _ queue.Deliverer = (*Client)(nil)
 
 // New validates cfg and returns a Client. It does not connect.
 func New(cfg Config) (*Client, error) {
@@ -58,9 +56,9 @@ func New(cfg Config) (*Client, error) {
 // a relay in backoff after such a failure goes after the others
 // (health.go). A non-nil error is always an *Error (the relay tried last);
 // earlier relays' failures are logged.
-func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome, error) {
+func (c *Client) Deliver(ctx context.Context, d *envelope.Delivery) (envelope.Outcome, error) {
 	if len(d.Rcpts) == 0 {
-		return queue.Outcome{}, nil
+		return envelope.Outcome{}, nil
 	}
 	var last *Error
 	relays := c.relayOrder()
@@ -85,16 +83,16 @@ func (c *Client) Deliver(ctx context.Context, d *queue.Delivery) (queue.Outcome,
 			c.log.Warn("relay failed, trying the next one", "id", d.ID, "addr", addr, "err", e.Error())
 		}
 	}
-	return queue.Outcome{}, last
+	return envelope.Outcome{}, last
 }
 
 // deliverVia delivers through addr, redialling once when a pooled
 // connection turns out to be dead (closed by the server while idle).
-func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery) (queue.Outcome, *Error) {
+func (c *Client) deliverVia(ctx context.Context, addr string, d *envelope.Delivery) (envelope.Outcome, *Error) {
 	for attempt := 0; ; attempt++ {
 		s, e := c.get(ctx, addr)
 		if e != nil {
-			return queue.Outcome{}, e
+			return envelope.Outcome{}, e
 		}
 		reused := s.used > 0
 		stop := context.AfterFunc(ctx, func() { s.conn.Close() })
@@ -121,7 +119,7 @@ func (c *Client) deliverVia(ctx context.Context, addr string, d *queue.Delivery)
 			c.log.Debug("pooled connection went away, redialling", "addr", addr, "err", e.Error())
 			continue
 		}
-		return queue.Outcome{}, e
+		return envelope.Outcome{}, e
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"relayd/internal/defaults"
 	"relayd/internal/loopback"
 	"relayd/internal/tlsmode"
 )
@@ -85,7 +86,8 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// normalize validates cfg and fills in the defaults.
+// normalize validates cfg and fills in the defaults (internal/defaults for
+// the values conf also sets).
 func (cfg Config) normalize() (Config, error) {
 	var errs []error
 	if cfg.Address == "" {
@@ -122,20 +124,23 @@ func (cfg Config) normalize() (Config, error) {
 		}
 		cfg.Hostname = h
 	}
+	// relayd's config always sets Timeout, the backoffs and MaxConns
+	// (conf fills its defaults in); these are for direct use, with conf's
+	// own constants.
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 2 * time.Minute
+		cfg.Timeout = defaults.UpstreamTimeout
 	}
 	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = 5 * time.Minute
+		cfg.MinBackoff = defaults.MinBackoff
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(cfg.MinBackoff, time.Hour)
+		cfg.MaxBackoff = max(cfg.MinBackoff, defaults.MaxBackoff)
 	}
 	if cfg.MinDataRate <= 0 {
 		cfg.MinDataRate = 32 << 10
 	}
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 4
+		cfg.MaxConns = defaults.Concurrency
 	}
 	if cfg.IdleKeep == 0 {
 		cfg.IdleKeep = 30 * time.Second

@@ -14,9 +14,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/envelope"
 	"relayd/internal/smtptest"
 	"relayd/internal/tlsmode"
-	"relayd/queue"
 )
 
 func TestSTARTTLSAuthDelivery(t *testing.T) {
@@ -432,7 +432,7 @@ func TestOpenFailureSendsNothing(t *testing.T) {
 	if err == nil || len(s.Messages()) != 0 {
 		t.Fatalf("err %v", err)
 	}
-	_ = queue.Outcome{}
+	_ = envelope.Outcome{}
 }
 
 // recordingDialer keeps every byte the client writes (cleartext only),

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"relayd/envelope"
 	"relayd/internal/smtptest"
-	"relayd/queue"
 )
 
 const (
@@ -77,10 +77,10 @@ func newClient(t *testing.T, s *smtptest.Server, mod func(*Config)) (*Client, *l
 	return c, logs
 }
 
-func delivery(id string, rcpts ...string) *queue.Delivery {
-	d := &queue.Delivery{ID: id, From: "a@example.com", Size: int64(len(testBody))}
+func delivery(id string, rcpts ...string) *envelope.Delivery {
+	d := &envelope.Delivery{ID: id, From: "a@example.com", Size: int64(len(testBody))}
 	for _, r := range rcpts {
-		d.Rcpts = append(d.Rcpts, queue.Recipient{Addr: r, State: queue.Pending})
+		d.Rcpts = append(d.Rcpts, envelope.Recipient{Addr: r, State: envelope.Pending})
 	}
 	d.Open = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(testBody)), nil }
 	return d

@@ -7,7 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // The body type on MAIL (RFC 6152 §3): go-smtp's Client adds BODY=8BITMIME
@@ -17,7 +17,7 @@ import (
 // them and keeps the parameter.
 
 // bodyParam is the BODY parameter for d's MAIL command, with its space.
-func bodyParam(s *session, d *queue.Delivery) string {
+func bodyParam(s *session, d *envelope.Delivery) string {
 	if ok, _ := s.c.Extension("8BITMIME"); !ok || strings.EqualFold(d.Body, "7BIT") {
 		return ""
 	}
@@ -29,7 +29,7 @@ func bodyParam(s *session, d *queue.Delivery) string {
 // else goes through go-smtp's Client as before. Errors are as from
 // smtp.Client.Mail: an *smtp.SMTPError for a reply, anything else for the
 // connection.
-func (s *session) mail(d *queue.Delivery, opts *smtp.MailOptions) error {
+func (s *session) mail(d *envelope.Delivery, opts *smtp.MailOptions) error {
 	if ok, _ := s.c.Extension("8BITMIME"); !ok || bodyParam(s, d) != "" {
 		return s.c.Mail(d.From, opts)
 	}

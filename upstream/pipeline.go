@@ -7,7 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // Command pipelining (RFC 2920).
@@ -32,7 +32,7 @@ import (
 const maxPipelined = 100
 
 // pipelinable reports whether d can take the pipelined path on s.
-func pipelinable(s *session, d *queue.Delivery, opts *smtp.MailOptions, dsn bool) bool {
+func pipelinable(s *session, d *envelope.Delivery, opts *smtp.MailOptions, dsn bool) bool {
 	if len(d.Rcpts) > maxPipelined {
 		return false
 	}
@@ -60,7 +60,7 @@ func pipelinable(s *session, d *queue.Delivery, opts *smtp.MailOptions, dsn bool
 // (one that still holds an older envelope) would queue an empty message
 // for it. The connection is dropped instead, which aborts the transaction
 // (RFC 5321 §3.8).
-func (c *Client) transactPipelined(s *session, d *queue.Delivery, opts *smtp.MailOptions, body io.Reader, out queue.Outcome) (txResult, *Error) {
+func (c *Client) transactPipelined(s *session, d *envelope.Delivery, opts *smtp.MailOptions, body io.Reader, out envelope.Outcome) (txResult, *Error) {
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 	mailCmd := "MAIL FROM:<" + d.From + ">"
 	mailCmd += bodyParam(s, d) // RFC 6152 §3, only for an 8-bit body

@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"relayd/queue"
+	"relayd/envelope"
 	"relayd/upstream/wire"
 )
 
@@ -28,7 +28,7 @@ import (
 // protocol state, not on the message: the session is reset and MAIL tried
 // once more; a second 503 defers the delivery (session *Error), it never
 // bounces.
-func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error) {
+func (c *Client) transact(s *session, d *envelope.Delivery) (envelope.Outcome, *Error) {
 	out, e := c.transactOne(s, d)
 	if e != nil {
 		return out, e
@@ -57,7 +57,7 @@ func (c *Client) transact(s *session, d *queue.Delivery) (queue.Outcome, *Error)
 			break
 		}
 		sub := *d
-		sub.Rcpts = make([]queue.Recipient, len(rest))
+		sub.Rcpts = make([]envelope.Recipient, len(rest))
 		for k, i := range rest {
 			sub.Rcpts[k] = d.Rcpts[i]
 		}
@@ -85,8 +85,8 @@ func tooManyRcpts(se *smtp.SMTPError) bool {
 
 // transactOne is one transaction (with its RSET and 503 retry), see
 // transact.
-func (c *Client) transactOne(s *session, d *queue.Delivery) (queue.Outcome, *Error) {
-	out := queue.Outcome{Relay: s.relay, Rcpts: make([]*smtp.SMTPError, len(d.Rcpts))}
+func (c *Client) transactOne(s *session, d *envelope.Delivery) (envelope.Outcome, *Error) {
+	out := envelope.Outcome{Relay: s.relay, Rcpts: make([]*smtp.SMTPError, len(d.Rcpts))}
 	if len(d.Rcpts) == 0 {
 		return out, nil
 	}
@@ -123,7 +123,7 @@ func (c *Client) transactOne(s *session, d *queue.Delivery) (queue.Outcome, *Err
 // says nothing about the message (see transact). mailRefused: the
 // pipelined MAIL's refusal, when MAIL was refused.
 type txResult struct {
-	out         queue.Outcome
+	out         envelope.Outcome
 	badSequence bool
 	mailRefused *smtp.SMTPError
 }
@@ -192,8 +192,8 @@ func outOfSequence(s *session, stage Stage, se *smtp.SMTPError) *Error {
 	return e
 }
 
-func (c *Client) transactOnce(s *session, d *queue.Delivery, body io.Reader) (txResult, *Error) {
-	out := queue.Outcome{Relay: s.relay, Rcpts: make([]*smtp.SMTPError, len(d.Rcpts))}
+func (c *Client) transactOnce(s *session, d *envelope.Delivery, body io.Reader) (txResult, *Error) {
+	out := envelope.Outcome{Relay: s.relay, Rcpts: make([]*smtp.SMTPError, len(d.Rcpts))}
 	all := func(se *smtp.SMTPError) (txResult, *Error) { return txResult{out: fillUndecided(out, se)}, nil }
 	fail := func(e *Error) (txResult, *Error) { return txResult{out: out}, e }
 
@@ -335,7 +335,7 @@ func rcptRefusal(se *smtp.SMTPError) *smtp.SMTPError {
 
 // fillUndecided gives se to every recipient of out without an outcome yet
 // (a reply to MAIL, DATA or the final dot) and returns out.
-func fillUndecided(out queue.Outcome, se *smtp.SMTPError) queue.Outcome {
+func fillUndecided(out envelope.Outcome, se *smtp.SMTPError) envelope.Outcome {
 	for i := range out.Rcpts {
 		if out.Rcpts[i] == nil {
 			out.Rcpts[i] = se
@@ -356,7 +356,7 @@ func badLine(s string) bool { return strings.ContainsAny(s, "\r\n") }
 // mailOptions builds the MAIL parameters the server advertised. go-smtp adds
 // BODY=8BITMIME by itself whenever 8BITMIME is offered, and SIZE when the
 // server advertised SIZE and Size is non-zero (RFC 1870).
-func (c *Client) mailOptions(s *session, d *queue.Delivery) (*smtp.MailOptions, *smtp.SMTPError) {
+func (c *Client) mailOptions(s *session, d *envelope.Delivery) (*smtp.MailOptions, *smtp.SMTPError) {
 	c.note8Bit(s)
 	opts := &smtp.MailOptions{Size: d.Size}
 	if d.UTF8 {
@@ -383,7 +383,7 @@ func (c *Client) mailOptions(s *session, d *queue.Delivery) (*smtp.MailOptions, 
 
 // rcptOptions passes NOTIFY and ORCPT on when the server offers DSN (RFC
 // 3461 §4.1, §4.2). Malformed values are dropped rather than failing.
-func rcptOptions(r queue.Recipient, dsn bool) *smtp.RcptOptions {
+func rcptOptions(r envelope.Recipient, dsn bool) *smtp.RcptOptions {
 	if !dsn {
 		return nil
 	}
@@ -444,7 +444,7 @@ func printableASCII(s string) bool {
 	return true
 }
 
-func envelopeASCII(d *queue.Delivery) bool {
+func envelopeASCII(d *envelope.Delivery) bool {
 	if !isASCII(d.From) {
 		return false
 	}

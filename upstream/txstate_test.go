@@ -7,12 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"relayd/queue"
+	"relayd/envelope"
 )
 
 // Transaction state after a refusal (issue 20).
 
-func deliveryFrom(id, from string, rcpts ...string) *queue.Delivery {
+func deliveryFrom(id, from string, rcpts ...string) *envelope.Delivery {
 	d := delivery(id, rcpts...)
 	d.From = from
 	return d

@@ -10,8 +10,10 @@ import (
 	"os"
 	"strings"
 
+	"relayd/auth"
 	"relayd/conf"
 	"relayd/internal/sysexits"
+	"relayd/signer"
 )
 
 const defaultConfigPath = "/etc/relayd/relayd.toml"
@@ -102,4 +104,23 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "usage: relayd config example")
 	return sysexits.Usage
+}
+
+// dkimEntries are the [[dkim]] entries as the signer takes them, in order
+// (the signer's errors name dkim[i] by index).
+func dkimEntries(ds []conf.DKIM) []signer.Entry {
+	es := make([]signer.Entry, len(ds))
+	for i, d := range ds {
+		es[i] = signer.Entry{Domain: d.Domain, Selector: d.Selector, KeyFile: d.KeyFile}
+	}
+	return es
+}
+
+// authUsers are the [[users]] entries as the authenticator takes them.
+func authUsers(us []conf.User) []auth.User {
+	as := make([]auth.User, len(us))
+	for i, u := range us {
+		as[i] = auth.User{Name: u.Name, PasswordHash: u.PasswordHash, Senders: u.Senders}
+	}
+	return as
 }

@@ -148,7 +148,7 @@ func dkimDNS(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relayd dkim dns: no [[dkim]] keys configured; create one with: relayd dkim keygen --domain D --selector S")
 		return exitFailure
 	}
-	s, errs := signer.Load(cfg.DKIM, signer.Options{})
+	s, errs := signer.Load(dkimEntries(cfg.DKIM), signer.Options{})
 	for _, k := range s.Keys() {
 		fmt.Fprintf(stdout, "; %s key %s (%d bits)\n%s\n", k.Algorithm, k.File, k.Bits, signer.ZoneRecord(k.Domain, k.Selector, k.TXT()))
 	}

@@ -24,7 +24,7 @@ func spoolWithOne(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	c := cleanup.New(cleanup.Config{Hostname: "relay.example.com", Spool: q})
+	c := cleanup.New(cleanup.Config{Hostname: "relay.example.com", Spool: cleanup.SpoolOf(q.Create)})
 	sub := &cleanup.Submission{Origin: queue.FromSMTP, Helo: "app.local", RemoteIP: netip.MustParseAddr("127.0.0.1"),
 		RemoteHost: "localhost", Proto: "ESMTP", LocalUID: -1}
 	sub.Envelope.From = "app@example.com"

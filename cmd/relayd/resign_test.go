@@ -9,7 +9,6 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"relayd/conf"
 	"relayd/signer"
 )
 
@@ -25,7 +24,7 @@ func TestResignMessage(t *testing.T) {
 	if err := signer.WriteKeyFile(key, pemBytes); err != nil {
 		t.Fatal(err)
 	}
-	s, errs := signer.Load([]conf.DKIM{{Domain: "example.com", Selector: "s", KeyFile: key}}, signer.Options{})
+	s, errs := signer.Load([]signer.Entry{{Domain: "example.com", Selector: "s", KeyFile: key}}, signer.Options{})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}

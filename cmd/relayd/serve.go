@@ -26,6 +26,8 @@ import (
 	"relayd/control"
 	"relayd/internal/sysexits"
 	"relayd/metrics"
+	"relayd/notify"
+	"relayd/pickup"
 	"relayd/queue"
 	"relayd/signer"
 	"relayd/smtpd"
@@ -109,7 +111,7 @@ type components struct {
 func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 	var errs []error
 	c := &components{cfg: cfg}
-	sign, kerrs := signer.Load(cfg.DKIM, signer.Options{Logger: component(log, compSigner)})
+	sign, kerrs := signer.Load(dkimEntries(cfg.DKIM), signer.Options{Logger: component(log, compSigner)})
 	for _, e := range kerrs {
 		// FILE: KEY: problem, as every config problem (README).
 		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, e))
@@ -124,7 +126,7 @@ func build(cfg *conf.Config, log *slog.Logger) (*components, []error) {
 		}
 	}
 	if len(cfg.Users) > 0 {
-		c.auth = auth.New(cfg.Users, auth.Options{})
+		c.auth = auth.New(authUsers(cfg.Users), auth.Options{})
 	}
 	if !cfg.Upstream.Hold() {
 		up, err := newUpstream(cfg, log)
@@ -219,7 +221,7 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	qcfg.Deliverer = d.deliverer(d.up)
 	qcfg.Routes = d.newRouter(cfg, d.hosts)
-	nt := &notifier{hostname: cfg.Hostname, clock: time.Now, log: component(d.root, compNotify), nullSender: func() string {
+	nt := &notify.Notifier{Hostname: cfg.Hostname, Clock: time.Now, Logger: component(d.root, compNotify), NullSender: func() string {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.cfg.Upstream.NullSender
@@ -238,7 +240,7 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	d.intake = cleanup.New(d.cleanupConfig(cfg))
-	nt.intake = d.intake
+	nt.Intake = d.intake
 
 	if err := d.listen(); err != nil {
 		return listenError(err)
@@ -254,9 +256,9 @@ func (d *daemon) run(ctx context.Context) error {
 
 	pctx, pstop := context.WithCancel(context.Background())
 	defer pstop()
-	pk := &pickup{dir: filepath.Join(cfg.StateDir, "maildrop"), corrupt: filepath.Join(cfg.StateDir, "corrupt"),
-		intake: d.intake, notify: nt.Notify, log: component(d.root, compPickup), interval: pickupInterval}
-	go pk.run(pctx)
+	pk := pickup.New(pickup.Config{Dir: filepath.Join(cfg.StateDir, "maildrop"), Corrupt: filepath.Join(cfg.StateDir, "corrupt"),
+		Intake: d.intake, Notify: nt.Notify, Logger: component(d.root, compPickup)})
+	go pk.Run(pctx)
 
 	sdNotify("READY=1")
 	d.log.Info("relayd started", "version", version, "config", orDefaults(d.path), "hostname", cfg.Hostname)
@@ -300,7 +302,7 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 	return cleanup.Config{
 		Hostname:        cfg.Hostname,
 		LocalDomains:    local,
-		Spool:           d.q,
+		Spool:           cleanup.SpoolOf(d.q.Create),
 		Signer:          s,
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		Admin:           cfg.Rewrite.Admin,
@@ -624,11 +626,12 @@ func rateLimit(cfg *conf.Config) queue.RateLimit {
 
 // queueStats feeds the metrics; the queue is open before the metrics
 // listener starts.
-func (d *daemon) queueStats() queue.Stats {
+func (d *daemon) queueStats() metrics.QueueStats {
 	if d.q == nil {
-		return queue.Stats{}
+		return metrics.QueueStats{}
 	}
-	return d.q.Stats()
+	st := d.q.Stats()
+	return metrics.QueueStats{Messages: st.Messages, Held: st.Held, Oldest: st.Oldest, Quarantined: st.Quarantined}
 }
 
 // listenSMTP opens an SMTP listener whose connections get no TCP

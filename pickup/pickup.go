@@ -1,4 +1,16 @@
-package main
+// Package pickup is the maildrop daemon: it moves the messages the
+// sendmail command left in STATE_DIR/maildrop (while the daemon was down)
+// through the intake.
+//
+// The files are untrusted input, written by any local user: the same
+// address checks and limits apply as on the network, the submitting uid is
+// the file's owner (never what the file claims), a file is opened once
+// without following symlinks or blocking on FIFOs, and read only through
+// that descriptor. A file is removed only after its message is committed
+// (a crash in between gives a duplicate, never a loss); one that can never
+// be accepted gets a failure notice and is moved to corrupt/, never
+// silently deleted.
+package pickup
 
 import (
 	"context"
@@ -18,25 +30,42 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/envelope"
 	"relayd/internal/reply"
-	"relayd/queue"
 	"relayd/sendmail"
 )
 
-// pickupInterval is how often the maildrop is scanned. The sendmail
-// command only uses the maildrop while the daemon is down, so this is the
-// delay after a start, not on the normal path.
-const pickupInterval = 2 * time.Second
+// Interval is how often the maildrop is scanned unless Config says
+// otherwise. The sendmail command only uses the maildrop while the daemon
+// is down, so this is the delay after a start, not on the normal path.
+const Interval = 2 * time.Second
 
-// pickup moves messages that the sendmail command left in the maildrop
-// (while the daemon was down) through the intake. The files are untrusted
-// input: the same address checks and limits apply as on the network, and
-// the submitting uid is the file's owner, not what the file claims.
-type pickup struct {
-	dir      string // STATE_DIR/maildrop
-	corrupt  string // STATE_DIR/corrupt
-	intake   *cleanup.Cleanup
-	notify   func(context.Context, queue.Notice) error // failure notices; nil: none
+// Intake is what the pickup needs of the intake (*cleanup.Cleanup).
+type Intake interface {
+	Sender(addr string) (string, *smtp.SMTPError)
+	Recipient(addr string) (string, *smtp.SMTPError)
+	Submit(ctx context.Context, sub *cleanup.Submission, r io.Reader) (string, error)
+}
+
+// Config is what a Pickup needs.
+type Config struct {
+	Dir     string // STATE_DIR/maildrop
+	Corrupt string // STATE_DIR/corrupt, the quarantine
+	Intake  Intake
+	// Notify queues a failure notice for a file that can never be
+	// accepted (its sender was told "sent"); nil: none.
+	Notify   func(context.Context, envelope.Notice) error
+	Logger   *slog.Logger  // nil: discard
+	Interval time.Duration // between scans; 0: Interval
+}
+
+// Pickup moves messages that the sendmail command left in the maildrop
+// through the intake (see the package doc).
+type Pickup struct {
+	dir      string
+	corrupt  string
+	intake   Intake
+	notify   func(context.Context, envelope.Notice) error
 	log      *slog.Logger
 	interval time.Duration
 
@@ -55,12 +84,26 @@ const (
 	pickupMinRate     = 1 << 20 // bytes per second
 )
 
+// New returns a Pickup for cfg; Run starts it.
+func New(cfg Config) *Pickup {
+	if cfg.Interval <= 0 {
+		cfg.Interval = Interval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pickup{dir: cfg.Dir, corrupt: cfg.Corrupt, intake: cfg.Intake, notify: cfg.Notify,
+		log: cfg.Logger, interval: cfg.Interval}
+}
+
 // fileBudget is how long one file of size bytes may take.
 func fileBudget(size int64) time.Duration {
 	return pickupBaseTimeout + time.Duration(size/pickupMinRate)*time.Second
 }
 
-func (p *pickup) run(ctx context.Context) {
+// Run scans the maildrop at once and then every interval, until ctx is
+// done.
+func (p *Pickup) Run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {
@@ -73,7 +116,7 @@ func (p *pickup) run(ctx context.Context) {
 	}
 }
 
-func (p *pickup) scan(ctx context.Context) {
+func (p *Pickup) scan(ctx context.Context) {
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
 		p.log.Error("maildrop unreadable", "dir", p.dir, "err", err)
@@ -104,7 +147,7 @@ func (p *pickup) scan(ctx context.Context) {
 // it when done, so an old one was left by a killed command.
 const staleTemp = 24 * time.Hour
 
-func (p *pickup) removeStale(e fs.DirEntry) {
+func (p *Pickup) removeStale(e fs.DirEntry) {
 	fi, err := e.Info()
 	if err != nil || time.Since(fi.ModTime()) < staleTemp {
 		return
@@ -118,7 +161,7 @@ func (p *pickup) removeStale(e fs.DirEntry) {
 // not returned by then (a file system that blocks, an intake that stalls),
 // the scan goes on without it: one stuck file never holds up the others.
 // The file stays marked busy, and is not taken again, until one() returns.
-func (p *pickup) oneBounded(ctx context.Context, name string) {
+func (p *Pickup) oneBounded(ctx context.Context, name string) {
 	p.mu.Lock()
 	if p.busy == nil {
 		p.busy = map[string]bool{}
@@ -161,7 +204,7 @@ func (p *pickup) oneBounded(ctx context.Context, name string) {
 // logOnce logs a lasting problem with a maildrop file at ERROR the first
 // time only: a file that stays (unreadable, not movable) would otherwise
 // log on every scan, forever. The memory is dropped with the file.
-func (p *pickup) logOnce(name, msg string, args ...any) {
+func (p *Pickup) logOnce(name, msg string, args ...any) {
 	p.mu.Lock()
 	if p.reported == nil {
 		p.reported = map[string]bool{}
@@ -177,7 +220,7 @@ func (p *pickup) logOnce(name, msg string, args ...any) {
 }
 
 // forget drops the log-once memory of files no longer in the maildrop.
-func (p *pickup) forget(names []string) {
+func (p *Pickup) forget(names []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.reported) == 0 {
@@ -202,7 +245,7 @@ func (p *pickup) forget(names []string) {
 // descriptor, never from the path again (its owner can rename a FIFO or a
 // symlink over it at any moment). budget receives the file's time budget
 // once its size is known.
-func (p *pickup) one(ctx context.Context, name string, budget chan<- time.Duration) {
+func (p *Pickup) one(ctx context.Context, name string, budget chan<- time.Duration) {
 	path := filepath.Join(p.dir, name)
 	// Anyone can create entries here, and swap them between the scan and
 	// the open: never follow a symlink (it could point at another user's
@@ -242,12 +285,12 @@ func (p *pickup) one(ctx context.Context, name string, budget chan<- time.Durati
 		p.quarantine(path, name, err)
 		return
 	}
-	qenv, serr := p.envelope(env)
+	qenv, serr := p.mapEnvelope(env)
 	if serr != nil {
 		p.reject(fctx, path, name, env, serr, size, src)
 		return
 	}
-	sub := &cleanup.Submission{Envelope: qenv, Origin: queue.FromLocal, LocalUID: uid}
+	sub := &cleanup.Submission{Envelope: qenv, Origin: envelope.FromLocal, LocalUID: uid}
 	id, err := p.intake.Submit(fctx, sub, body)
 	if err != nil {
 		var se *smtp.SMTPError
@@ -299,12 +342,14 @@ func dropOwner(f *os.File) (uid int, size int64, err error) {
 	return int(st.Uid), fi.Size(), nil
 }
 
-func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
+// mapEnvelope checks and maps the addresses a maildrop file gives, as the
+// intake does for SMTP.
+func (p *Pickup) mapEnvelope(env sendmail.Envelope) (envelope.Envelope, error) {
 	from, serr := p.intake.Sender(env.From)
 	if serr != nil {
-		return queue.Envelope{}, fmt.Errorf("sender %q: %w", env.From, serr)
+		return envelope.Envelope{}, fmt.Errorf("sender %q: %w", env.From, serr)
 	}
-	q := queue.Envelope{From: from, Ret: env.Ret, EnvID: env.EnvID}
+	q := envelope.Envelope{From: from, Ret: env.Ret, EnvID: env.EnvID}
 	var notify []string
 	if env.Notify != "" {
 		notify = strings.Split(strings.ToUpper(env.Notify), ",")
@@ -313,13 +358,13 @@ func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
 	for _, r := range env.Rcpts {
 		addr, serr := p.intake.Recipient(r)
 		if serr != nil {
-			return queue.Envelope{}, fmt.Errorf("recipient %q: %w", r, serr)
+			return envelope.Envelope{}, fmt.Errorf("recipient %q: %w", r, serr)
 		}
 		if seen[addr] {
 			continue
 		}
 		seen[addr] = true
-		q.Rcpts = append(q.Rcpts, queue.Recipient{Addr: addr, Notify: notify, State: queue.Pending})
+		q.Rcpts = append(q.Rcpts, envelope.Recipient{Addr: addr, Notify: notify, State: envelope.Pending})
 	}
 	return q, nil
 }
@@ -330,17 +375,17 @@ func (p *pickup) envelope(env sendmail.Envelope) (queue.Envelope, error) {
 // before the file goes to quarantine. If the notice cannot be queued yet,
 // the file stays for the next scan. The notice's copy of the message is
 // read through src (the descriptor opened by one, bounded by size).
-func (p *pickup) reject(ctx context.Context, path, name string, env sendmail.Envelope, cause error, size int64, src func() io.Reader) {
+func (p *Pickup) reject(ctx context.Context, path, name string, env sendmail.Envelope, cause error, size int64, src func() io.Reader) {
 	if p.notify != nil && env.From != "" && !strings.EqualFold(env.Notify, "NEVER") {
 		why := reply.Reply{Text: cause.Error()}
 		var se *smtp.SMTPError
 		if errors.As(cause, &se) {
 			why = reply.FromSMTP(se)
 		}
-		n := queue.Notice{Kind: queue.NoticeFailed, ID: "maildrop-" + name, From: env.From, Arrival: env.Submitted,
+		n := envelope.Notice{Kind: envelope.NoticeFailed, ID: "maildrop-" + name, From: env.From, Arrival: env.Submitted,
 			EnvID: env.EnvID, Ret: env.Ret, LastAttempt: time.Now(), Open: dropOpener(src), Size: size}
 		for _, r := range env.Rcpts {
-			n.Rcpts = append(n.Rcpts, queue.Recipient{Addr: r, State: queue.Failed, LastReply: why.String(), Reply: why})
+			n.Rcpts = append(n.Rcpts, envelope.Recipient{Addr: r, State: envelope.Failed, LastReply: why.String(), Reply: why})
 		}
 		if err := p.notify(ctx, n); err != nil {
 			p.logOnce(name, "maildrop file rejected; its failure notice could not be queued yet, keeping it", "file", path, "cause", cause, "err", err)
@@ -362,7 +407,7 @@ func dropOpener(src func() io.Reader) func() (io.ReadCloser, error) {
 	}
 }
 
-func (p *pickup) quarantine(path, name string, cause error) {
+func (p *Pickup) quarantine(path, name string, cause error) {
 	dst := filepath.Join(p.corrupt, "maildrop-"+name)
 	if err := os.Rename(path, dst); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {

@@ -1,4 +1,4 @@
-package main
+package pickup
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 // scan; the memory goes with the file.
 func TestPickupLogsOnce(t *testing.T) {
 	var buf bytes.Buffer
-	p := &pickup{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	p := &Pickup{log: slog.New(slog.NewTextHandler(&buf, nil))}
 	for i := 0; i < 5; i++ {
 		p.logOnce("f1", "maildrop file unreadable", "file", "f1")
 	}
@@ -43,7 +43,7 @@ func TestPickupRemovesStaleTemp(t *testing.T) {
 	os.WriteFile(fresh, []byte("x"), 0o600)
 	past := time.Now().Add(-25 * time.Hour)
 	os.Chtimes(old, past, past)
-	p := &pickup{dir: drop, corrupt: corrupt, log: slog.New(slog.DiscardHandler)}
+	p := &Pickup{dir: drop, corrupt: corrupt, log: slog.New(slog.DiscardHandler)}
 	p.scan(context.Background())
 	if _, err := os.Stat(old); err == nil {
 		t.Errorf("a day-old staged file was kept")
@@ -115,7 +115,7 @@ func TestPickupHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process only")
 	}
-	p := &pickup{dir: filepath.Join(dir, "maildrop"), corrupt: filepath.Join(dir, "corrupt"),
+	p := &Pickup{dir: filepath.Join(dir, "maildrop"), corrupt: filepath.Join(dir, "corrupt"),
 		log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	for i := 0; i < 3; i++ {
 		p.scan(context.Background())

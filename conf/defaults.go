@@ -38,22 +38,15 @@ func osEnv() env {
 	}
 }
 
-// Default returns the built-in configuration: listen on loopback, relay for
-// loopback, no smarthost (mail is held in the queue), hostname = the host's
-// FQDN.
-func Default() *Config {
-	c := defaults()
-	c.Hostname = osEnv().fqdn()
-	return c
-}
-
 // DefaultStateDir is the built-in state_dir: the Debian package's spool
 // (systemd's StateDirectory=relayd), so that mail held by a daemon on the
 // built-in defaults is the packaged daemon's mail too. Before issue 17 it
 // was /var/spool/relayd; the daemon imports mail it finds there.
 const DefaultStateDir = "/var/lib/relayd"
 
-// defaults is Default without the hostname, which costs a DNS lookup.
+// defaults returns the built-in configuration (listen on loopback, relay
+// for loopback, no smarthost: mail is held in the queue) without the
+// hostname, which costs a DNS lookup: Load("") and Parse add it.
 func defaults() *Config {
 	return &Config{
 		StateDir: DefaultStateDir,

@@ -22,8 +22,12 @@ func TestDefaultStateDirIsThePackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.StateDir != conf.DefaultStateDir || conf.Default().StateDir != conf.DefaultStateDir {
-		t.Errorf("packaged state_dir %q, built-in %q, DefaultStateDir %q", c.StateDir, conf.Default().StateDir, conf.DefaultStateDir)
+	builtin, err := conf.Parse(nil, "built-in defaults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StateDir != conf.DefaultStateDir || builtin.StateDir != conf.DefaultStateDir {
+		t.Errorf("packaged state_dir %q, built-in %q, DefaultStateDir %q", c.StateDir, builtin.StateDir, conf.DefaultStateDir)
 	}
 }
 

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"net"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"relayd/conf"
@@ -17,10 +19,15 @@ import (
 // that use it (and its from address), SPF for that smarthost, DKIM and
 // DMARC. Findings the default's checks already made are not repeated.
 func (c *checker) smarthosts(ctx context.Context, cfg *conf.Config, hosts map[string]*upstream.Client, sign *signer.Signer) {
-	for _, s := range cfg.Smarthosts {
+	for i, s := range cfg.Smarthosts {
 		scfg := forSmarthost(cfg, s)
 		if !c.noSmarthost {
+			n := len(c.out)
 			c.smarthost(ctx, scfg, hosts[s.Name])
+			for j := n; j < len(c.out); j++ {
+				c.out[j].Finding = ownKeys(c.out[j].Finding, i, s.Name)
+				c.out[j].Fix = ownKeys(c.out[j].Fix, i, s.Name)
+			}
 		}
 		if c.noDNS {
 			continue
@@ -47,6 +54,18 @@ func (c *checker) smarthosts(ctx context.Context, cfg *conf.Config, hosts map[st
 		}
 		cancel()
 	}
+}
+
+// upstreamKey is a key of [upstream] in a finding's text.
+var upstreamKey = regexp.MustCompile(`\bupstream\.([a-z_0-9]+)`)
+
+// ownKeys rewrites what the [upstream] checks say for the i-th
+// [[smarthost]], name: its keys are smarthost[i].KEY (as the config
+// errors name them) and its password credential is "smarthost-NAME".
+func ownKeys(text string, i int, name string) string {
+	text = upstreamKey.ReplaceAllString(text, "smarthost["+strconv.Itoa(i)+"].$1")
+	text = strings.ReplaceAll(text, `credential "smarthost"`, `credential "smarthost-`+name+`"`)
+	return strings.ReplaceAll(text, `credential "oauth2"`, `credential "oauth2-`+name+`"`)
 }
 
 // routeDomains are the sender and header From domains mail through s

@@ -26,6 +26,10 @@ func TestCheckEverySmarthost(t *testing.T) {
 	if code != 1 || len(fails) != 1 || !strings.HasPrefix(fails[0], "FAIL smarthost "+bad.Addr()+": 535") {
 		t.Fatalf("exit %d, want 1 and one FAIL for the ses smarthost:\n%s", code, out)
 	}
+	// The fix names the ses smarthost's own keys, not [upstream]'s.
+	if !strings.Contains(fails[0], "smarthost[0].username") || strings.Contains(fails[0], "upstream.") {
+		t.Errorf("the ses smarthost's FAIL should name smarthost[0].username, not upstream.*:\n%s", fails[0])
+	}
 	if !strings.Contains(out, "OK smarthost "+good.Addr()+": ") {
 		t.Errorf("no OK line for [upstream]:\n%s", out)
 	}

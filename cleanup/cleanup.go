@@ -53,10 +53,12 @@ type Config struct {
 	// LocalDomains are the host's own names beyond Hostname and localhost
 	// (Host.LocalDomains): addresses there get the local rules.
 	LocalDomains []string
-	// SevenBitOnly reports that the smarthost is known not to offer
-	// 8BITMIME: 8-bit parts are then downgraded to quoted-printable at
-	// intake, before signing (RFC 6152 §3). nil: never.
-	SevenBitOnly func() bool
+	// SevenBitOnly reports that the smarthost an entry's recipients take
+	// (asked as Route is: the original envelope sender and header From
+	// domain) is known not to offer 8BITMIME: 8-bit parts are then
+	// downgraded to quoted-printable at intake, before signing (RFC 6152
+	// §3). nil: never.
+	SevenBitOnly func(from, fromDomain string, rcpts []string) bool
 	// Route names the smarthost the routes give a recipient, asked with
 	// the envelope sender, the header From domain and the recipient, as
 	// the queue asks its Routes. A message whose recipients get several
@@ -323,7 +325,11 @@ func (c *Config) entry(sub *Submission, h *header, rcpts []envelope.Recipient, f
 	if err := fill(out.sink, h); err != nil {
 		return e, err
 	}
-	sevenBit := out.watch.seen && c.SevenBitOnly != nil && c.SevenBitOnly()
+	routeFrom := env.From
+	if env.RouteSender != "" {
+		routeFrom = env.RouteSender
+	}
+	sevenBit := out.watch.seen && c.SevenBitOnly != nil && c.SevenBitOnly(routeFrom, env.FromDomain, rcptAddrs(env.Rcpts))
 	if out.watch.long || sevenBit {
 		// A line over 998 octets, or 8-bit content for a smarthost known
 		// not to take it: the message is re-encoded from the draft into a

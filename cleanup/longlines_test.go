@@ -83,7 +83,7 @@ func TestLongLineRefusedOrUntouched(t *testing.T) {
 func TestSevenBitSmarthostDowngrade(t *testing.T) {
 	q := newQueue(t)
 	seven := true
-	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func() bool { return seven } })
+	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func(string, string, []string) bool { return seven } })
 	msg := "From: app@example.com\nSubject: s\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGr\xc3\xbc\xc3\x9fe\n"
 	id, err := c.Submit(context.Background(), smtpSub("bob@example.org"), strings.NewReader(msg))
 	if err != nil {
@@ -119,7 +119,7 @@ func TestQueuedLogSaysFixed(t *testing.T) {
 	}
 	t.Cleanup(func() { q.Close() })
 	sevenBit := false
-	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func() bool { return sevenBit } })
+	c := newCleanup(t, q, func(c *Config) { c.SevenBitOnly = func(string, string, []string) bool { return sevenBit } })
 	long := strings.Repeat("x", 2100)
 	cases := []struct {
 		name, msg string

@@ -3,6 +3,7 @@ package main
 import (
 	"relayd/cleanup"
 	"relayd/conf"
+	"relayd/route"
 )
 
 // localDomains finds the host's own names for cleanup (issue 18): what the
@@ -22,11 +23,24 @@ func localDomains(cfg *conf.Config, host cleanup.Host) []string {
 	return host.LocalDomains(cfg.Rewrite.LocalDomains, mail)
 }
 
-// sevenBitOnly reports that the current smarthost did not offer 8BITMIME
-// when last asked, so cleanup downgrades 8-bit parts before signing.
-func (d *daemon) sevenBitOnly() bool {
-	d.mu.Lock()
-	up := d.up
-	d.mu.Unlock()
-	return up != nil && up.SevenBitOnly()
+// sevenBitOnly is cleanup's SevenBitOnly under cfg's routes: whether the
+// smarthost the recipients take (the first one's: intake splits a message
+// per smarthost) did not offer 8BITMIME when last asked, so cleanup
+// downgrades 8-bit parts before signing.
+func (d *daemon) sevenBitOnly(cfg *conf.Config) func(from, fromDomain string, rcpts []string) bool {
+	var m *route.Matcher
+	if len(cfg.Routes) > 0 {
+		m = route.New(cfg.Routes)
+	}
+	return func(from, fromDomain string, rcpts []string) bool {
+		d.mu.Lock()
+		up, hosts := d.up, d.hosts
+		d.mu.Unlock()
+		if m != nil && len(rcpts) > 0 {
+			if name := m.Match(from, fromDomain, rcpts[0]); name != conf.DefaultRoute {
+				up = hosts[name]
+			}
+		}
+		return up != nil && up.SevenBitOnly()
+	}
 }

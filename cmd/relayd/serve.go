@@ -307,9 +307,9 @@ func (d *daemon) cleanupConfig(cfg *conf.Config) cleanup.Config {
 		MaxMessageBytes: cfg.Listen.MaxMessageBytes,
 		Admin:           cfg.Rewrite.Admin,
 		Sender:          cfg.Rewrite.Sender,
-		SevenBitOnly:    d.sevenBitOnly,
-		Route:           routeFunc(cfg),    // routes.go
-		Identity:        identityFunc(cfg), // routes.go
+		SevenBitOnly:    d.sevenBitOnly(cfg), // localnames.go
+		Route:           routeFunc(cfg),      // routes.go
+		Identity:        identityFunc(cfg),   // routes.go
 		Logger:          component(d.root, compCleanup),
 	}
 }

@@ -9,15 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"relayd/internal/memtest"
 	"relayd/queue"
 )
 
@@ -327,33 +326,12 @@ func TestSplitMemoryBounded(t *testing.T) {
 	q := newQueue(t)
 	c := splitCleanup(t, q, func(c *Config) { c.Signer = &hashSigner{} })
 	const size = 20 << 20
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var peak atomic.Uint64
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				var m runtime.MemStats
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-			}
-		}
-	}()
 	hdr := "From: app@example.com\r\nSubject: big\r\n\r\n"
-	ids, err := c.Submit(context.Background(), smtpSub("a@one.example", "b@two.example"), io.MultiReader(strings.NewReader(hdr), &bigBody{left: size}))
-	close(stop)
-	<-sampled
+	var ids string
+	var err error
+	base, peak := memtest.Peak(func() {
+		ids, err = c.Submit(context.Background(), smtpSub("a@one.example", "b@two.example"), io.MultiReader(strings.NewReader(hdr), &bigBody{left: size}))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,8 +351,8 @@ func TestSplitMemoryBounded(t *testing.T) {
 			t.Errorf("%s: %d bytes, want over %d", id, n, size)
 		}
 	}
-	grew := int64(peak.Load()) - int64(base)
-	t.Logf("heap in use %d KB before, peak %d KB while a %d MB message was split (+%d KB)", base>>10, peak.Load()>>10, size>>20, grew>>10)
+	grew := int64(peak) - int64(base)
+	t.Logf("heap in use %d KB before, peak %d KB while a %d MB message was split (+%d KB)", base>>10, peak>>10, size>>20, grew>>10)
 	if grew > 8<<20 {
 		t.Errorf("heap grew by %d KB splitting a %d MB message", grew>>10, size>>20)
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relayd/cleanup"
+	"relayd/internal/memtest"
 	"relayd/internal/smtptest"
 	"relayd/smtpd/readpath"
 )
@@ -276,50 +276,28 @@ func TestHugeLineMemoryBounded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			base := ms.HeapInuse
-			var peak atomic.Uint64
-			stop := make(chan struct{})
-			sampled := make(chan struct{})
-			go func() {
-				defer close(sampled)
-				tick := time.NewTicker(5 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						var m runtime.MemStats
-						runtime.ReadMemStats(&m)
-						if m.HeapInuse > peak.Load() {
-							peak.Store(m.HeapInuse)
-						}
-					}
-				}
-			}()
 			chunk := []byte(strings.Repeat("0123456789abcdef", 4096)) // 64 KB
-			io.WriteString(w, "Subject: one line\r\n\r\n")
-			for sent := 0; sent < lineLen; sent += len(chunk) {
-				if _, err := w.Write(chunk); err != nil {
-					t.Fatal(err)
+			var werr error
+			base, peak := memtest.Peak(func() {
+				io.WriteString(w, "Subject: one line\r\n\r\n")
+				for sent := 0; sent < lineLen && werr == nil; sent += len(chunk) {
+					_, werr = w.Write(chunk)
 				}
+				io.WriteString(w, "\r\n")
+				err = w.Close()
+			})
+			if werr != nil {
+				t.Fatal(werr)
 			}
-			io.WriteString(w, "\r\n")
-			err = w.Close()
-			close(stop)
-			<-sampled
 			if err != nil {
 				t.Fatalf("a %d MB line: %v", lineLen>>20, err)
 			}
 			if want := int64(len("Subject: one line\r\n\r\n") + lineLen + 2); in.n.Load() != want {
 				t.Errorf("the intake got %d bytes, want %d", in.n.Load(), want)
 			}
-			grew := int64(peak.Load()) - int64(base)
+			grew := int64(peak) - int64(base)
 			t.Logf("%s: heap in use %d KB before, peak %d KB while a %d MB line streamed (+%d KB)",
-				mode, base>>10, peak.Load()>>10, lineLen>>20, grew>>10)
+				mode, base>>10, peak>>10, lineLen>>20, grew>>10)
 			if grew > 8<<20 {
 				t.Errorf("the heap grew by %d MB while a %d MB line streamed", grew>>20, lineLen>>20)
 			}

@@ -1,48 +1,16 @@
 package readpath
 
 import (
-	"os"
-	"runtime/debug"
-	"strings"
 	"testing"
+
+	"relayd/internal/modversion"
 )
 
-const goSMTPModule = "github.com/emersion/go-smtp"
-
-// goSMTPVersion is the go-smtp version of this build: from the build
-// info's Deps, or, where a test binary lists none, from go.mod (a replace
-// directive for go-smtp wins).
+// goSMTPVersion is the go-smtp version of this build.
 func goSMTPVersion(t *testing.T) string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == goSMTPModule {
-				if d.Replace != nil {
-					return d.Replace.Version
-				}
-				return d.Version
-			}
-		}
-	}
-	b, err := os.ReadFile("../../go.mod")
+	v, err := modversion.Of("github.com/emersion/go-smtp", "../../go.mod")
 	if err != nil {
-		t.Fatalf("no build info for %s and no go.mod: %v", goSMTPModule, err)
-	}
-	v := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && f[0] == "replace" {
-			f = f[1:]
-		}
-		switch {
-		case len(f) < 2 || f[0] != goSMTPModule:
-		case strings.Contains(line, "=>"):
-			v = f[len(f)-1] // a replacement (a local one shows as its path)
-		case v == "":
-			v = f[1]
-		}
-	}
-	if v == "" {
-		t.Fatalf("%s is in neither the build info nor go.mod", goSMTPModule)
+		t.Fatal(err)
 	}
 	return v
 }

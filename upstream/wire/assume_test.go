@@ -3,40 +3,21 @@ package wire
 import (
 	"bytes"
 	"errors"
-	"os"
-	"runtime/debug"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
+
+	"relayd/internal/modversion"
 )
 
-const goSMTPModule = "github.com/emersion/go-smtp"
-
-// goSMTPVersion is the go-smtp version in this build, from the build info
-// (a test binary lists its dependencies) or else from go.mod.
+// goSMTPVersion is the go-smtp version in this build.
 func goSMTPVersion(t *testing.T) string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == goSMTPModule {
-				if d.Replace != nil {
-					return d.Replace.Version
-				}
-				return d.Version
-			}
-		}
-	}
-	b, err := os.ReadFile("../../go.mod")
+	v, err := modversion.Of("github.com/emersion/go-smtp", "../../go.mod")
 	if err != nil {
-		t.Fatalf("no build info for %s and no go.mod: %v", goSMTPModule, err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == goSMTPModule {
-			return f[1]
-		}
-	}
-	t.Fatalf("%s is in neither the build info nor go.mod", goSMTPModule)
-	return ""
+	return v
 }
 
 // TestGoSMTPVersion makes the go-smtp version a test input: the seam's

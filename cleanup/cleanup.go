@@ -184,7 +184,10 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	c.qualifyHeader(h)
 	fromDomain := signingDomain(h, sub.Envelope.From) // the routes' from_domain
 	groups := c.split(sub.Envelope, fromDomain)
-	base := h.clone() // before the first entry's identity rewrite
+	var base *header // before the first entry's identity rewrite, for the others
+	if len(groups) > 1 {
+		base = h.clone()
+	}
 
 	var entries []*entry
 	defer func() {
@@ -197,7 +200,9 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	var msgID string // one Message-ID, when completed, for every entry
 	var bodyAt int64
 	first, err := c.entry(sub, h, groups[0], fromDomain, now, &msgID, func(w io.Writer, h *header) error {
-		bodyAt = int64(len(headerBlock(h)))
+		if base != nil {
+			bodyAt = int64(len(headerBlock(h)))
+		}
 		return writeMessage(w, h, br, c.MaxMessageBytes)
 	})
 	if first != nil {
@@ -207,7 +212,7 @@ func (c *Config) submit(ctx context.Context, sub *Submission, r io.Reader) (id s
 	if err != nil {
 		return id, err
 	}
-	if len(groups) > 1 {
+	if base != nil {
 		src, size, err := first.source().Contents()
 		if err != nil {
 			return id, storageError(err)
